@@ -1,0 +1,251 @@
+//! [`RecvBatch`]: caller-owned receive buffers, allocated once, and the GRO
+//! splitter that turns each coalesced receive back into datagrams.
+//!
+//! # Layout
+//!
+//! ```text
+//!  data: one allocation, `slots` x `slot_len` bytes (default 32 x 64 KiB)
+//!  +------------------+------------------+-----+------------------+
+//!  | slot 0           | slot 1           | ... | slot n-1         |
+//!  | seg|seg|seg|tail | one datagram     |     |                  |
+//!  +------------------+------------------+-----+------------------+
+//!    ^ GRO train, stride = segment_size
+//!  control: `slots` x aligned cmsg space (pktinfo, TOS, TTL, UDP_GRO, ...)
+//!  msgs:    one RecvMeta per filled slot: len = bytes in the slot,
+//!           segment_size = GRO stride (= len when not coalesced)
+//! ```
+//!
+//! A receive fills slots `0..k` (one `recvmmsg` message each). [`RecvBatch::iter`]
+//! walks them and cuts every slot at `segment_size`, yielding one
+//! [`RecvMeta`] per datagram; [`RecvBatch::messages`] yields the slots whole
+//! (GRO "raw" mode). A 64 KiB slot holds the largest train the kernel builds
+//! (64 KiB of payload), so a GRO receive is never truncated by default.
+
+use crate::sys::cmsg::RecvControl;
+use crate::RecvMeta;
+
+/// Default number of messages per receive call.
+pub const DEFAULT_SLOTS: usize = 32;
+/// Most messages per receive call.
+pub const MAX_SLOTS: usize = 64;
+/// Default bytes per message slot: the largest UDP payload plus headroom, so
+/// a full GRO train (at most 64 KiB) fits.
+pub const DEFAULT_SLOT_LEN: usize = 1 << 16;
+
+/// Reusable receive buffers for [`crate::Socket::try_recv_batch`].
+///
+/// Allocate once, receive into it again and again: a receive performs no heap
+/// allocation.
+///
+/// ```
+/// use volley::{RecvBatch, Socket, Transmit};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rx = Socket::bind("127.0.0.1:0".parse()?)?;
+/// let tx = Socket::bind("127.0.0.1:0".parse()?)?;
+/// let payload = [7u8; 3000];
+/// // One GSO send: datagrams of 1200, 1200 and 600 bytes.
+/// let t = Transmit::new(rx.local_addr()?, &payload).with_segment_size(1200);
+/// tx.send_batch_blocking(&[t], std::time::Duration::from_secs(5))?;
+///
+/// let mut batch = RecvBatch::new();
+/// let mut sizes = Vec::new();
+/// while sizes.len() < 3 {
+///     rx.recv_batch_blocking(&mut batch, std::time::Duration::from_secs(5))?;
+///     sizes.extend(batch.iter().map(|(meta, _)| meta.len));
+/// }
+/// assert_eq!(sizes, [1200, 1200, 600]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RecvBatch {
+    data: Box<[u8]>,
+    slot_len: usize,
+    pub(crate) control: Box<[RecvControl]>,
+    /// One per filled slot; `len` counts bytes in the slot.
+    pub(crate) msgs: Vec<RecvMeta>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecvBatch {
+    /// 32 slots of 64 KiB (2 MiB): enough for 32 full GRO trains per call.
+    ///
+    /// ```
+    /// let b = volley::RecvBatch::new();
+    /// assert_eq!(b.slots(), 32);
+    /// assert!(b.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_SLOTS, DEFAULT_SLOT_LEN)
+    }
+
+    /// `slots` messages per call (clamped to `1..=64`), each up to
+    /// `slot_len` bytes (at least 1). A datagram or GRO train longer than
+    /// `slot_len` is cut short and flagged [`RecvMeta::truncated`].
+    ///
+    /// ```
+    /// let b = volley::RecvBatch::with_capacity(8, 1500);
+    /// assert_eq!((b.slots(), b.slot_len()), (8, 1500));
+    /// ```
+    pub fn with_capacity(slots: usize, slot_len: usize) -> Self {
+        let slots = slots.clamp(1, MAX_SLOTS);
+        let slot_len = slot_len.max(1);
+        Self {
+            data: vec![0u8; slots * slot_len].into_boxed_slice(),
+            slot_len,
+            control: (0..slots).map(|_| RecvControl::new()).collect(),
+            msgs: Vec::with_capacity(slots),
+        }
+    }
+
+    /// Messages one receive call can return.
+    pub fn slots(&self) -> usize {
+        self.control.len()
+    }
+
+    /// Bytes per message slot.
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Datagrams held (after GRO splitting).
+    ///
+    /// ```
+    /// assert_eq!(volley::RecvBatch::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.msgs.iter().map(segment_count).sum()
+    }
+
+    /// True if the last receive returned nothing (or none happened yet).
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    /// Messages held: kernel receives, each possibly a GRO train.
+    pub fn message_count(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// The datagrams of the last receive, GRO trains split, in arrival order.
+    ///
+    /// ```
+    /// let batch = volley::RecvBatch::new();
+    /// assert_eq!(batch.iter().count(), 0);
+    /// ```
+    pub fn iter(&self) -> Datagrams<'_> {
+        Datagrams { batch: self, msg: 0, offset: 0 }
+    }
+
+    /// The messages of the last receive unsplit ("GRO raw" mode): each item
+    /// is a whole slot, `meta.len` its total size and `meta.segment_size`
+    /// the stride to cut it at.
+    ///
+    /// ```
+    /// let batch = volley::RecvBatch::new();
+    /// assert_eq!(batch.messages().count(), 0);
+    /// ```
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = (RecvMeta, &[u8])> + '_ {
+        self.msgs.iter().enumerate().map(|(i, m)| (*m, &self.slot(i)[..m.len]))
+    }
+
+    fn slot(&self, i: usize) -> &[u8] {
+        &self.data[i * self.slot_len..(i + 1) * self.slot_len]
+    }
+
+    /// The data area for the sys layer: the whole buffer and the slot size.
+    pub(crate) fn data_mut(&mut self) -> (&mut [u8], usize, &mut [RecvControl], &mut Vec<RecvMeta>) {
+        (&mut self.data, self.slot_len, &mut self.control, &mut self.msgs)
+    }
+}
+
+fn segment_count(m: &RecvMeta) -> usize {
+    if m.segment_size == 0 || m.len <= m.segment_size {
+        1
+    } else {
+        m.len.div_ceil(m.segment_size)
+    }
+}
+
+/// Iterator over the datagrams of a [`RecvBatch`]; see [`RecvBatch::iter`].
+#[derive(Debug, Clone)]
+pub struct Datagrams<'a> {
+    batch: &'a RecvBatch,
+    msg: usize,
+    offset: usize,
+}
+
+impl<'a> Iterator for Datagrams<'a> {
+    type Item = (RecvMeta, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let m = self.batch.msgs.get(self.msg)?;
+        let stride = if m.segment_size == 0 { m.len.max(1) } else { m.segment_size };
+        let start = self.offset;
+        let end = (start + stride).min(m.len);
+        let last = end >= m.len;
+        let mut meta = *m;
+        meta.len = end - start;
+        // Only the datagram that reaches the end of a cut-short slot lost bytes.
+        meta.truncated = m.truncated && last;
+        let payload = &self.batch.slot(self.msg)[start..end];
+        if last {
+            self.msg += 1;
+            self.offset = 0;
+        } else {
+            self.offset = end;
+        }
+        Some((meta, payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(batch: &mut RecvBatch, i: usize, bytes: &[u8], stride: usize, truncated: bool) {
+        let (data, slot_len, _, msgs) = batch.data_mut();
+        data[i * slot_len..i * slot_len + bytes.len()].copy_from_slice(bytes);
+        let mut m = RecvMeta::new("127.0.0.1:1".parse().unwrap(), bytes.len());
+        m.segment_size = stride;
+        m.truncated = truncated;
+        msgs.push(m);
+    }
+
+    #[test]
+    fn splits_gro_train_with_short_tail() {
+        let mut b = RecvBatch::with_capacity(2, 4096);
+        let bytes: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        fill(&mut b, 0, &bytes, 1000, false);
+        fill(&mut b, 1, b"xyz", 3, false);
+        let got: Vec<_> = b.iter().map(|(m, p)| (m.len, m.segment_size, p.to_vec())).collect();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], (1000, 1000, bytes[..1000].to_vec()));
+        assert_eq!(got[1], (1000, 1000, bytes[1000..2000].to_vec()));
+        assert_eq!(got[2], (500, 1000, bytes[2000..].to_vec()));
+        assert_eq!(got[3], (3, 3, b"xyz".to_vec()));
+        assert_eq!(b.len(), 4);
+        assert_eq!(b.message_count(), 2);
+    }
+
+    #[test]
+    fn zero_length_datagram_is_yielded() {
+        let mut b = RecvBatch::with_capacity(1, 100);
+        fill(&mut b, 0, b"", 0, false);
+        let got: Vec<_> = b.iter().map(|(m, p)| (m.len, p.len())).collect();
+        assert_eq!(got, [(0, 0)]);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn truncation_flags_only_the_last_segment() {
+        let mut b = RecvBatch::with_capacity(1, 3000);
+        fill(&mut b, 0, &[1u8; 3000], 1200, true);
+        let flags: Vec<_> = b.iter().map(|(m, _)| (m.len, m.truncated)).collect();
+        assert_eq!(flags, [(1200, false), (1200, false), (600, true)]);
+    }
+}

@@ -1,0 +1,137 @@
+//! What the kernel gave this socket: probed once at bind, updated when a
+//! feature is turned off at run time (GSO after `EIO`, mmsg after `ENOSYS`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::Backend;
+
+/// A snapshot of the features a socket uses. Print it to see what your
+/// kernel offers:
+///
+/// ```
+/// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let caps = sock.capabilities();
+/// println!("{caps}");
+/// if cfg!(target_os = "linux") && caps.backend == volley::Backend::Auto {
+///     assert!(caps.mmsg);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The datapath in use.
+    pub backend: Backend,
+    /// Batched syscalls (`recvmmsg`/`sendmmsg`) in use. Turns false at run
+    /// time if a seccomp filter answers `ENOSYS`/`EPERM`.
+    pub mmsg: bool,
+    /// Most datagrams one GSO send may carry; `1` means GSO is off (not
+    /// supported, disabled, or turned off after an `EIO`/`EINVAL`).
+    pub max_gso_segments: usize,
+    /// Receive offload (`UDP_GRO`) on.
+    pub gro: bool,
+    /// Destination address and interface (`IP_PKTINFO`/`IPV6_RECVPKTINFO`)
+    /// reported on receive, source address selectable on send.
+    pub pktinfo: bool,
+    /// The TOS / traffic class (ECN and DSCP) reported on receive.
+    pub ecn: bool,
+    /// TTL / hop limit reported on receive.
+    pub ttl: bool,
+    /// Kernel receive timestamps (`SO_TIMESTAMPNS`) on.
+    pub timestamps: bool,
+    /// `SO_TXTIME` on: transmits may carry a departure time.
+    pub txtime: bool,
+    /// The kernel drop counter (`SO_RXQ_OVFL`) reported on receive.
+    pub drop_counter: bool,
+    /// The ICMP error queue (`IP_RECVERR`/`IPV6_RECVERR`) enabled.
+    pub recv_errors: bool,
+}
+
+impl Capabilities {
+    /// True if GSO is in use (`max_gso_segments > 1`).
+    ///
+    /// ```
+    /// let sock = volley::Config::new().gso(false).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(!sock.capabilities().gso());
+    /// ```
+    pub fn gso(&self) -> bool {
+        self.max_gso_segments > 1
+    }
+}
+
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        writeln!(f, "backend          {:?}", self.backend)?;
+        writeln!(f, "recvmmsg/sendmmsg {}", yn(self.mmsg))?;
+        if self.gso() {
+            writeln!(f, "GSO              yes, up to {} segments", self.max_gso_segments)?;
+        } else {
+            writeln!(f, "GSO              no")?;
+        }
+        writeln!(f, "GRO              {}", yn(self.gro))?;
+        writeln!(f, "pktinfo          {}", yn(self.pktinfo))?;
+        writeln!(f, "ECN/DSCP (recv)  {}", yn(self.ecn))?;
+        writeln!(f, "TTL/hop limit    {}", yn(self.ttl))?;
+        writeln!(f, "rx timestamps    {}", yn(self.timestamps))?;
+        writeln!(f, "SO_TXTIME        {}", yn(self.txtime))?;
+        writeln!(f, "drop counter     {}", yn(self.drop_counter))?;
+        write!(f, "ICMP error queue {}", yn(self.recv_errors))
+    }
+}
+
+/// The live state behind [`Capabilities`]: the fixed probe results plus the
+/// two features that can be turned off while the socket runs.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) fixed: Capabilities,
+    mmsg: AtomicBool,
+    gso_segments: AtomicUsize,
+    gso_warned: AtomicBool,
+}
+
+impl Live {
+    pub(crate) fn new(fixed: Capabilities) -> Self {
+        Self {
+            mmsg: AtomicBool::new(fixed.mmsg),
+            gso_segments: AtomicUsize::new(fixed.max_gso_segments),
+            gso_warned: AtomicBool::new(false),
+            fixed,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Capabilities {
+        Capabilities { mmsg: self.mmsg(), max_gso_segments: self.max_gso_segments(), ..self.fixed }
+    }
+
+    pub(crate) fn mmsg(&self) -> bool {
+        self.mmsg.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn max_gso_segments(&self) -> usize {
+        self.gso_segments.load(Ordering::Relaxed)
+    }
+
+    /// GSO failed with `errno`: stop using it on this socket, warn once.
+    pub(crate) fn disable_gso(&self, errno: i32) {
+        self.gso_segments.store(1, Ordering::Relaxed);
+        if !self.gso_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                errno,
+                error = %std::io::Error::from_raw_os_error(errno),
+                "GSO send failed; GSO turned off for this socket, batch resent unsegmented"
+            );
+        }
+    }
+
+    /// `recvmmsg`/`sendmmsg` are blocked: use one datagram per syscall.
+    pub(crate) fn disable_mmsg(&self, errno: i32) {
+        if self.mmsg.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                errno,
+                error = %std::io::Error::from_raw_os_error(errno),
+                "recvmmsg/sendmmsg unavailable; falling back to recvmsg/sendmsg"
+            );
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Bind-time options: a builder that ends in [`Config::bind`].
+//!
+//! Options that the kernel only honours before `bind(2)` (reuse, IPv6-only,
+//! bind-to-device) are applied before it; the rest right after.
+
+use std::net::SocketAddr;
+
+/// Which datapath a socket uses.
+///
+/// ```
+/// use volley::{Backend, Config};
+/// let sock = Config::new().backend(Backend::Portable).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// assert!(!sock.capabilities().mmsg);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The best the kernel offers: on Linux `recvmmsg`/`sendmmsg`, GSO and
+    /// GRO where probed. The environment variable `VOLLEY_BACKEND=portable`
+    /// turns this into [`Backend::Portable`] for every socket of the process,
+    /// so a whole test suite can run against the fallback.
+    #[default]
+    Auto,
+    /// The portable path: one datagram per `sendmsg`/`recvmsg`, GSO emulated
+    /// by sending segments one by one, GRO off. What non-Linux Unixes get.
+    Portable,
+}
+
+/// Path-MTU discovery mode (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER`).
+///
+/// ```
+/// let c = volley::Config::new().pmtud(volley::Pmtud::Probe);
+/// # let _ = c;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pmtud {
+    /// Don't set DF: the kernel may fragment datagrams larger than the path.
+    Off,
+    /// Set DF and follow the kernel's path-MTU cache: once an ICMP "too big"
+    /// arrives, larger sends fail with [`crate::Error::MessageTooLong`].
+    Do,
+    /// Set DF and ignore the path-MTU cache: sends up to the interface MTU
+    /// always leave, so the application probes the path itself (QUIC's
+    /// DPLPMTUD). The default for QUIC stacks.
+    Probe,
+}
+
+/// Socket options, set up before or right after `bind(2)` as the kernel
+/// requires. Every option has a sane default; [`Socket::bind`] is
+/// `Config::new().bind(addr)`.
+///
+/// ```
+/// use volley::Config;
+/// let sock = Config::new()
+///     .reuse_addr(true)
+///     .recv_buffer_size(4 << 20)
+///     .bind("127.0.0.1:0".parse().unwrap())
+///     .unwrap();
+/// println!("{}", sock.capabilities());
+/// ```
+///
+/// [`Socket::bind`]: crate::Socket::bind
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Config {
+    pub(crate) backend: Backend,
+    pub(crate) gro: Option<bool>,
+    pub(crate) gso: Option<bool>,
+    pub(crate) reuse_addr: bool,
+    pub(crate) reuse_port: bool,
+    pub(crate) ipv6_only: Option<bool>,
+    pub(crate) recv_buffer_size: Option<usize>,
+    pub(crate) send_buffer_size: Option<usize>,
+    pub(crate) tos: Option<u8>,
+    pub(crate) pmtud: Option<Pmtud>,
+    pub(crate) bind_device: Option<String>,
+    pub(crate) timestamps: bool,
+    pub(crate) txtime: bool,
+    pub(crate) recv_errors: bool,
+}
+
+impl Config {
+    /// The defaults: best backend, GSO and GRO on where available, kernel
+    /// buffer sizes, dual-stack IPv6 sockets (`ipv6_only(false)`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chooses the datapath (default [`Backend::Auto`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Turns receive offload (`UDP_GRO`) on or off (default: on if the
+    /// kernel supports it).
+    pub fn gro(mut self, on: bool) -> Self {
+        self.gro = Some(on);
+        self
+    }
+
+    /// Turns send segmentation offload (`UDP_SEGMENT`) on or off (default:
+    /// on if the kernel supports it). Off, multi-segment transmits are sent
+    /// one datagram per message.
+    pub fn gso(mut self, on: bool) -> Self {
+        self.gso = Some(on);
+        self
+    }
+
+    /// `SO_REUSEADDR` (before bind).
+    pub fn reuse_addr(mut self, on: bool) -> Self {
+        self.reuse_addr = on;
+        self
+    }
+
+    /// `SO_REUSEPORT` (before bind): several sockets share one address and
+    /// the kernel load-balances datagrams between them by flow hash.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// `IPV6_V6ONLY` (before bind, IPv6 sockets only). `false` (the default)
+    /// makes a `[::]` socket also receive IPv4, reported as plain IPv4.
+    pub fn ipv6_only(mut self, on: bool) -> Self {
+        self.ipv6_only = Some(on);
+        self
+    }
+
+    /// Requests `SO_RCVBUF` of `bytes`; the grant is in
+    /// [`crate::Socket::recv_buffer_size`].
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Requests `SO_SNDBUF` of `bytes`; the grant is in
+    /// [`crate::Socket::send_buffer_size`].
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// The socket-level TOS / traffic-class byte (DSCP and ECN).
+    pub fn tos(mut self, tos: u8) -> Self {
+        self.tos = Some(tos);
+        self
+    }
+
+    /// Path-MTU discovery mode (default: the kernel's, `Do` on Linux with
+    /// the default sysctl... i.e. "want").
+    pub fn pmtud(mut self, mode: Pmtud) -> Self {
+        self.pmtud = Some(mode);
+        self
+    }
+
+    /// `SO_BINDTODEVICE` (before bind): only use this interface.
+    pub fn bind_device(mut self, ifname: impl Into<String>) -> Self {
+        self.bind_device = Some(ifname.into());
+        self
+    }
+
+    /// Receive timestamps (`SO_TIMESTAMPNS`) in [`crate::RecvMeta::timestamp`].
+    pub fn timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// Enables `SO_TXTIME` so [`crate::Transmit::txtime`] may be used.
+    pub fn txtime(mut self, on: bool) -> Self {
+        self.txtime = on;
+        self
+    }
+
+    /// Enables the ICMP error queue (`IP_RECVERR` / `IPV6_RECVERR`), read
+    /// with [`crate::Socket::try_recv_error`].
+    pub fn recv_errors(mut self, on: bool) -> Self {
+        self.recv_errors = on;
+        self
+    }
+
+    /// Creates the socket, applies the options and binds it to `addr`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Bind`] naming the address and the reason.
+    pub fn bind(&self, addr: SocketAddr) -> Result<crate::Socket, crate::Error> {
+        crate::Socket::with_config(addr, self)
+    }
+
+    pub(crate) fn effective_backend(&self) -> Backend {
+        if self.backend == Backend::Auto && std::env::var_os("VOLLEY_BACKEND").is_some_and(|v| v == "portable") {
+            return Backend::Portable;
+        }
+        self.backend
+    }
+}

@@ -1,0 +1,288 @@
+//! Typed errors. Every error names what was wrong; none is a panic.
+//!
+//! [`Error`] converts into [`std::io::Error`] (keeping itself as the inner
+//! error) so `?` works in functions returning `io::Result`, and
+//! [`Error::kind`] gives the matching [`io::ErrorKind`].
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Which field of a [`crate::Transmit`] was rejected and why.
+///
+/// ```
+/// use volley::{Error, InvalidTransmit, Socket, Transmit};
+/// let sock = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let t = Transmit::new(sock.local_addr().unwrap(), b"abc").with_segment_size(0);
+/// match sock.try_send_batch(&[t]) {
+///     Err(Error::InvalidTransmit(InvalidTransmit::SegmentSizeZero)) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidTransmit {
+    /// `segment_size` was `Some(0)`.
+    SegmentSizeZero,
+    /// `segment_size` split `contents` into more datagrams than the socket
+    /// can send in one GSO call.
+    TooManySegments {
+        /// Datagrams the transmit would become.
+        segments: usize,
+        /// The most the socket allows (see [`crate::Capabilities::max_gso_segments`]).
+        max: usize,
+    },
+    /// A single datagram (the whole `contents`, or one GSO segment) is
+    /// larger than UDP over this IP version can carry.
+    DatagramTooLarge {
+        /// The datagram's payload size.
+        size: usize,
+        /// The protocol limit: 65,507 bytes over IPv4, 65,527 over IPv6.
+        max: usize,
+    },
+    /// The GSO train as a whole (`contents`) exceeds what one UDP send can
+    /// carry.
+    ContentsTooLarge {
+        /// `contents.len()`.
+        size: usize,
+        /// The protocol limit for one send.
+        max: usize,
+    },
+    /// The destination's address family cannot be reached from this socket
+    /// (an IPv6 destination on an IPv4 socket, or an IPv4 destination on an
+    /// IPv6-only socket).
+    AddressFamily {
+        /// The offending destination.
+        destination: SocketAddr,
+    },
+    /// `src_ip` is of a family that cannot be used for this destination.
+    SourceFamily {
+        /// The offending source address.
+        src_ip: std::net::IpAddr,
+    },
+    /// The destination port is 0, which no UDP socket can be reached on.
+    PortZero {
+        /// The offending destination.
+        destination: SocketAddr,
+    },
+    /// `txtime` was set but the socket was not configured with
+    /// [`crate::Config::txtime`].
+    TxtimeNotEnabled,
+}
+
+impl fmt::Display for InvalidTransmit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SegmentSizeZero => f.write_str("segment_size is 0; use None for a single datagram"),
+            Self::TooManySegments { segments, max } => write!(
+                f,
+                "segment_size splits contents into {segments} datagrams, more than the {max} one GSO send allows"
+            ),
+            Self::DatagramTooLarge { size, max } => {
+                write!(f, "datagram of {size} bytes exceeds the UDP maximum of {max} bytes for this IP version")
+            }
+            Self::ContentsTooLarge { size, max } => {
+                write!(f, "contents of {size} bytes exceed the {max} bytes one UDP send can carry")
+            }
+            Self::AddressFamily { destination } => {
+                write!(f, "destination {destination} is of an address family this socket cannot send to")
+            }
+            Self::SourceFamily { src_ip } => {
+                write!(f, "src_ip {src_ip} cannot be used as source for this destination")
+            }
+            Self::PortZero { destination } => write!(f, "destination {destination} has port 0"),
+            Self::TxtimeNotEnabled => f.write_str("txtime set on a socket not configured with Config::txtime(true)"),
+        }
+    }
+}
+
+/// The error type of volley's socket operations.
+///
+/// ```
+/// use volley::{Error, Socket};
+/// let sock = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let err = sock.try_send_batch(&[]).unwrap_err();
+/// assert!(matches!(err, Error::EmptyBatch));
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// // Converts into io::Error for `?` in io code:
+/// let io: std::io::Error = err.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A [`crate::Transmit`] was rejected before any syscall; nothing of it
+    /// was sent.
+    InvalidTransmit(InvalidTransmit),
+    /// `try_send_batch` was given no transmits.
+    EmptyBatch,
+    /// A DSCP value outside `0..=63`.
+    InvalidDscp {
+        /// The rejected value.
+        value: u8,
+    },
+    /// A datagram was larger than the path allows (`EMSGSIZE`), e.g. with
+    /// path-MTU discovery in `Do`/`Probe` mode.
+    MessageTooLong {
+        /// The payload size of the datagram that failed.
+        size: usize,
+        /// The path MTU the kernel knows for the destination, if any.
+        mtu: Option<u32>,
+    },
+    /// The kernel had no buffer space (`ENOBUFS`): transient back-pressure
+    /// from a full device queue, distinct from `WouldBlock` (a full socket
+    /// buffer). The transmit was not sent; retry later or drop it.
+    NoBufferSpace,
+    /// In the portable path (no kernel GSO), a multi-segment transmit was
+    /// only partly sent when the socket buffer stayed full. The first
+    /// `transmits_sent` transmits of the call were sent completely, and of
+    /// the next one the first `segments_sent` segments: resend only the rest.
+    PartialTransmit {
+        /// Transmits fully sent before the partial one.
+        transmits_sent: usize,
+        /// Segments of the partial transmit that were sent.
+        segments_sent: usize,
+    },
+    /// Binding failed; says why and where.
+    Bind {
+        /// The address that could not be bound.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: BindError,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Any other I/O error from the OS, including `WouldBlock`.
+    Io(io::Error),
+}
+
+/// Why a bind failed.
+///
+/// ```
+/// use volley::{BindError, Error, Socket};
+/// let a = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// match Socket::bind(a.local_addr().unwrap()) {
+///     Err(Error::Bind { reason: BindError::AddressInUse, .. }) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BindError {
+    /// `EADDRINUSE`: another socket owns this address and port.
+    AddressInUse,
+    /// `EADDRNOTAVAIL`: no local interface has this address.
+    AddressNotAvailable,
+    /// `EACCES`: the port is privileged.
+    PermissionDenied,
+    /// Any other failure while creating, configuring or binding the socket.
+    Other,
+}
+
+impl Error {
+    /// The closest [`io::ErrorKind`].
+    ///
+    /// ```
+    /// let e = volley::Error::NoBufferSpace;
+    /// assert_eq!(e.kind(), std::io::ErrorKind::OutOfMemory);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Self::InvalidTransmit(_) | Self::EmptyBatch | Self::InvalidDscp { .. } => io::ErrorKind::InvalidInput,
+            Self::MessageTooLong { .. } => io::ErrorKind::InvalidInput,
+            Self::NoBufferSpace => io::ErrorKind::OutOfMemory,
+            Self::PartialTransmit { .. } => io::ErrorKind::WriteZero,
+            Self::Bind { source, .. } => source.kind(),
+            Self::Io(e) => e.kind(),
+        }
+    }
+
+    /// True for `WouldBlock`: wait for readiness and try again.
+    ///
+    /// ```
+    /// let e = volley::Error::from(std::io::Error::from(std::io::ErrorKind::WouldBlock));
+    /// assert!(e.is_would_block());
+    /// ```
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Self::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// The raw OS error code, if this came from the OS.
+    ///
+    /// ```
+    /// assert_eq!(volley::Error::EmptyBatch.raw_os_error(), None);
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Self::Io(e) | Self::Bind { source: e, .. } => e.raw_os_error(),
+            Self::MessageTooLong { .. } => Some(libc::EMSGSIZE),
+            Self::NoBufferSpace => Some(libc::ENOBUFS),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidTransmit(e) => write!(f, "invalid transmit: {e}"),
+            Self::EmptyBatch => f.write_str("empty batch: no transmits to send"),
+            Self::InvalidDscp { value } => write!(f, "invalid DSCP {value}: must be 0..=63"),
+            Self::MessageTooLong { size, mtu: Some(mtu) } => {
+                write!(f, "datagram of {size} bytes is too long for the path (path MTU {mtu})")
+            }
+            Self::MessageTooLong { size, mtu: None } => {
+                write!(f, "datagram of {size} bytes is too long for the path")
+            }
+            Self::NoBufferSpace => {
+                f.write_str("no buffer space in the kernel (ENOBUFS): device queue full, retry later")
+            }
+            Self::PartialTransmit { transmits_sent, segments_sent } => {
+                write!(f, "{transmits_sent} transmits sent, then only {segments_sent} segments of the next")
+            }
+            Self::Bind { addr, reason, source } => {
+                let why = match reason {
+                    BindError::AddressInUse => "another socket owns this address and port",
+                    BindError::AddressNotAvailable => "no local interface has this address",
+                    BindError::PermissionDenied => "permission denied (privileged port?)",
+                    BindError::Other => "socket set-up failed",
+                };
+                write!(f, "cannot bind {addr}: {why} ({source})")
+            }
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Bind { source, .. } | Self::Io(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::ENOBUFS) => Self::NoBufferSpace,
+            _ => Self::Io(e),
+        }
+    }
+}
+
+impl From<InvalidTransmit> for Error {
+    fn from(e: InvalidTransmit) -> Self {
+        Self::InvalidTransmit(e)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            other => Self::new(other.kind(), other),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Per-datagram metadata: what a receive reports ([`RecvMeta`]) and what a
+//! send asks for ([`Transmit`]). Plain data, no `unsafe`, no OS types.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// The two-bit Explicit Congestion Notification field of the IP header
+/// (RFC 3168): the low two bits of the IPv4 TOS byte / IPv6 traffic class.
+///
+/// ```
+/// use volley::Ecn;
+/// assert_eq!(Ecn::from_bits(0b11), Ecn::Ce);
+/// assert_eq!(Ecn::Ect0.bits(), 0b10);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Ecn {
+    /// Not ECN-capable transport (`0b00`).
+    #[default]
+    NotEct,
+    /// ECN-capable transport, codepoint 1 (`0b01`).
+    Ect1,
+    /// ECN-capable transport, codepoint 0 (`0b10`).
+    Ect0,
+    /// Congestion experienced (`0b11`), set by a router.
+    Ce,
+}
+
+impl Ecn {
+    /// The codepoint from the low two bits of `bits` (higher bits are ignored).
+    ///
+    /// ```
+    /// assert_eq!(volley::Ecn::from_bits(0xb9), volley::Ecn::Ect1);
+    /// ```
+    pub const fn from_bits(bits: u8) -> Self {
+        match bits & 0b11 {
+            0b00 => Self::NotEct,
+            0b01 => Self::Ect1,
+            0b10 => Self::Ect0,
+            _ => Self::Ce,
+        }
+    }
+
+    /// The two-bit value of this codepoint.
+    ///
+    /// ```
+    /// assert_eq!(volley::Ecn::Ce.bits(), 3);
+    /// ```
+    pub const fn bits(self) -> u8 {
+        match self {
+            Self::NotEct => 0b00,
+            Self::Ect1 => 0b01,
+            Self::Ect0 => 0b10,
+            Self::Ce => 0b11,
+        }
+    }
+}
+
+impl fmt::Display for Ecn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotEct => "not-ect",
+            Self::Ect1 => "ect1",
+            Self::Ect0 => "ect0",
+            Self::Ce => "ce",
+        })
+    }
+}
+
+/// A Differentiated Services codepoint (RFC 2474): the upper six bits of the
+/// IPv4 TOS byte / IPv6 traffic class, so a value in `0..=63`.
+///
+/// ```
+/// use volley::Dscp;
+/// assert_eq!(Dscp::EF.value(), 46);
+/// assert_eq!(Dscp::new(46).unwrap(), Dscp::EF);
+/// assert!(Dscp::new(64).is_err());
+/// // Combined with ECN into the TOS byte:
+/// assert_eq!(Dscp::EF.tos(volley::Ecn::Ect0), 0xba);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Dscp(u8);
+
+impl Dscp {
+    /// Default forwarding / best effort (0).
+    pub const DEFAULT: Self = Self(0);
+    /// Class selector 1, "lower effort" (8).
+    pub const CS1: Self = Self(8);
+    /// Assured forwarding class 11 (10).
+    pub const AF11: Self = Self(10);
+    /// Assured forwarding class 21 (18).
+    pub const AF21: Self = Self(18);
+    /// Assured forwarding class 31 (26).
+    pub const AF31: Self = Self(26);
+    /// Assured forwarding class 41 (34), e.g. interactive video.
+    pub const AF41: Self = Self(34);
+    /// Class selector 5 (40), e.g. signalling.
+    pub const CS5: Self = Self(40);
+    /// Expedited forwarding (46), e.g. voice.
+    pub const EF: Self = Self(46);
+    /// Class selector 6 (48), network control.
+    pub const CS6: Self = Self(48);
+
+    /// A codepoint from its six-bit value.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidDscp`] if `value > 63`.
+    ///
+    /// ```
+    /// assert_eq!(volley::Dscp::new(34).unwrap(), volley::Dscp::AF41);
+    /// ```
+    pub fn new(value: u8) -> Result<Self, crate::Error> {
+        if value > 63 {
+            return Err(crate::Error::InvalidDscp { value });
+        }
+        Ok(Self(value))
+    }
+
+    /// The codepoint in the upper six bits of a TOS / traffic-class byte.
+    ///
+    /// ```
+    /// assert_eq!(volley::Dscp::from_tos(0xb8), volley::Dscp::EF);
+    /// ```
+    pub const fn from_tos(tos: u8) -> Self {
+        Self(tos >> 2)
+    }
+
+    /// The six-bit value.
+    ///
+    /// ```
+    /// assert_eq!(volley::Dscp::CS1.value(), 8);
+    /// ```
+    pub const fn value(self) -> u8 {
+        self.0
+    }
+
+    /// The TOS / traffic-class byte carrying this codepoint and `ecn`.
+    ///
+    /// ```
+    /// use volley::{Dscp, Ecn};
+    /// assert_eq!(Dscp::AF41.tos(Ecn::Ce), (34 << 2) | 3);
+    /// ```
+    pub const fn tos(self, ecn: Ecn) -> u8 {
+        (self.0 << 2) | ecn.bits()
+    }
+}
+
+impl fmt::Display for Dscp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            0 => "default",
+            8 => "cs1",
+            10 => "af11",
+            18 => "af21",
+            26 => "af31",
+            34 => "af41",
+            40 => "cs5",
+            46 => "ef",
+            48 => "cs6",
+            _ => return write!(f, "{}", self.0),
+        };
+        f.write_str(name)
+    }
+}
+
+/// What the kernel told us about one received datagram.
+///
+/// One `RecvMeta` describes one datagram after GRO splitting: a coalesced
+/// receive of `n` segments yields `n` records that share `src`, `dst_ip`,
+/// `ifindex`, `ecn`, `dscp`, `ttl`, `timestamp` and `drops`.
+///
+/// Fields that depend on a kernel feature are `Option`s and are `None` when
+/// the feature is unavailable (see [`crate::Capabilities`]).
+///
+/// ```
+/// use volley::{RecvBatch, Socket};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rx = Socket::bind("127.0.0.1:0".parse()?)?;
+/// let tx = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// tx.send_to(b"hi", rx.local_addr()?)?;
+/// let mut batch = RecvBatch::new();
+/// rx.recv_batch_blocking(&mut batch, std::time::Duration::from_secs(5))?;
+/// let (meta, payload) = batch.iter().next().unwrap();
+/// assert_eq!(payload, b"hi");
+/// assert_eq!(meta.src, tx.local_addr()?);
+/// assert_eq!(meta.len, 2);
+/// assert!(!meta.truncated);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecvMeta {
+    /// The sender's address. IPv4-mapped IPv6 addresses are reported as
+    /// plain IPv4 (see the crate docs' address policy).
+    pub src: SocketAddr,
+    /// The local address the datagram was sent to (`IP_PKTINFO` /
+    /// `IPV6_PKTINFO`); `None` if the kernel did not report it.
+    pub dst_ip: Option<IpAddr>,
+    /// The index of the interface the datagram arrived on (from pktinfo).
+    pub ifindex: Option<u32>,
+    /// The ECN codepoint of the IP header (`NotEct` if not reported).
+    pub ecn: Ecn,
+    /// The DSCP of the IP header, if the TOS / traffic class was reported.
+    pub dscp: Option<Dscp>,
+    /// The IPv4 TTL / IPv6 hop limit the datagram arrived with.
+    pub ttl: Option<u8>,
+    /// Payload bytes of this datagram present in the buffer.
+    pub len: usize,
+    /// The GRO stride: the size of every segment but possibly the last of
+    /// the receive this datagram came from. Equals `len` when the receive was
+    /// not coalesced.
+    pub segment_size: usize,
+    /// The kernel had more bytes than the buffer could hold (`MSG_TRUNC`):
+    /// this datagram's payload is cut short. Never silent.
+    pub truncated: bool,
+    /// The kernel had more control messages than fit (`MSG_CTRUNC`): some
+    /// of the metadata fields above may be missing.
+    pub control_truncated: bool,
+    /// Kernel receive timestamp (`SO_TIMESTAMPNS`, `CLOCK_REALTIME` since the
+    /// Unix epoch), when enabled in [`crate::Config::timestamps`].
+    pub timestamp: Option<Duration>,
+    /// The socket's cumulative count of datagrams the kernel dropped because
+    /// the receive buffer was full (`SO_RXQ_OVFL`), as of this receive.
+    pub drops: Option<u32>,
+}
+
+impl RecvMeta {
+    /// A record with only the source address and length known.
+    pub(crate) fn new(src: SocketAddr, len: usize) -> Self {
+        Self {
+            src,
+            dst_ip: None,
+            ifindex: None,
+            ecn: Ecn::NotEct,
+            dscp: None,
+            ttl: None,
+            len,
+            segment_size: len,
+            truncated: false,
+            control_truncated: false,
+            timestamp: None,
+            drops: None,
+        }
+    }
+}
+
+/// One outgoing message: a datagram, or with `segment_size` a train of
+/// equal-sized datagrams (the last may be shorter) sent with one GSO call.
+///
+/// Build it with [`Transmit::new`] and the `with_*` setters:
+///
+/// ```
+/// use volley::{Dscp, Ecn, Transmit};
+/// let payload = vec![0u8; 2500];
+/// let t = Transmit::new("127.0.0.1:4433".parse().unwrap(), &payload)
+///     .with_segment_size(1200) // three datagrams: 1200, 1200, 100
+///     .with_ecn(Ecn::Ect0)
+///     .with_dscp(Dscp::EF)
+///     .with_src_ip("127.0.0.2".parse().unwrap());
+/// assert_eq!(t.segments(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transmit<'a> {
+    /// Where to send. On a dual-stack IPv6 socket a plain IPv4 address is
+    /// mapped (`::ffff:a.b.c.d`) for you.
+    pub destination: SocketAddr,
+    /// The payload: one datagram, or the concatenation of a GSO train.
+    pub contents: &'a [u8],
+    /// GSO stride: split `contents` into datagrams of this size (the last
+    /// may be shorter). `None` or a value `>= contents.len()` sends one
+    /// datagram.
+    pub segment_size: Option<usize>,
+    /// ECN codepoint for the IP header.
+    pub ecn: Ecn,
+    /// DSCP for the IP header; `None` keeps the socket's (see
+    /// [`crate::Socket::set_tos`]).
+    pub dscp: Option<Dscp>,
+    /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`), for a
+    /// socket bound to a wildcard address on a multi-homed host.
+    pub src_ip: Option<IpAddr>,
+    /// Earliest departure time (`SO_TXTIME`, `CLOCK_MONOTONIC` nanoseconds),
+    /// honoured only under an fq/etf qdisc; needs [`crate::Config::txtime`].
+    pub txtime: Option<u64>,
+}
+
+impl<'a> Transmit<'a> {
+    /// One datagram of `contents` to `destination`, no ECN, socket DSCP.
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("[::1]:443".parse().unwrap(), b"ping");
+    /// assert_eq!(t.segments(), 1);
+    /// ```
+    pub const fn new(destination: SocketAddr, contents: &'a [u8]) -> Self {
+        Self { destination, contents, segment_size: None, ecn: Ecn::NotEct, dscp: None, src_ip: None, txtime: None }
+    }
+
+    /// Sets the GSO stride.
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("[::1]:443".parse().unwrap(), &[0; 3000])
+    ///     .with_segment_size(1000);
+    /// assert_eq!(t.segments(), 3);
+    /// ```
+    pub const fn with_segment_size(mut self, segment_size: usize) -> Self {
+        self.segment_size = Some(segment_size);
+        self
+    }
+
+    /// Sets the ECN codepoint.
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("[::1]:443".parse().unwrap(), b"x")
+    ///     .with_ecn(volley::Ecn::Ect1);
+    /// assert_eq!(t.ecn, volley::Ecn::Ect1);
+    /// ```
+    pub const fn with_ecn(mut self, ecn: Ecn) -> Self {
+        self.ecn = ecn;
+        self
+    }
+
+    /// Sets the DSCP.
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("[::1]:443".parse().unwrap(), b"x")
+    ///     .with_dscp(volley::Dscp::AF41);
+    /// assert_eq!(t.dscp, Some(volley::Dscp::AF41));
+    /// ```
+    pub const fn with_dscp(mut self, dscp: Dscp) -> Self {
+        self.dscp = Some(dscp);
+        self
+    }
+
+    /// Sets the source address.
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("127.0.0.1:443".parse().unwrap(), b"x")
+    ///     .with_src_ip("127.0.0.2".parse().unwrap());
+    /// assert!(t.src_ip.is_some());
+    /// ```
+    pub const fn with_src_ip(mut self, src_ip: IpAddr) -> Self {
+        self.src_ip = Some(src_ip);
+        self
+    }
+
+    /// Sets the earliest departure time (`CLOCK_MONOTONIC` nanoseconds).
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("127.0.0.1:443".parse().unwrap(), b"x")
+    ///     .with_txtime(1_000_000);
+    /// assert_eq!(t.txtime, Some(1_000_000));
+    /// ```
+    pub const fn with_txtime(mut self, nanos: u64) -> Self {
+        self.txtime = Some(nanos);
+        self
+    }
+
+    /// How many datagrams this transmit becomes on the wire.
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("127.0.0.1:443".parse().unwrap(), &[]);
+    /// assert_eq!(t.segments(), 1); // an empty datagram is still a datagram
+    /// ```
+    pub const fn segments(&self) -> usize {
+        match self.segment_size {
+            Some(s) if s > 0 && self.contents.len() > s => self.contents.len().div_ceil(s),
+            _ => 1,
+        }
+    }
+
+    /// The effective stride: `Some` only when the transmit is more than one
+    /// datagram.
+    pub(crate) const fn gso_stride(&self) -> Option<usize> {
+        match self.segment_size {
+            Some(s) if s > 0 && self.contents.len() > s => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The TOS byte to attach, if this transmit asks for one. `socket_dscp`
+    /// is kept when only ECN is given, so per-datagram ECN never wipes the
+    /// socket's DSCP.
+    pub(crate) const fn tos(&self, socket_dscp: Dscp) -> Option<u8> {
+        match (self.dscp, self.ecn) {
+            (None, Ecn::NotEct) => None,
+            (Some(d), e) => Some(d.tos(e)),
+            (None, e) => Some(socket_dscp.tos(e)),
+        }
+    }
+}

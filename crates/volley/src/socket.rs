@@ -1,0 +1,325 @@
+//! [`Socket`]: the non-blocking, batched UDP socket, a [`mio::event::Source`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, SocketState};
+use crate::{Capabilities, Config, Error, RecvBatch, Transmit};
+
+/// A non-blocking UDP socket that receives with `recvmmsg` + GRO and sends
+/// with `sendmmsg` + GSO, reporting per-datagram metadata.
+///
+/// Register it with a [`mio::Poll`] and call [`Socket::try_recv_batch`] /
+/// [`Socket::try_send_batch`] on readiness; both return `WouldBlock`
+/// ([`Error::is_would_block`]) when the kernel has nothing to give or no
+/// room. All methods take `&self`: one socket may be shared between a
+/// receiving and a sending thread.
+///
+/// ```
+/// use mio::{Events, Interest, Poll, Token};
+/// use volley::{RecvBatch, Socket, Transmit};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut rx = Socket::bind("127.0.0.1:0".parse()?)?;
+/// let tx = Socket::bind("127.0.0.1:0".parse()?)?;
+/// let mut poll = Poll::new()?;
+/// poll.registry().register(&mut rx, Token(0), Interest::READABLE)?;
+///
+/// tx.try_send_batch(&[Transmit::new(rx.local_addr()?, b"hello")])?;
+///
+/// let mut events = Events::with_capacity(8);
+/// let mut batch = RecvBatch::new();
+/// 'outer: loop {
+///     poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))?;
+///     loop {
+///         match rx.try_recv_batch(&mut batch) {
+///             Ok(_) => break 'outer,
+///             Err(e) if e.is_would_block() => break,
+///             Err(e) => return Err(e.into()),
+///         }
+///     }
+/// }
+/// assert_eq!(batch.iter().next().unwrap().1, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Socket {
+    inner: socket2::Socket,
+    state: SocketState,
+    recv_buffer: BufferSize,
+    send_buffer: BufferSize,
+}
+
+/// A buffer size as requested and as the kernel granted it (Linux doubles
+/// the request for bookkeeping and clamps it to `net.core.rmem_max` /
+/// `wmem_max` unless the process may force it).
+///
+/// ```
+/// let sock = volley::Config::new().recv_buffer_size(1 << 20).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let b = sock.recv_buffer_size();
+/// assert_eq!(b.requested, Some(1 << 20));
+/// assert!(b.granted > 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BufferSize {
+    /// What the configuration asked for, if anything.
+    pub requested: Option<usize>,
+    /// What `getsockopt` reports now.
+    pub granted: usize,
+}
+
+impl Socket {
+    /// Binds a socket with the default [`Config`].
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("[::]:0".parse().unwrap()).unwrap();
+    /// assert!(sock.local_addr().unwrap().is_ipv6());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Bind`] naming the address and the reason.
+    pub fn bind(addr: SocketAddr) -> Result<Self, Error> {
+        Config::new().bind(addr)
+    }
+
+    pub(crate) fn with_config(addr: SocketAddr, config: &Config) -> Result<Self, Error> {
+        let (inner, state) = sys::open(addr, config)?;
+        let recv_buffer =
+            BufferSize { requested: config.recv_buffer_size, granted: inner.recv_buffer_size().unwrap_or(0) };
+        let send_buffer =
+            BufferSize { requested: config.send_buffer_size, granted: inner.send_buffer_size().unwrap_or(0) };
+        Ok(Self { inner, state, recv_buffer, send_buffer })
+    }
+
+    /// The address the socket is bound to.
+    ///
+    /// # Errors
+    /// Only if the OS call fails.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()?.as_socket().ok_or_else(|| io::Error::other("socket has no IP address"))
+    }
+
+    /// What the kernel gave this socket, now (GSO and mmsg may have been
+    /// turned off since bind).
+    pub fn capabilities(&self) -> Capabilities {
+        self.state.live.snapshot()
+    }
+
+    /// The receive buffer size requested at bind and granted by the kernel.
+    pub fn recv_buffer_size(&self) -> BufferSize {
+        self.recv_buffer
+    }
+
+    /// The send buffer size requested at bind and granted by the kernel.
+    pub fn send_buffer_size(&self) -> BufferSize {
+        self.send_buffer
+    }
+
+    /// Receives as many queued messages as `batch` has slots, in one
+    /// `recvmmsg` (one `recvmsg` each in the portable path), and returns the
+    /// number of datagrams now in `batch` after GRO splitting.
+    ///
+    /// # Errors
+    /// `WouldBlock` ([`Error::is_would_block`]) when nothing is queued; a
+    /// pending socket error (for example `ECONNREFUSED` after an ICMP port
+    /// unreachable on a connected socket) once, after which the socket keeps
+    /// receiving.
+    pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> Result<usize, Error> {
+        sys::recv(self.inner.as_fd(), &self.state, batch)
+    }
+
+    /// Like [`Socket::try_recv_batch`], but first waits up to `timeout` for
+    /// a datagram. For tests, tools and simple programs; event loops use
+    /// mio readiness instead.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::TimedOut`] if nothing arrived in time; otherwise as
+    /// [`Socket::try_recv_batch`].
+    pub fn recv_batch_blocking(&self, batch: &mut RecvBatch, timeout: Duration) -> Result<usize, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_recv_batch(batch) {
+                Err(e) if e.is_would_block() => {}
+                other => return other,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "no datagram before the timeout")));
+            }
+            sys::wait(self.inner.as_fd(), libc::POLLIN, left)?;
+        }
+    }
+
+    /// Sends `transmits` in order with as few `sendmmsg` calls as possible
+    /// (64 messages each) and returns how many were sent completely.
+    ///
+    /// `Ok(n)` with `n < transmits.len()` means the kernel took no more now
+    /// (socket buffer full) or `transmits[n]` has a problem: call again with
+    /// `&transmits[n..]`, which either sends or reports it. Nothing is
+    /// dropped silently, and an `Err` always concerns `transmits[0]` with
+    /// nothing sent, except [`Error::PartialTransmit`], which says exactly
+    /// how much went out.
+    ///
+    /// Multi-segment transmits use GSO (`UDP_SEGMENT`) when available; when
+    /// not, their segments are sent as separate messages. If a GSO send
+    /// fails with `EIO` (or `EINVAL` that an unsegmented resend cures), GSO
+    /// is turned off for this socket, the same transmits are resent at once,
+    /// and one warning is logged.
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`]; [`Error::InvalidTransmit`] naming the field;
+    /// `WouldBlock` if the socket buffer is full; [`Error::MessageTooLong`]
+    /// (`EMSGSIZE`); [`Error::NoBufferSpace`] (`ENOBUFS`).
+    ///
+    /// ```
+    /// use volley::{Error, Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sock = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let to = peer.local_addr()?;
+    /// let msgs: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 100]).collect();
+    /// let transmits: Vec<_> = msgs.iter().map(|m| Transmit::new(to, m)).collect();
+    /// let mut rest = &transmits[..];
+    /// while !rest.is_empty() {
+    ///     match sock.try_send_batch(rest) {
+    ///         Ok(n) => rest = &rest[n..],
+    ///         Err(e) if e.is_would_block() => std::thread::yield_now(), // or wait for WRITABLE
+    ///         Err(e) => { eprintln!("dropping one: {e}"); rest = &rest[1..]; }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
+        sys::send(self.inner.as_fd(), &self.state, transmits)
+    }
+
+    /// Sends all of `transmits`, waiting for buffer space up to `timeout` in
+    /// all. For tests, tools and simple programs.
+    ///
+    /// # Errors
+    /// The first error that is not `WouldBlock` (nothing after the failing
+    /// transmit is sent), or [`io::ErrorKind::TimedOut`].
+    pub fn send_batch_blocking(&self, transmits: &[Transmit<'_>], timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let mut rest = transmits;
+        while !rest.is_empty() {
+            match self.try_send_batch(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.is_would_block() => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "socket stayed full until the timeout",
+                        )));
+                    }
+                    sys::wait(self.inner.as_fd(), libc::POLLOUT, left)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects the socket to `addr`: only datagrams from it are received,
+    /// and [`Socket::path_mtu`] becomes available.
+    ///
+    /// # Errors
+    /// As `connect(2)`.
+    pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
+        let addr = match addr {
+            SocketAddr::V4(a) if self.state.v6 => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
+            a => a,
+        };
+        self.inner.connect(&addr.into()).map_err(Error::from)
+    }
+
+    /// Dissolves a connection made with [`Socket::connect`].
+    ///
+    /// # Errors
+    /// As `connect(2)` with `AF_UNSPEC`.
+    pub fn disconnect(&self) -> Result<(), Error> {
+        sys::disconnect(self.inner.as_fd()).map_err(Error::from)
+    }
+
+    /// The peer of a connected socket.
+    ///
+    /// # Errors
+    /// `NotConnected` if the socket is not connected.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        let a = self.inner.peer_addr()?.as_socket().ok_or_else(|| io::Error::other("peer has no IP address"))?;
+        Ok(match a {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                None => a,
+            },
+            a => a,
+        })
+    }
+
+    /// The kernel's path MTU towards the connected peer (`IP_MTU` /
+    /// `IPV6_MTU`). Linux only.
+    ///
+    /// # Errors
+    /// `NotConnected` on an unconnected socket.
+    pub fn path_mtu(&self) -> Result<u32, Error> {
+        let v6_path = self.peer_addr()?.is_ipv6();
+        sys::path_mtu(self.inner.as_fd(), v6_path).map_err(Error::from)
+    }
+
+    /// Sets the socket-level TOS / traffic-class byte (DSCP in the upper six
+    /// bits, ECN in the lower two): `IP_TOS` on IPv4, `IPV6_TCLASS` on IPv6,
+    /// both on a dual-stack socket. Per-datagram ECN
+    /// ([`Transmit::ecn`]) keeps this DSCP.
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// sock.set_tos(volley::Dscp::AF41.tos(volley::Ecn::NotEct)).unwrap();
+    /// assert_eq!(sock.tos().unwrap(), 34 << 2);
+    /// ```
+    ///
+    /// # Errors
+    /// As `setsockopt(2)`.
+    pub fn set_tos(&self, tos: u8) -> Result<(), Error> {
+        sys::set_tos(self.inner.as_fd(), self.state.v6, self.state.dual_stack, tos)?;
+        self.state.socket_dscp.store(tos >> 2, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The socket-level TOS / traffic-class byte.
+    ///
+    /// # Errors
+    /// As `getsockopt(2)`.
+    pub fn tos(&self) -> Result<u8, Error> {
+        sys::tos(self.inner.as_fd(), self.state.v6).map_err(Error::from)
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl mio::event::Source for Socket {
+    fn register(&mut self, registry: &mio::Registry, token: mio::Token, interests: mio::Interest) -> io::Result<()> {
+        mio::unix::SourceFd(&self.inner.as_raw_fd()).register(registry, token, interests)
+    }
+
+    fn reregister(&mut self, registry: &mio::Registry, token: mio::Token, interests: mio::Interest) -> io::Result<()> {
+        mio::unix::SourceFd(&self.inner.as_raw_fd()).reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        mio::unix::SourceFd(&self.inner.as_raw_fd()).deregister(registry)
+    }
+}

@@ -1,0 +1,331 @@
+//! The one control-message codec: an [`Encoder`] that checks space and
+//! alignment for every `push`, and [`decode`], a bounds-checked walk over
+//! received control bytes with a single `match (level, type)` table.
+//!
+//! Both work on plain byte slices, never on pointers into a `msghdr`, so the
+//! decoder can be fed arbitrary bytes (fuzzing, property tests) safely. The
+//! only `unsafe` here copies plain-old-data structs (`cmsghdr`,
+//! `in_pktinfo`, ...) in and out of bytes, and evaluates libc's `CMSG_*`
+//! arithmetic.
+
+use std::mem::{align_of, size_of, MaybeUninit};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// `CMSG_ALIGN`: control messages start at multiples of this.
+const ALIGN: usize = {
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic on their argument.
+    unsafe { libc::CMSG_SPACE(1) as usize - libc::CMSG_LEN(0) as usize }
+};
+/// `CMSG_LEN(0)`: the aligned header size.
+const HDR: usize = {
+    // SAFETY: pure arithmetic.
+    unsafe { libc::CMSG_LEN(0) as usize }
+};
+
+const fn space(payload: usize) -> usize {
+    HDR + (payload + ALIGN - 1) / ALIGN * ALIGN
+}
+
+/// Receive control space per message: every option we may enable, once
+/// each (IPv4 and IPv6 flavours, since a dual-stack socket may get either).
+pub(crate) const RECV_SPACE: usize = space(size_of::<libc::in6_pktinfo>())
+    + space(size_of::<libc::in_pktinfo>())
+    + 2 * space(size_of::<libc::c_int>()) // TOS / TCLASS
+    + 2 * space(size_of::<libc::c_int>()) // TTL / HOPLIMIT
+    + space(size_of::<libc::c_int>()) // UDP_GRO
+    + space(size_of::<libc::timespec>()) // SO_TIMESTAMPNS
+    + space(size_of::<u32>()) // SO_RXQ_OVFL
+    + 64; // headroom for anything the kernel adds that we ignore
+
+/// Send control space per message: TOS, pktinfo, UDP_SEGMENT, SCM_TXTIME.
+pub(crate) const SEND_SPACE: usize = space(size_of::<libc::c_int>())
+    + space(size_of::<libc::in6_pktinfo>())
+    + space(size_of::<u16>())
+    + space(size_of::<u64>());
+
+/// Control-message storage aligned for `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub(crate) struct Aligned<const N: usize>(pub(crate) [u8; N]);
+
+impl<const N: usize> std::fmt::Debug for Aligned<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Aligned<{N}>")
+    }
+}
+
+/// Per-message receive control buffer.
+pub(crate) type RecvControl = Aligned<RECV_SPACE>;
+/// Per-message send control buffer.
+pub(crate) type SendControl = Aligned<SEND_SPACE>;
+
+impl<const N: usize> Aligned<N> {
+    pub(crate) const fn new() -> Self {
+        Self([0; N])
+    }
+}
+
+/// Reads a plain-old-data `T` from the start of `bytes`, which must be at
+/// least `size_of::<T>()` long.
+fn read_pod<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    let mut out = MaybeUninit::<T>::uninit();
+    // SAFETY: `bytes` holds at least size_of::<T>() bytes (checked above);
+    // the destination is a distinct local of exactly that size; T is only
+    // instantiated with C structs and integers for which every bit pattern is
+    // valid (cmsghdr, in_pktinfo, in6_pktinfo, timespec, c_int, u32).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), size_of::<T>());
+        Some(out.assume_init())
+    }
+}
+
+/// The bytes of a plain-old-data value.
+fn pod_bytes<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: `value` is a live, initialised T borrowed for the returned
+    // lifetime; viewing it as size_of::<T>() bytes is valid for the C
+    // structs and integers this is used with. Padding bytes of libc structs
+    // we build are zeroed (they come from `zeroed()`), so no uninitialised
+    // byte is read.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// A zeroed libc struct.
+pub(crate) fn zeroed<T: Copy>() -> T {
+    // SAFETY: only used with C structs (cmsghdr, in_pktinfo, msghdr,
+    // sockaddr_*) for which all-zero bytes is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Writes control messages into an aligned buffer.
+#[derive(Debug)]
+pub(crate) struct Encoder<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+/// The buffer had no room for a control message: a sizing bug, reported
+/// rather than written past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoSpace;
+
+impl<'a> Encoder<'a> {
+    /// `buf` must start at a `cmsghdr`-aligned address (it comes from an
+    /// [`Aligned`]).
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        debug_assert_eq!(buf.as_ptr() as usize % align_of::<libc::cmsghdr>(), 0);
+        Self { buf, len: 0 }
+    }
+
+    /// Appends one control message carrying `value`.
+    pub(crate) fn push<T: Copy>(&mut self, level: libc::c_int, ty: libc::c_int, value: T) -> Result<(), NoSpace> {
+        let need = space(size_of::<T>());
+        let end = self.len.checked_add(need).ok_or(NoSpace)?;
+        if end > self.buf.len() {
+            return Err(NoSpace);
+        }
+        let mut hdr: libc::cmsghdr = zeroed();
+        hdr.cmsg_level = level;
+        hdr.cmsg_type = ty;
+        // cmsg_len's type differs between libcs (size_t, socklen_t): `as _`.
+        hdr.cmsg_len = (HDR + size_of::<T>()) as _;
+        let slot = &mut self.buf[self.len..end];
+        slot.fill(0);
+        slot[..size_of::<libc::cmsghdr>()].copy_from_slice(pod_bytes(&hdr));
+        slot[HDR..HDR + size_of::<T>()].copy_from_slice(pod_bytes(&value));
+        self.len = end;
+        Ok(())
+    }
+
+    /// Bytes written: the `msg_controllen` to use.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// What the control messages of one received message said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Decoded {
+    pub(crate) dst_ip: Option<IpAddr>,
+    pub(crate) ifindex: Option<u32>,
+    pub(crate) tos: Option<u8>,
+    pub(crate) ttl: Option<u8>,
+    pub(crate) gro_segment_size: Option<usize>,
+    pub(crate) timestamp: Option<Duration>,
+    pub(crate) drops: Option<u32>,
+}
+
+/// An integer option: the kernel sends `int`, some options (IPv4 `IP_TOS`
+/// on receive) a single byte.
+fn int_or_byte(data: &[u8]) -> Option<i64> {
+    match data.len() {
+        0 => None,
+        1..=3 => Some(i64::from(data[0])),
+        _ => read_pod::<libc::c_int>(data).map(i64::from),
+    }
+}
+
+/// Decodes received control bytes (`msg_control[..msg_controllen]`).
+/// Malformed input (short header, length past the end) ends the walk; it
+/// never reads out of bounds or panics.
+pub(crate) fn decode(control: &[u8]) -> Decoded {
+    let mut out = Decoded::default();
+    let mut off = 0usize;
+    while control.len().saturating_sub(off) >= size_of::<libc::cmsghdr>() {
+        let Some(hdr) = read_pod::<libc::cmsghdr>(&control[off..]) else { break };
+        let len = hdr.cmsg_len as usize;
+        if len < HDR || len > control.len() - off {
+            break;
+        }
+        let data = &control[off + HDR..off + len];
+        match (hdr.cmsg_level, hdr.cmsg_type) {
+            (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                if let Some(pi) = read_pod::<libc::in_pktinfo>(data) {
+                    out.dst_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
+                    out.ifindex = u32::try_from(pi.ipi_ifindex).ok();
+                }
+            }
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                if let Some(pi) = read_pod::<libc::in6_pktinfo>(data) {
+                    out.dst_ip = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
+                    out.ifindex = Some(pi.ipi6_ifindex);
+                }
+            }
+            (libc::IPPROTO_IP, libc::IP_TOS) | (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
+                out.tos = int_or_byte(data).map(|v| v as u8);
+            }
+            (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
+                out.ttl = int_or_byte(data).map(|v| v as u8);
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (libc::SOL_UDP, libc::UDP_GRO) => {
+                out.gro_segment_size = int_or_byte(data).and_then(|v| usize::try_from(v).ok()).filter(|&v| v > 0);
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                if let Some(ts) = read_pod::<libc::timespec>(data) {
+                    if let (Ok(s), Ok(ns)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+                        if ns < 1_000_000_000 {
+                            out.timestamp = Some(Duration::new(s, ns));
+                        }
+                    }
+                }
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                out.drops = read_pod::<u32>(data);
+            }
+            _ => {}
+        }
+        // Next header: CMSG_NXTHDR rounds the length up to the alignment.
+        match len.checked_add(ALIGN - 1) {
+            Some(l) => off += l / ALIGN * ALIGN,
+            None => break,
+        }
+    }
+    out
+}
+
+/// What one transmit asks the kernel for, per message.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SendOptions {
+    pub(crate) tos: Option<u8>,
+    /// Source address and whether to encode it as IPv4 (`IP_PKTINFO`).
+    pub(crate) src_ip: Option<IpAddr>,
+    pub(crate) segment_size: Option<u16>,
+    pub(crate) txtime: Option<u64>,
+}
+
+/// Encodes `opts` for a message to a destination that is IPv4 (`v4`: plain
+/// IPv4, or IPv4-mapped on a dual-stack socket) or IPv6.
+pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -> Result<(), NoSpace> {
+    if let Some(tos) = opts.tos {
+        if v4 {
+            enc.push(libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
+        } else {
+            enc.push(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
+        }
+    }
+    match opts.src_ip {
+        Some(IpAddr::V4(ip)) => {
+            let mut pi: libc::in_pktinfo = zeroed();
+            pi.ipi_spec_dst.s_addr = u32::from(ip).to_be();
+            enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi)?;
+        }
+        Some(IpAddr::V6(ip)) => {
+            let mut pi: libc::in6_pktinfo = zeroed();
+            pi.ipi6_addr.s6_addr = ip.octets();
+            enc.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, pi)?;
+        }
+        None => {}
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(seg) = opts.segment_size {
+        enc.push(libc::SOL_UDP, libc::UDP_SEGMENT, seg)?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(t) = opts.txtime {
+        enc.push(libc::SOL_SOCKET, libc::SCM_TXTIME, t)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes receive-side messages the way the kernel lays them out, so the
+    /// decoder can be checked without a socket.
+    #[test]
+    fn decode_reads_what_encoder_wrote() {
+        let mut buf = RecvControl::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        let mut pi: libc::in_pktinfo = zeroed();
+        pi.ipi_ifindex = 7;
+        pi.ipi_addr.s_addr = u32::from(Ipv4Addr::new(127, 0, 0, 2)).to_be();
+        enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).unwrap();
+        enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb9u8).unwrap();
+        enc.push(libc::IPPROTO_IP, libc::IP_TTL, 64 as libc::c_int).unwrap();
+        enc.push(libc::SOL_UDP, libc::UDP_GRO, 1200 as libc::c_int).unwrap();
+        enc.push(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 5u32).unwrap();
+        let n = enc.len();
+        let d = decode(&buf.0[..n]);
+        assert_eq!(d.dst_ip, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(d.ifindex, Some(7));
+        assert_eq!(d.tos, Some(0xb9));
+        assert_eq!(d.ttl, Some(64));
+        assert_eq!(d.gro_segment_size, Some(1200));
+        assert_eq!(d.drops, Some(5));
+    }
+
+    #[test]
+    fn encoder_refuses_overflow() {
+        let mut buf = Aligned::<24>::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        enc.push(libc::IPPROTO_IP, libc::IP_TOS, 1 as libc::c_int).unwrap();
+        assert_eq!(enc.push(libc::IPPROTO_IP, libc::IP_TOS, 1 as libc::c_int), Err(NoSpace));
+    }
+
+    #[test]
+    fn decode_survives_garbage() {
+        let mut seed = 0x1234_5678u32;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let _ = decode(&bytes);
+        }
+        // A header claiming more bytes than present stops the walk.
+        let mut hdr: libc::cmsghdr = zeroed();
+        hdr.cmsg_len = 1000 as _;
+        hdr.cmsg_level = libc::IPPROTO_IP;
+        hdr.cmsg_type = libc::IP_TOS;
+        assert_eq!(decode(pod_bytes(&hdr)), Decoded::default());
+    }
+}

@@ -1,0 +1,71 @@
+//! Linux: `sendmmsg`/`recvmmsg`, and the offload probes (`UDP_SEGMENT`,
+//! `UDP_GRO`, `SO_RXQ_OVFL`, `SO_TIMESTAMPNS`, `SO_TXTIME`).
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use super::{set_int, syscall, MsgHdr, GSO_MAX_SEGMENTS};
+use crate::{Capabilities, Config};
+
+/// One `sendmmsg` over `msgs`.
+pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+    let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: sendmmsg(2): "msgvec is a pointer to an array of mmsghdr
+    // structures. The size of this array is specified in vlen." MsgHdr has
+    // mmsghdr's layout (asserted at compile time in sys/mod.rs) and `msgs`
+    // holds `vlen` of them. Each msg_hdr points at a sockaddr of msg_namelen
+    // bytes, one iovec, and msg_controllen bytes of control data, all owned
+    // by the caller's stack frame and live for this call. flags = 0 (the
+    // socket is non-blocking).
+    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, 0))?;
+    Ok(n as usize)
+}
+
+/// One `recvmmsg` into `msgs`.
+pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+    let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: recvmmsg(2): "msgvec is a pointer to an array of mmsghdr
+    // structures. The size of this array is specified in vlen." Each entry
+    // points at a writable sockaddr buffer of msg_namelen bytes, one iovec
+    // over a writable slot of the batch, and msg_controllen bytes of
+    // writable, cmsghdr-aligned control space, all live for this call. The
+    // kernel writes msg_len, msg_namelen, msg_controllen and msg_flags.
+    // timeout = NULL: return what is queued (the socket is non-blocking).
+    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, 0, std::ptr::null_mut()))?;
+    Ok(n as usize)
+}
+
+/// Probes and enables the Linux-only features on a fresh socket.
+pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &mut Capabilities) -> io::Result<()> {
+    caps.drop_counter = set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok();
+    if config.timestamps {
+        set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+        caps.timestamps = true;
+    }
+    if config.txtime {
+        let txtime = libc::sock_txtime { clockid: libc::CLOCK_MONOTONIC, flags: 0 };
+        // SAFETY: setsockopt(SO_TXTIME) takes a struct sock_txtime; it lives
+        // on the stack for the call and the length says so.
+        syscall!(setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            libc::SO_TXTIME,
+            (&txtime as *const libc::sock_txtime).cast(),
+            size_of::<libc::sock_txtime>() as libc::socklen_t,
+        ))?;
+        caps.txtime = true;
+    }
+    if portable {
+        return Ok(());
+    }
+    caps.mmsg = true;
+    // GSO: the kernel knows UDP_SEGMENT if it can be read back.
+    if config.gso != Some(false) && super::get_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok() {
+        caps.max_gso_segments = GSO_MAX_SEGMENTS;
+    }
+    if config.gro != Some(false) {
+        caps.gro = set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+    }
+    Ok(())
+}

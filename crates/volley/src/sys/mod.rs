@@ -1,0 +1,715 @@
+//! Everything that touches libc. Nothing outside `sys/` is `unsafe`.
+//!
+//! # What a backend provides
+//!
+//! A backend is a pair of functions over an array of message headers
+//! ([`MsgHdr`], laid out like Linux's `struct mmsghdr`):
+//!
+//! - `send_msgs(fd, &mut [MsgHdr]) -> io::Result<usize>`: send the messages
+//!   in order; `Ok(n)` means the first `n` left; `Err` means the first one
+//!   failed and none left.
+//! - `recv_msgs(fd, &mut [MsgHdr]) -> io::Result<usize>`: fill up to all of
+//!   them; `Ok(n)` with `n >= 1`; `Err(WouldBlock)` when nothing is queued.
+//!
+//! Two backends exist, chosen per call from the socket's live capabilities:
+//!
+//! - [`linux`]: one `sendmmsg`/`recvmmsg` per array (Linux, Android);
+//! - [`fallback`]: one `sendmsg`/`recvmsg` per message (any Unix). Used when
+//!   [`crate::Backend::Portable`] is configured, off Linux, and at run time
+//!   when a seccomp filter refuses the `mmsg` calls.
+//!
+//! Everything else here is shared: socket set-up and probing ([`open`]),
+//! building headers from [`Transmit`]s and decoding received ones
+//! ([`send`], [`recv`]), and socket options.
+
+pub(crate) mod cmsg;
+mod fallback;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux;
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::capabilities::Live;
+use crate::{Backend, Capabilities, Config, Dscp, Error, InvalidTransmit, RecvBatch, RecvMeta, Transmit};
+use cmsg::{Encoder, SendControl, SendOptions};
+
+/// `-1` to `io::Error` (mio's `syscall!`).
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)? ) ) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: every caller passes arguments that satisfy the named
+        // syscall's contract; see the SAFETY comment at each call site.
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// Messages per `sendmmsg` call. Stack arrays of this many headers,
+/// addresses and control buffers are built per call (about 15 KiB).
+const SEND_CHUNK: usize = 64;
+
+/// Largest UDP payload: IPv4 (65535 - 20 - 8) and IPv6 (65535 - 8).
+pub(crate) const MAX_PAYLOAD_V4: usize = 65_507;
+pub(crate) const MAX_PAYLOAD_V6: usize = 65_527;
+/// Most segments one GSO send may carry (`UDP_MAX_SEGMENTS` of every kernel
+/// with GSO; newer kernels allow 128, but 64 is safe everywhere and 64 KiB
+/// of payload caps a train anyway).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// A message header laid out like Linux's `struct mmsghdr`, so one array
+/// serves both `sendmmsg` and a loop of `sendmsg`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct MsgHdr {
+    pub(crate) hdr: libc::msghdr,
+    pub(crate) len: libc::c_uint,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const _: () = assert!(size_of::<MsgHdr>() == size_of::<libc::mmsghdr>());
+
+/// Storage for one socket address, big enough for IPv4 and IPv6.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union SockAddrBuf {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl SockAddrBuf {
+    fn new() -> Self {
+        cmsg::zeroed()
+    }
+
+    /// Writes `addr`, returning its length.
+    fn write(&mut self, addr: SocketAddr) -> libc::socklen_t {
+        match addr {
+            SocketAddr::V4(a) => {
+                let mut sin: libc::sockaddr_in = cmsg::zeroed();
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                self.v4 = sin;
+                size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                let mut sin6: libc::sockaddr_in6 = cmsg::zeroed();
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_scope_id = a.scope_id();
+                self.v6 = sin6;
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+
+    /// Reads the address the kernel wrote (`len` bytes), IPv4-mapped
+    /// addresses folded to IPv4.
+    fn read(&self, len: libc::socklen_t) -> Option<SocketAddr> {
+        // SAFETY: both union variants are plain C structs; the buffer was
+        // zeroed before the kernel wrote `len` bytes, so whichever variant we
+        // read is initialised. The family field sits at the same offset in
+        // both, and we check it (and the length) before trusting the rest.
+        let family = unsafe { self.v4.sin_family } as libc::c_int;
+        match family {
+            libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+                // SAFETY: family says the kernel wrote a sockaddr_in.
+                let sin = unsafe { self.v4 };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            }
+            libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: family says the kernel wrote a sockaddr_in6.
+                let sin6 = unsafe { self.v6 };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                let port = u16::from_be(sin6.sin6_port);
+                Some(match ip.to_ipv4_mapped() {
+                    Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                    None => SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn iovec(ptr: *const u8, len: usize) -> libc::iovec {
+    libc::iovec { iov_base: ptr.cast_mut().cast(), iov_len: len }
+}
+
+/// Sets an `int` socket option.
+pub(crate) fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is a live socket; the option value points at a c_int that
+    // outlives the call and the length says so.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        level,
+        name,
+        (&value as *const libc::c_int).cast(),
+        size_of::<libc::c_int>() as libc::socklen_t,
+    ))
+    .map(drop)
+}
+
+/// Reads an `int` socket option.
+pub(crate) fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is live; value/len point at writable locals of the sizes
+    // given, as getsockopt(2) requires.
+    syscall!(getsockopt(fd.as_raw_fd(), level, name, (&mut value as *mut libc::c_int).cast(), &mut len))?;
+    Ok(value)
+}
+
+/// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),
+/// or `timeout` passes. Returns whether it became ready.
+pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: one valid pollfd, count 1.
+        match syscall!(poll(&mut pfd, 1, ms)) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Per-socket facts the data path needs.
+#[derive(Debug)]
+pub(crate) struct SocketState {
+    pub(crate) live: Live,
+    /// The socket is IPv6 (possibly dual-stack).
+    pub(crate) v6: bool,
+    /// IPv6 socket that also carries IPv4 (`IPV6_V6ONLY` off).
+    pub(crate) dual_stack: bool,
+    /// The DSCP of the socket-level TOS, kept under per-datagram ECN.
+    pub(crate) socket_dscp: AtomicU8,
+    /// An error the portable receive loop met after it had datagrams to
+    /// return; reported by the next receive.
+    pub(crate) pending_error: std::sync::Mutex<Option<io::Error>>,
+}
+
+impl SocketState {
+    pub(crate) fn socket_dscp(&self) -> Dscp {
+        Dscp::from_tos(self.socket_dscp.load(Ordering::Relaxed) << 2)
+    }
+}
+
+/// Creates, configures and binds a socket; probes what the kernel offers.
+pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket, SocketState), Error> {
+    let bind_err = |reason, source: io::Error| Error::Bind { addr, reason, source };
+    let other = |e: io::Error| bind_err(crate::BindError::Other, e);
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM.nonblocking().cloexec(), Some(socket2::Protocol::UDP))
+        .map_err(other)?;
+    let v6 = addr.is_ipv6();
+    let dual_stack = v6 && !config.ipv6_only.unwrap_or(false);
+    if v6 {
+        sock.set_only_v6(!dual_stack).map_err(other)?;
+    }
+    if config.reuse_addr {
+        sock.set_reuse_address(true).map_err(other)?;
+    }
+    if config.reuse_port {
+        sock.set_reuse_port(true).map_err(other)?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(dev) = &config.bind_device {
+        sock.bind_device(Some(dev.as_bytes())).map_err(other)?;
+    }
+    if let Some(size) = config.recv_buffer_size {
+        set_buffer(&sock, size, true);
+    }
+    if let Some(size) = config.send_buffer_size {
+        set_buffer(&sock, size, false);
+    }
+    sock.bind(&addr.into()).map_err(|e| {
+        let reason = match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => crate::BindError::AddressInUse,
+            Some(libc::EADDRNOTAVAIL) => crate::BindError::AddressNotAvailable,
+            Some(libc::EACCES) => crate::BindError::PermissionDenied,
+            _ => crate::BindError::Other,
+        };
+        bind_err(reason, e)
+    })?;
+
+    let fd = {
+        use std::os::fd::AsFd;
+        sock.as_fd()
+    };
+    let v4_opts = !v6 || dual_stack;
+    let try_both = |v4: (libc::c_int, libc::c_int), v6o: (libc::c_int, libc::c_int)| -> bool {
+        let a = !v4_opts || set_int(fd, libc::IPPROTO_IP, v4.0, v4.1).is_ok();
+        let b = !v6 || set_int(fd, libc::IPPROTO_IPV6, v6o.0, v6o.1).is_ok();
+        a && b
+    };
+    let pktinfo = try_both((libc::IP_PKTINFO, 1), (libc::IPV6_RECVPKTINFO, 1));
+    let ecn = try_both((libc::IP_RECVTOS, 1), (libc::IPV6_RECVTCLASS, 1));
+    let ttl = try_both((libc::IP_RECVTTL, 1), (libc::IPV6_RECVHOPLIMIT, 1));
+    if let Some(tos) = config.tos {
+        set_tos(fd, v6, dual_stack, tos).map_err(other)?;
+    }
+    if let Some(mode) = config.pmtud {
+        set_pmtud(fd, v6, dual_stack, mode).map_err(other)?;
+    }
+    let recv_errors = config.recv_errors && try_both((libc::IP_RECVERR, 1), (libc::IPV6_RECVERR, 1));
+
+    let portable = config.effective_backend() == Backend::Portable;
+    let mut caps = Capabilities {
+        backend: if portable { Backend::Portable } else { Backend::Auto },
+        mmsg: false,
+        max_gso_segments: 1,
+        gro: false,
+        pktinfo,
+        ecn,
+        ttl,
+        timestamps: false,
+        txtime: false,
+        drop_counter: false,
+        recv_errors,
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    linux::probe(fd, config, portable, &mut caps).map_err(other)?;
+    let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
+    Ok((sock, SocketState { live: Live::new(caps), v6, dual_stack, socket_dscp, pending_error: Default::default() }))
+}
+
+/// Requests a buffer size; on Linux retries with the `*FORCE` option (root
+/// may exceed `net.core.*mem_max`) and warns once if the grant falls short.
+fn set_buffer(sock: &socket2::Socket, size: usize, recv: bool) {
+    let (set, get): (fn(&socket2::Socket, usize) -> io::Result<()>, fn(&socket2::Socket) -> io::Result<usize>) = if recv
+    {
+        (socket2::Socket::set_recv_buffer_size, socket2::Socket::recv_buffer_size)
+    } else {
+        (socket2::Socket::set_send_buffer_size, socket2::Socket::send_buffer_size)
+    };
+    let _ = set(sock, size);
+    let granted = || get(sock).unwrap_or(0);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if granted() < size {
+        use std::os::fd::AsFd;
+        let opt = if recv { libc::SO_RCVBUFFORCE } else { libc::SO_SNDBUFFORCE };
+        let _ = set_int(sock.as_fd(), libc::SOL_SOCKET, opt, libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX));
+    }
+    let got = granted();
+    if got < size {
+        tracing::warn!(
+            requested = size,
+            granted = got,
+            "socket {} buffer smaller than requested; raise sysctl net.core.{}",
+            if recv { "receive" } else { "send" },
+            if recv { "rmem_max" } else { "wmem_max" }
+        );
+    }
+}
+
+/// Sets the socket-level TOS / traffic class on every family the socket
+/// carries.
+pub(crate) fn set_tos(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool, tos: u8) -> io::Result<()> {
+    if !v6 || dual_stack {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
+    }
+    if v6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
+    }
+    Ok(())
+}
+
+/// Reads the socket-level TOS / traffic class.
+pub(crate) fn tos(fd: BorrowedFd<'_>, v6: bool) -> io::Result<u8> {
+    let v = if v6 {
+        get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS)?
+    } else {
+        get_int(fd, libc::IPPROTO_IP, libc::IP_TOS)?
+    };
+    Ok(v as u8)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_pmtud(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool, mode: crate::Pmtud) -> io::Result<()> {
+    use crate::Pmtud;
+    let (v4m, v6m) = match mode {
+        Pmtud::Off => (libc::IP_PMTUDISC_DONT, libc::IPV6_PMTUDISC_DONT),
+        Pmtud::Do => (libc::IP_PMTUDISC_DO, libc::IPV6_PMTUDISC_DO),
+        Pmtud::Probe => (libc::IP_PMTUDISC_PROBE, libc::IPV6_PMTUDISC_PROBE),
+    };
+    if !v6 || dual_stack {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4m)?;
+    }
+    if v6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, v6m)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_pmtud(_fd: BorrowedFd<'_>, _v6: bool, _dual_stack: bool, _mode: crate::Pmtud) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "path-MTU discovery modes need Linux"))
+}
+
+/// The kernel's path MTU for a connected socket (`IP_MTU` / `IPV6_MTU`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn path_mtu(fd: BorrowedFd<'_>, v6_path: bool) -> io::Result<u32> {
+    let v = if v6_path {
+        get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU)?
+    } else {
+        get_int(fd, libc::IPPROTO_IP, libc::IP_MTU)?
+    };
+    Ok(v as u32)
+}
+
+/// The kernel's path MTU for a connected socket.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn path_mtu(_fd: BorrowedFd<'_>, _v6_path: bool) -> io::Result<u32> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "IP_MTU needs Linux"))
+}
+
+/// Dissolves a connection (`connect` to `AF_UNSPEC`).
+pub(crate) fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut addr: libc::sockaddr = cmsg::zeroed();
+    addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: a valid sockaddr of the stated length; AF_UNSPEC dissolves the
+    // association (connect(2), "UDP ... may dissolve the association").
+    match syscall!(connect(fd.as_raw_fd(), &addr, size_of::<libc::sockaddr>() as libc::socklen_t)) {
+        Ok(_) => Ok(()),
+        // Some kernels answer EAFNOSUPPORT yet dissolve the association.
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn send_msgs(fd: RawFd, live: &Live, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if live.mmsg() {
+        match linux::send_msgs(fd, msgs) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                live.disable_mmsg(e.raw_os_error().unwrap_or(0));
+            }
+            other => return other,
+        }
+    }
+    let _ = live;
+    fallback::send_msgs(fd, msgs)
+}
+
+fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+    if let Some(e) = state.pending_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if state.live.mmsg() {
+        match linux::recv_msgs(fd, msgs) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                state.live.disable_mmsg(e.raw_os_error().unwrap_or(0));
+            }
+            other => return other,
+        }
+    }
+    match fallback::recv_msgs(fd, msgs) {
+        (0, Some(e)) => Err(e),
+        (n, pending) => {
+            if let Some(e) = pending {
+                *state.pending_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Receives into `batch`, decoding addresses and control messages into one
+/// [`RecvMeta`] per message. Returns the number of datagrams after GRO
+/// splitting.
+pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
+    let (data, slot_len, control, msgs) = batch.data_mut();
+    msgs.clear();
+    let n = control.len();
+    let mut names = [SockAddrBuf::new(); crate::batch::MAX_SLOTS];
+    let mut iovs = [iovec(std::ptr::null(), 0); crate::batch::MAX_SLOTS];
+    let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; crate::batch::MAX_SLOTS];
+    for i in 0..n {
+        iovs[i] = iovec(data[i * slot_len..].as_mut_ptr(), slot_len);
+        let h = &mut hdrs[i].hdr;
+        h.msg_name = (&mut names[i] as *mut SockAddrBuf).cast();
+        h.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
+        h.msg_iov = &mut iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = control[i].0.as_mut_ptr().cast();
+        h.msg_controllen = cmsg::RECV_SPACE as _;
+    }
+    let got = loop {
+        match recv_msgs(fd.as_raw_fd(), state, &mut hdrs[..n]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    let mut datagrams = 0;
+    for (i, h) in hdrs[..got].iter().enumerate() {
+        // A UDP socket always gets an IPv4/IPv6 source; keep the slot (the
+        // batch indexes slots by message) with an unspecified one otherwise.
+        let src = names[i].read(h.hdr.msg_namelen);
+        debug_assert!(src.is_some(), "UDP receive without an IP source address");
+        let src = src.unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+        let len = (h.len as usize).min(slot_len);
+        let ctrl_len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
+        let d = cmsg::decode(&control[i].0[..ctrl_len]);
+        let mut meta = RecvMeta::new(src, len);
+        meta.dst_ip = d.dst_ip.map(|ip| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        });
+        meta.ifindex = d.ifindex;
+        if let Some(tos) = d.tos {
+            meta.ecn = crate::Ecn::from_bits(tos);
+            meta.dscp = Some(Dscp::from_tos(tos));
+        }
+        meta.ttl = d.ttl;
+        meta.segment_size = d.gro_segment_size.unwrap_or(len);
+        meta.truncated = h.hdr.msg_flags & libc::MSG_TRUNC != 0;
+        meta.control_truncated = h.hdr.msg_flags & libc::MSG_CTRUNC != 0;
+        meta.timestamp = d.timestamp;
+        meta.drops = d.drops;
+        datagrams +=
+            if meta.segment_size == 0 || len <= meta.segment_size { 1 } else { len.div_ceil(meta.segment_size) };
+        msgs.push(meta);
+    }
+    Ok(datagrams)
+}
+
+/// Checks one transmit against the socket; returns the destination as the
+/// socket must see it and whether it is an IPv4 path.
+fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(SocketAddr, bool), InvalidTransmit> {
+    if t.segment_size == Some(0) {
+        return Err(InvalidTransmit::SegmentSizeZero);
+    }
+    if t.destination.port() == 0 {
+        return Err(InvalidTransmit::PortZero { destination: t.destination });
+    }
+    if t.txtime.is_some() && !state.live.fixed.txtime {
+        return Err(InvalidTransmit::TxtimeNotEnabled);
+    }
+    // Normalise IPv4-mapped destinations to IPv4, then map for the socket.
+    let dest = match t.destination {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, a.port())),
+            None => t.destination,
+        },
+        v4 => v4,
+    };
+    let v4_path = dest.is_ipv4();
+    let wire = match (dest, state.v6) {
+        (SocketAddr::V4(_), false) | (SocketAddr::V6(_), true) => dest,
+        (SocketAddr::V4(a), true) if state.dual_stack => {
+            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
+        }
+        _ => return Err(InvalidTransmit::AddressFamily { destination: t.destination }),
+    };
+    if let Some(src) = t.src_ip {
+        let src_v4 = match src {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+        };
+        if src_v4 != v4_path {
+            return Err(InvalidTransmit::SourceFamily { src_ip: src });
+        }
+    }
+    let max = if v4_path { MAX_PAYLOAD_V4 } else { MAX_PAYLOAD_V6 };
+    match t.gso_stride() {
+        None if t.contents.len() > max => {
+            return Err(InvalidTransmit::DatagramTooLarge { size: t.contents.len(), max });
+        }
+        Some(s) if s > max => return Err(InvalidTransmit::DatagramTooLarge { size: s, max }),
+        Some(_) if t.contents.len() > max => {
+            return Err(InvalidTransmit::ContentsTooLarge { size: t.contents.len(), max });
+        }
+        Some(_) if gso_max > 1 && t.segments() > gso_max => {
+            return Err(InvalidTransmit::TooManySegments { segments: t.segments(), max: gso_max });
+        }
+        _ => {}
+    }
+    Ok((wire, v4_path))
+}
+
+/// Where a header in the send chunk came from.
+#[derive(Clone, Copy, Default)]
+struct Origin {
+    /// Emulated segment index (0 for a whole transmit).
+    segment: usize,
+    /// This message completes its transmit.
+    last: bool,
+    /// This message carries `UDP_SEGMENT`.
+    gso: bool,
+    /// Payload bytes of this message.
+    len: usize,
+}
+
+/// Sends `transmits` in order; returns how many were sent completely.
+///
+/// `Err` only when nothing was sent (or a segmented transmit was cut
+/// short, [`Error::PartialTransmit`]).
+pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
+    if transmits.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    let raw = fd.as_raw_fd();
+    let socket_dscp = state.socket_dscp();
+    let mut done = 0usize; // transmits fully sent
+    let mut segment = 0usize; // emulated segments of transmits[done] already sent
+                              // Set after a GSO EINVAL: emulate transmits[done] to learn whether GSO
+                              // itself was the problem.
+    let mut emulate_next: Option<i32> = None;
+    let mut partial_waited = false;
+
+    let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; SEND_CHUNK];
+    let mut iovs = [iovec(std::ptr::null(), 0); SEND_CHUNK];
+    let mut names = [SockAddrBuf::new(); SEND_CHUNK];
+    let mut ctrls = [SendControl::new(); SEND_CHUNK];
+    let mut origins = [Origin::default(); SEND_CHUNK];
+
+    while done < transmits.len() {
+        // Build one chunk starting at (done, segment).
+        let gso_max = state.live.max_gso_segments();
+        let mut k = 0;
+        let (mut t_idx, mut seg) = (done, segment);
+        let mut invalid = None;
+        while k < SEND_CHUNK && t_idx < transmits.len() {
+            let t = &transmits[t_idx];
+            let (wire, v4) = match validate(t, state, gso_max) {
+                Ok(v) => v,
+                Err(e) => {
+                    invalid = Some(e);
+                    break;
+                }
+            };
+            let stride = t.gso_stride();
+            let use_gso = stride.is_some() && gso_max > 1 && !(t_idx == done && emulate_next.is_some());
+            let (payload, last, this_seg) = match stride {
+                Some(s) if !use_gso => {
+                    let start = seg * s;
+                    let end = (start + s).min(t.contents.len());
+                    (&t.contents[start..end], end == t.contents.len(), seg)
+                }
+                _ => (t.contents, true, 0),
+            };
+            let opts = SendOptions {
+                tos: t.tos(socket_dscp),
+                src_ip: t.src_ip.map(|ip| match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                    v4 => v4,
+                }),
+                segment_size: if use_gso { stride.map(|s| s as u16) } else { None },
+                txtime: t.txtime,
+            };
+            let mut enc = Encoder::new(&mut ctrls[k].0);
+            if cmsg::encode_send(&mut enc, &opts, v4).is_err() {
+                // SEND_SPACE covers every option once: unreachable unless the
+                // sizing is wrong. Report, never write past the buffer.
+                return Err(Error::Io(io::Error::other("volley: control-message space exhausted")));
+            }
+            let ctrl_len = enc.len();
+            let namelen = names[k].write(wire);
+            iovs[k] = iovec(payload.as_ptr(), payload.len());
+            let h = &mut hdrs[k];
+            h.len = 0;
+            h.hdr = cmsg::zeroed();
+            h.hdr.msg_name = (&mut names[k] as *mut SockAddrBuf).cast();
+            h.hdr.msg_namelen = namelen;
+            h.hdr.msg_iov = &mut iovs[k];
+            h.hdr.msg_iovlen = 1;
+            if ctrl_len > 0 {
+                h.hdr.msg_control = ctrls[k].0.as_mut_ptr().cast();
+                h.hdr.msg_controllen = ctrl_len as _;
+            }
+            origins[k] = Origin { segment: this_seg, last, gso: use_gso, len: payload.len() };
+            k += 1;
+            if last {
+                t_idx += 1;
+                seg = 0;
+            } else {
+                seg += 1;
+            }
+        }
+        if k == 0 {
+            // transmits[done] itself is invalid.
+            let e = invalid.expect("an empty chunk means the next transmit was rejected");
+            return if done > 0 { Ok(done) } else { Err(e.into()) };
+        }
+
+        match send_msgs(raw, &state.live, &mut hdrs[..k]) {
+            Ok(n) => {
+                if let Some(errno) = emulate_next.take() {
+                    // The unsegmented resend worked: GSO was the problem.
+                    state.live.disable_gso(errno);
+                }
+                partial_waited = false;
+                for o in &origins[..n] {
+                    if o.last {
+                        done += 1;
+                        segment = 0;
+                    } else {
+                        segment = o.segment + 1;
+                    }
+                }
+                if n < k {
+                    // The kernel stopped early; the next loop retries from
+                    // there and sees its error or WouldBlock.
+                    continue;
+                }
+                if invalid.is_some() {
+                    return Ok(done);
+                }
+            }
+            Err(e) => {
+                let first = origins[0];
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EIO) if first.gso => {
+                        state.live.disable_gso(libc::EIO);
+                        continue;
+                    }
+                    Some(libc::EINVAL) if first.gso && emulate_next.is_none() => {
+                        emulate_next = Some(libc::EINVAL);
+                        continue;
+                    }
+                    _ => {}
+                }
+                emulate_next = None;
+                if segment > 0 {
+                    // Mid-way through an emulated train: finish it if the
+                    // socket drains soon, so the transmit stays whole.
+                    if e.kind() == io::ErrorKind::WouldBlock && !partial_waited {
+                        partial_waited = true;
+                        if wait(fd, libc::POLLOUT, Duration::from_secs(1))? {
+                            continue;
+                        }
+                    }
+                    return Err(Error::PartialTransmit { transmits_sent: done, segments_sent: segment });
+                }
+                if done > 0 {
+                    return Ok(done);
+                }
+                return Err(match e.raw_os_error() {
+                    Some(libc::EMSGSIZE) => Error::MessageTooLong {
+                        size: first.len,
+                        mtu: transmits.first().and_then(|t| path_mtu(fd, !t.destination.is_ipv4()).ok()),
+                    },
+                    _ => Error::from(e),
+                });
+            }
+        }
+    }
+    Ok(done)
+}
