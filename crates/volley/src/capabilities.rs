@@ -62,21 +62,27 @@ impl Capabilities {
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
-        writeln!(f, "backend          {:?}", self.backend)?;
-        writeln!(f, "recvmmsg/sendmmsg {}", yn(self.mmsg))?;
-        if self.gso() {
-            writeln!(f, "GSO              yes, up to {} segments", self.max_gso_segments)?;
-        } else {
-            writeln!(f, "GSO              no")?;
+        let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
+        let rows: [(&str, &str); 11] = [
+            ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
+            ("recvmmsg/sendmmsg", yn(self.mmsg)),
+            ("GSO (UDP_SEGMENT)", &gso),
+            ("GRO (UDP_GRO)", yn(self.gro)),
+            ("pktinfo", yn(self.pktinfo)),
+            ("ECN/DSCP on receive", yn(self.ecn)),
+            ("TTL/hop limit", yn(self.ttl)),
+            ("rx timestamps", yn(self.timestamps)),
+            ("SO_TXTIME", yn(self.txtime)),
+            ("drop counter", yn(self.drop_counter)),
+            ("ICMP error queue", yn(self.recv_errors)),
+        ];
+        for (i, (name, value)) in rows.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{name:<20} {value}")?;
         }
-        writeln!(f, "GRO              {}", yn(self.gro))?;
-        writeln!(f, "pktinfo          {}", yn(self.pktinfo))?;
-        writeln!(f, "ECN/DSCP (recv)  {}", yn(self.ecn))?;
-        writeln!(f, "TTL/hop limit    {}", yn(self.ttl))?;
-        writeln!(f, "rx timestamps    {}", yn(self.timestamps))?;
-        writeln!(f, "SO_TXTIME        {}", yn(self.txtime))?;
-        writeln!(f, "drop counter     {}", yn(self.drop_counter))?;
-        write!(f, "ICMP error queue {}", yn(self.recv_errors))
+        Ok(())
     }
 }
 

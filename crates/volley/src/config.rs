@@ -26,6 +26,25 @@ pub enum Backend {
     Portable,
 }
 
+/// How a reuse-port group spreads datagrams over its sockets.
+///
+/// ```
+/// assert_ne!(volley::Steering::Hash, volley::Steering::Cpu);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Steering {
+    /// The kernel's default: a hash of the flow (addresses and ports), so
+    /// one peer always reaches the same socket.
+    #[default]
+    Hash,
+    /// By the CPU that processes the packet: socket `cpu % n`. With one
+    /// socket per core (and RSS / RPS spreading flows over cores) each
+    /// thread handles the packets its core received, without cross-core
+    /// traffic. Linux only (`SO_ATTACH_REUSEPORT_CBPF`).
+    Cpu,
+}
+
 /// Path-MTU discovery mode (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER`).
 ///
 /// ```
@@ -148,8 +167,9 @@ impl Config {
         self
     }
 
-    /// Path-MTU discovery mode (default: the kernel's, `Do` on Linux with
-    /// the default sysctl... i.e. "want").
+    /// Path-MTU discovery mode (default: the kernel's, which on Linux sets
+    /// DF and fragments only once an ICMP "too big" lowered the path MTU:
+    /// `IP_PMTUDISC_WANT`).
     pub fn pmtud(mut self, mode: Pmtud) -> Self {
         self.pmtud = Some(mode);
         self
@@ -186,6 +206,49 @@ impl Config {
     /// [`crate::Error::Bind`] naming the address and the reason.
     pub fn bind(&self, addr: SocketAddr) -> Result<crate::Socket, crate::Error> {
         crate::Socket::with_config(addr, self)
+    }
+
+    /// Binds `n` sockets to one address with `SO_REUSEPORT`, so a
+    /// thread-per-core server can shard traffic, and attaches a classic-BPF
+    /// program (`SO_ATTACH_REUSEPORT_CBPF`) for `steering` (Linux). If
+    /// `addr` has port 0, the first socket picks the port and the rest join
+    /// it.
+    ///
+    /// ```
+    /// use volley::{Config, Steering};
+    /// let group = Config::new().bind_reuse_port_group("127.0.0.1:0".parse().unwrap(), 4, Steering::Hash).unwrap();
+    /// assert_eq!(group.len(), 4);
+    /// let port = group[0].local_addr().unwrap().port();
+    /// assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port));
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::Bind`] from any member; an `InvalidInput` error if
+    /// `n` is 0.
+    pub fn bind_reuse_port_group(
+        &self,
+        addr: SocketAddr,
+        n: usize,
+        steering: Steering,
+    ) -> Result<Vec<crate::Socket>, crate::Error> {
+        if n == 0 {
+            return Err(crate::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a reuse-port group needs at least one socket",
+            )));
+        }
+        let config = self.clone().reuse_port(true);
+        let first = config.bind(addr)?;
+        let addr = first.local_addr()?;
+        let mut group = Vec::with_capacity(n);
+        group.push(first);
+        for _ in 1..n {
+            group.push(config.bind(addr)?);
+        }
+        if steering == Steering::Cpu {
+            group[0].attach_cpu_steering(n)?;
+        }
+        Ok(group)
     }
 
     pub(crate) fn effective_backend(&self) -> Backend {

@@ -78,7 +78,7 @@ mod sys;
 
 pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS};
 pub use capabilities::Capabilities;
-pub use config::{Backend, Config, Pmtud};
+pub use config::{Backend, Config, Pmtud, Steering};
 pub use error::{BindError, Error, InvalidTransmit};
-pub use meta::{Dscp, Ecn, RecvMeta, Transmit};
+pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Transmit};
 pub use socket::{BufferSize, Socket};

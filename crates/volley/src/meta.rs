@@ -388,3 +388,96 @@ impl<'a> Transmit<'a> {
         }
     }
 }
+
+/// What an ICMP error said about a datagram this socket sent, read from the
+/// error queue with [`crate::Socket::try_recv_error`].
+///
+/// ```
+/// use volley::{IcmpError, IcmpKind};
+/// fn on_error(e: IcmpError) {
+///     if let IcmpKind::PacketTooBig { mtu } = e.kind {
+///         println!("path to {:?} takes at most {mtu} bytes", e.destination);
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IcmpError {
+    /// What happened.
+    pub kind: IcmpKind,
+    /// Where the datagram that caused it was going.
+    pub destination: Option<SocketAddr>,
+    /// The host that reported it (a router, the peer, or this host).
+    pub offender: Option<IpAddr>,
+    /// The error number the kernel attached (`EMSGSIZE`, `ECONNREFUSED`,
+    /// `EHOSTUNREACH`, ...).
+    pub errno: i32,
+}
+
+/// The kind of an [`IcmpError`].
+///
+/// ```
+/// let k = volley::IcmpKind::PacketTooBig { mtu: 1280 };
+/// assert_eq!(k.to_string(), "packet too big (mtu 1280)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IcmpKind {
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big", or a local
+    /// send over the known path MTU: datagrams to this destination must be
+    /// at most `mtu` bytes of IP packet.
+    PacketTooBig {
+        /// The path MTU reported.
+        mtu: u32,
+    },
+    /// Port unreachable: nothing listens at the destination.
+    PortUnreachable,
+    /// Host, network or protocol unreachable, or administratively
+    /// prohibited, with the ICMP code.
+    Unreachable {
+        /// The ICMP / ICMPv6 code.
+        code: u8,
+    },
+    /// The TTL / hop limit ran out on the way.
+    TimeExceeded,
+    /// Anything else, with the raw origin, type and code.
+    Other {
+        /// `SO_EE_ORIGIN_*`.
+        origin: u8,
+        /// ICMP type.
+        icmp_type: u8,
+        /// ICMP code.
+        code: u8,
+    },
+}
+
+impl fmt::Display for IcmpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PacketTooBig { mtu } => write!(f, "packet too big (mtu {mtu})"),
+            Self::PortUnreachable => f.write_str("port unreachable"),
+            Self::Unreachable { code } => write!(f, "destination unreachable (code {code})"),
+            Self::TimeExceeded => f.write_str("time exceeded"),
+            Self::Other { origin, icmp_type, code } => {
+                write!(f, "error (origin {origin}, type {icmp_type}, code {code})")
+            }
+        }
+    }
+}
+
+impl IcmpKind {
+    /// Classifies a `sock_extended_err` (origin, type, code, info, errno).
+    pub(crate) fn classify(origin: u8, icmp_type: u8, code: u8, info: u32, errno: i32) -> Self {
+        const LOCAL: u8 = 1;
+        const ICMP: u8 = 2;
+        const ICMP6: u8 = 3;
+        match (origin, icmp_type, code) {
+            (ICMP, 3, 4) | (ICMP6, 2, _) => Self::PacketTooBig { mtu: info },
+            (ICMP, 3, 3) | (ICMP6, 1, 4) => Self::PortUnreachable,
+            (ICMP, 3, c) | (ICMP6, 1, c) => Self::Unreachable { code: c },
+            (ICMP, 11, _) | (ICMP6, 3, _) => Self::TimeExceeded,
+            (LOCAL, _, _) if errno == libc::EMSGSIZE => Self::PacketTooBig { mtu: info },
+            (o, t, c) => Self::Other { origin: o, icmp_type: t, code: c },
+        }
+    }
+}

@@ -289,12 +289,36 @@ impl Socket {
         Ok(())
     }
 
+    /// Reads one ICMP error from the socket's error queue (needs
+    /// [`Config::recv_errors`]): "packet too big (mtu)", "port unreachable"
+    /// and so on, with the destination they concern. Reading the error queue
+    /// never consumes normal datagrams. Returns `Ok(None)` when the queue is
+    /// empty; poll it after a send or receive failed, or when mio reports
+    /// the socket readable and the receive queue is empty.
+    ///
+    /// ```
+    /// let sock = volley::Config::new().recv_errors(true).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(sock.try_recv_error().unwrap().is_none());
+    /// ```
+    ///
+    /// # Errors
+    /// As `recvmsg(2)` with `MSG_ERRQUEUE`.
+    pub fn try_recv_error(&self) -> Result<Option<crate::IcmpError>, Error> {
+        sys::recv_error(self.inner.as_fd())
+    }
+
     /// The socket-level TOS / traffic-class byte.
     ///
     /// # Errors
     /// As `getsockopt(2)`.
     pub fn tos(&self) -> Result<u8, Error> {
         sys::tos(self.inner.as_fd(), self.state.v6).map_err(Error::from)
+    }
+}
+
+impl Socket {
+    pub(crate) fn attach_cpu_steering(&self, n: usize) -> Result<(), Error> {
+        sys::attach_cpu_steering(self.inner.as_fd(), n).map_err(Error::from)
     }
 }
 

@@ -8,6 +8,9 @@
 //! `in_pktinfo`, ...) in and out of bytes, and evaluates libc's `CMSG_*`
 //! arithmetic.
 
+// cmsg_len is size_t on glibc Linux and socklen_t elsewhere.
+#![allow(clippy::unnecessary_cast)]
+
 use std::mem::{align_of, size_of, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -24,7 +27,7 @@ const HDR: usize = {
 };
 
 const fn space(payload: usize) -> usize {
-    HDR + (payload + ALIGN - 1) / ALIGN * ALIGN
+    HDR + payload.div_ceil(ALIGN) * ALIGN
 }
 
 /// Receive control space per message: every option we may enable, once
@@ -156,6 +159,19 @@ pub(crate) struct Decoded {
     pub(crate) gro_segment_size: Option<usize>,
     pub(crate) timestamp: Option<Duration>,
     pub(crate) drops: Option<u32>,
+    /// From the error queue: (`sock_extended_err` fields, offender address).
+    pub(crate) ext_err: Option<ExtErr>,
+}
+
+/// The fields of a `struct sock_extended_err` and its offender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ExtErr {
+    pub(crate) errno: u32,
+    pub(crate) origin: u8,
+    pub(crate) icmp_type: u8,
+    pub(crate) code: u8,
+    pub(crate) info: u32,
+    pub(crate) offender: Option<IpAddr>,
 }
 
 /// An integer option: the kernel sends `int`, some options (IPv4 `IP_TOS`
@@ -217,6 +233,29 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
                 out.drops = read_pod::<u32>(data);
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) => {
+                if let Some(ee) = read_pod::<libc::sock_extended_err>(data) {
+                    // SO_EE_OFFENDER: a sockaddr right after the struct.
+                    let rest = &data[size_of::<libc::sock_extended_err>()..];
+                    let offender = read_pod::<libc::sockaddr_in6>(rest)
+                        .filter(|a| libc::c_int::from(a.sin6_family) == libc::AF_INET6)
+                        .map(|a| IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)))
+                        .or_else(|| {
+                            read_pod::<libc::sockaddr_in>(rest)
+                                .filter(|a| libc::c_int::from(a.sin_family) == libc::AF_INET)
+                                .map(|a| IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))))
+                        });
+                    out.ext_err = Some(ExtErr {
+                        errno: ee.ee_errno,
+                        origin: ee.ee_origin,
+                        icmp_type: ee.ee_type,
+                        code: ee.ee_code,
+                        info: ee.ee_info,
+                        offender,
+                    });
+                }
             }
             _ => {}
         }

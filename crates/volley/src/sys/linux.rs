@@ -69,3 +69,28 @@ pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &
     }
     Ok(())
 }
+
+/// Attaches `A = cpu; A %= n; return A` as the group's reuse-port program:
+/// the kernel picks the socket at that index (in bind order).
+pub(super) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
+    let n = u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group too large"))?;
+    let insn = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let prog = [
+        // A = the CPU this packet is processed on (an ancillary load).
+        insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32),
+        insn(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n),
+        insn(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
+    // SAFETY: SO_ATTACH_REUSEPORT_CBPF takes a struct sock_fprog whose
+    // filter points at `len` instructions; both live on this stack frame for
+    // the call, and the kernel copies the program.
+    syscall!(setsockopt(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_REUSEPORT_CBPF,
+        (&fprog as *const libc::sock_fprog).cast(),
+        size_of::<libc::sock_fprog>() as libc::socklen_t,
+    ))
+    .map(drop)
+}

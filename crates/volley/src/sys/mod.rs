@@ -22,6 +22,10 @@
 //! building headers from [`Transmit`]s and decoding received ones
 //! ([`send`], [`recv`]), and socket options.
 
+// msghdr/cmsghdr length fields are size_t on glibc Linux and socklen_t
+// elsewhere: the `as usize` casts are needed off glibc.
+#![allow(clippy::unnecessary_cast)]
+
 pub(crate) mod cmsg;
 mod fallback;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -291,14 +295,8 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
 /// Requests a buffer size; on Linux retries with the `*FORCE` option (root
 /// may exceed `net.core.*mem_max`) and warns once if the grant falls short.
 fn set_buffer(sock: &socket2::Socket, size: usize, recv: bool) {
-    let (set, get): (fn(&socket2::Socket, usize) -> io::Result<()>, fn(&socket2::Socket) -> io::Result<usize>) = if recv
-    {
-        (socket2::Socket::set_recv_buffer_size, socket2::Socket::recv_buffer_size)
-    } else {
-        (socket2::Socket::set_send_buffer_size, socket2::Socket::send_buffer_size)
-    };
-    let _ = set(sock, size);
-    let granted = || get(sock).unwrap_or(0);
+    let _ = if recv { sock.set_recv_buffer_size(size) } else { sock.set_send_buffer_size(size) };
+    let granted = || if recv { sock.recv_buffer_size() } else { sock.send_buffer_size() }.unwrap_or(0);
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if granted() < size {
         use std::os::fd::AsFd;
@@ -376,6 +374,18 @@ pub(crate) fn path_mtu(fd: BorrowedFd<'_>, v6_path: bool) -> io::Result<u32> {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn path_mtu(_fd: BorrowedFd<'_>, _v6_path: bool) -> io::Result<u32> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "IP_MTU needs Linux"))
+}
+
+/// Steers a reuse-port group by CPU: socket `cpu % n`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
+    linux::attach_cpu_steering(fd, n)
+}
+
+/// CPU steering needs Linux's reuse-port BPF.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn attach_cpu_steering(_fd: BorrowedFd<'_>, _n: usize) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "CPU steering needs Linux (SO_ATTACH_REUSEPORT_CBPF)"))
 }
 
 /// Dissolves a connection (`connect` to `AF_UNSPEC`).
@@ -487,6 +497,51 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
         msgs.push(meta);
     }
     Ok(datagrams)
+}
+
+/// The error queue is Linux's; elsewhere it is always empty.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn recv_error(_fd: BorrowedFd<'_>) -> Result<Option<crate::IcmpError>, Error> {
+    Ok(None)
+}
+
+/// Reads one entry of the socket's error queue (`MSG_ERRQUEUE`), if any.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn recv_error(fd: BorrowedFd<'_>) -> Result<Option<crate::IcmpError>, Error> {
+    let mut name = SockAddrBuf::new();
+    let mut control = cmsg::RecvControl::new();
+    let mut payload = [0u8; 1];
+    let mut iov = iovec(payload.as_mut_ptr(), payload.len());
+    let mut hdr: libc::msghdr = cmsg::zeroed();
+    hdr.msg_name = (&mut name as *mut SockAddrBuf).cast();
+    hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.0.as_mut_ptr().cast();
+    hdr.msg_controllen = cmsg::RECV_SPACE as _;
+    let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+    loop {
+        // SAFETY: recvmsg(2) on a live fd with a msghdr whose name, one
+        // iovec and control buffer are writable locals of the stated sizes.
+        match syscall!(recvmsg(fd.as_raw_fd(), &mut hdr, flags)) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let ctrl_len = (hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
+    let Some(ee) = cmsg::decode(&control.0[..ctrl_len]).ext_err else { return Ok(None) };
+    let errno = i32::try_from(ee.errno).unwrap_or(0);
+    Ok(Some(crate::IcmpError {
+        kind: crate::IcmpKind::classify(ee.origin, ee.icmp_type, ee.code, ee.info, errno),
+        destination: name.read(hdr.msg_namelen),
+        offender: ee.offender.map(|ip| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        }),
+        errno,
+    }))
 }
 
 /// Checks one transmit against the socket; returns the destination as the
