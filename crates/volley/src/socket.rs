@@ -241,8 +241,21 @@ impl Socket {
     ///
     /// # Errors
     /// As `connect(2)` with `AF_UNSPEC`.
+    /// Linux drops the local port of a socket that was bound to port 0
+    /// when it disconnects (`__udp_disconnect` keeps only explicitly bound
+    /// ports); volley binds the same address again so the socket keeps its
+    /// port.
     pub fn disconnect(&self) -> Result<(), Error> {
-        sys::disconnect(self.inner.as_fd()).map_err(Error::from)
+        let before = self.local_addr()?;
+        sys::disconnect(self.inner.as_fd())?;
+        if self.local_addr()?.port() == 0 && before.port() != 0 {
+            self.inner.bind(&before.into()).map_err(|source| Error::Bind {
+                addr: before,
+                reason: crate::BindError::Other,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// The peer of a connected socket.

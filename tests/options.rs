@@ -1,0 +1,229 @@
+//! Socket set-up options (issue 3) observed on real sockets on loopback:
+//! reuse-port groups and their steering, buffer grants, the ICMP error
+//! queue, receive timestamps, SO_TXTIME, connect/disconnect, bind-to-device.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use volley::{BindError, Config, Error, IcmpKind, RecvBatch, Socket, Steering, Transmit};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Drains every socket of `group` until `expected` datagrams arrived (or 5 s
+/// passed), returning the 4-byte ids each socket received.
+fn drain_group(group: &[Socket], expected: usize) -> Vec<Vec<u32>> {
+    let mut got = vec![Vec::new(); group.len()];
+    let mut batch = RecvBatch::new();
+    let deadline = Instant::now() + WAIT;
+    while got.iter().map(Vec::len).sum::<usize>() < expected && Instant::now() < deadline {
+        for (i, s) in group.iter().enumerate() {
+            if s.try_recv_batch(&mut batch).is_ok() {
+                got[i].extend(batch.iter().map(|(_, p)| u32::from_be_bytes(p[..4].try_into().unwrap())));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got
+}
+
+#[test]
+fn reuse_port_group_spreads_flows_and_never_duplicates() {
+    let group = Config::new().bind_reuse_port_group(localhost(), 4, Steering::Hash).unwrap();
+    let addr = group[0].local_addr().unwrap();
+    // 64 source ports, 4 datagrams each, every datagram a unique id.
+    let mut sent = 0u32;
+    for _ in 0..64 {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..4 {
+            client.send_to(&sent.to_be_bytes(), addr).unwrap();
+            sent += 1;
+        }
+    }
+    let got = drain_group(&group, sent as usize);
+    let counts: Vec<usize> = got.iter().map(Vec::len).collect();
+    println!("per-socket datagrams: {counts:?}");
+    let all: Vec<u32> = got.into_iter().flatten().collect();
+    let unique: HashSet<u32> = all.iter().copied().collect();
+    assert_eq!(all.len(), sent as usize, "every datagram received exactly once in total");
+    assert_eq!(unique.len(), all.len(), "no datagram received twice");
+    assert!(counts.iter().all(|&c| c > 0), "all four sockets got a share: {counts:?}");
+}
+
+fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) pins this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[test]
+fn cpu_steering_sends_each_cpus_packets_to_its_socket() {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cpus < 2 {
+        println!("skipped: CPU steering needs 2 CPUs, this machine has {cpus}");
+        return;
+    }
+    let group = Config::new().bind_reuse_port_group(localhost(), 2, Steering::Cpu).unwrap();
+    let addr = group[0].local_addr().unwrap();
+    for cpu in 0..2 {
+        // On loopback the receive path runs on the sending CPU.
+        std::thread::spawn(move || {
+            assert!(pin_to_cpu(cpu), "cannot pin to CPU {cpu}");
+            for i in 0..20u32 {
+                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                s.send_to(&i.to_be_bytes(), addr).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let got = drain_group(&group, 20);
+        let counts: Vec<usize> = got.iter().map(Vec::len).collect();
+        println!("sender on CPU {cpu}: per-socket {counts:?}");
+        let mut want = vec![0; 2];
+        want[cpu] = 20;
+        assert_eq!(counts, want);
+    }
+}
+
+#[test]
+fn buffer_sizes_report_request_and_grant() {
+    let sock = Config::new().recv_buffer_size(1 << 20).send_buffer_size(1 << 19).bind(localhost()).unwrap();
+    let (r, s) = (sock.recv_buffer_size(), sock.send_buffer_size());
+    println!("recv {r:?} send {s:?}");
+    assert_eq!(r.requested, Some(1 << 20));
+    assert_eq!(s.requested, Some(1 << 19));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root may exceed net.core.rmem_max (SO_RCVBUFFORCE); Linux doubles.
+        assert!(r.granted >= 1 << 20, "{r:?}");
+        assert!(s.granted >= 1 << 19, "{s:?}");
+    } else {
+        println!("not root: grant limited by net.core.rmem_max/wmem_max");
+        assert!(r.granted > 0 && s.granted > 0);
+    }
+    let plain = Socket::bind(localhost()).unwrap();
+    assert_eq!(plain.recv_buffer_size().requested, None);
+}
+
+#[test]
+fn error_queue_reports_port_unreachable_and_socket_keeps_working() {
+    let sock = Config::new().recv_errors(true).bind(localhost()).unwrap();
+    assert!(sock.capabilities().recv_errors);
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    sock.connect(dead_addr).unwrap();
+    sock.send_batch_blocking(&[Transmit::new(dead_addr, b"anyone?")], WAIT).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let err = loop {
+        if let Some(e) = sock.try_recv_error().unwrap() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no ICMP error queued");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    println!("{err:?}");
+    assert_eq!(err.kind, IcmpKind::PortUnreachable);
+    assert_eq!(err.destination, Some(dead_addr));
+    assert_eq!(err.errno, libc::ECONNREFUSED);
+    assert!(sock.try_recv_error().unwrap().is_none(), "reported once");
+    // The socket still receives from its peer.
+    let revived = UdpSocket::bind(dead_addr).unwrap();
+    revived.send_to(b"back", sock.local_addr().unwrap()).unwrap();
+    let mut batch = RecvBatch::new();
+    sock.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    assert_eq!(batch.iter().next().unwrap().1, b"back");
+}
+
+#[test]
+fn receive_timestamps_are_recent() {
+    let rx = Config::new().timestamps(true).bind(localhost()).unwrap();
+    assert!(rx.capabilities().timestamps);
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"t", rx.local_addr().unwrap()).unwrap();
+    let mut batch = RecvBatch::new();
+    rx.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let ts = batch.iter().next().unwrap().0.timestamp.expect("timestamp");
+    assert!(ts + Duration::from_millis(10) >= before && ts <= after, "{ts:?} not in [{before:?}, {after:?}]");
+    // Off by default.
+    let plain = Socket::bind(localhost()).unwrap();
+    UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"t", plain.local_addr().unwrap()).unwrap();
+    plain.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    assert_eq!(batch.iter().next().unwrap().0.timestamp, None);
+}
+
+#[test]
+fn txtime_is_accepted_by_the_kernel() {
+    let tx = Config::new().txtime(true).bind(localhost()).unwrap();
+    assert!(tx.capabilities().txtime);
+    let rx = Socket::bind(localhost()).unwrap();
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) }, 0);
+    let at = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64 + 1_000_000;
+    // Without an fq/etf qdisc (none on these machines) the kernel accepts the
+    // SCM_TXTIME message and sends at once; pacing itself is not observable.
+    tx.send_batch_blocking(&[Transmit::new(rx.local_addr().unwrap(), b"later").with_txtime(at)], WAIT).unwrap();
+    let mut batch = RecvBatch::new();
+    rx.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    assert_eq!(batch.iter().next().unwrap().1, b"later");
+}
+
+#[test]
+fn connect_filters_and_disconnect_restores() {
+    let sock = Socket::bind(localhost()).unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = sock.local_addr().unwrap();
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    assert_eq!(sock.peer_addr().unwrap(), peer.local_addr().unwrap());
+    let lo_mtu: u32 = std::fs::read_to_string("/sys/class/net/lo/mtu").unwrap().trim().parse().unwrap();
+    let mtu = sock.path_mtu().unwrap();
+    println!("path MTU over lo: {mtu} (device MTU {lo_mtu})");
+    assert!(mtu >= 1280 && mtu <= lo_mtu);
+    stranger.send_to(b"stranger", sock.local_addr().unwrap()).unwrap();
+    peer.send_to(b"peer", sock.local_addr().unwrap()).unwrap();
+    let mut batch = RecvBatch::new();
+    sock.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    let first: Vec<Vec<u8>> = batch.iter().map(|(_, p)| p.to_vec()).collect();
+    assert_eq!(first, [b"peer".to_vec()], "a connected socket only hears its peer");
+    sock.disconnect().unwrap();
+    assert!(sock.path_mtu().is_err(), "no path MTU without a peer");
+    assert_eq!(sock.local_addr().unwrap(), local, "disconnect keeps the port");
+    stranger.send_to(b"stranger2", sock.local_addr().unwrap()).unwrap();
+    sock.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    assert_eq!(batch.iter().next().unwrap().1, b"stranger2");
+}
+
+#[test]
+fn bind_device_restricts_and_rejects_unknown_interfaces() {
+    let sock = Config::new().bind_device("lo").bind(localhost()).unwrap();
+    UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"via lo", sock.local_addr().unwrap()).unwrap();
+    let mut batch = RecvBatch::new();
+    sock.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    assert_eq!(batch.iter().next().unwrap().0.ifindex, Some(1));
+    match Config::new().bind_device("vly-nonexist0").bind(localhost()) {
+        Err(Error::Bind { reason: BindError::Other, source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENODEV));
+        }
+        other => panic!("expected ENODEV bind error, got {other:?}"),
+    }
+}
+
+#[test]
+fn capability_report_names_every_feature() {
+    let caps = Socket::bind(localhost()).unwrap().capabilities();
+    let text = caps.to_string();
+    println!("{text}");
+    for name in ["recvmmsg/sendmmsg", "GSO", "GRO", "pktinfo", "ECN", "TTL", "timestamps", "TXTIME", "drop counter"] {
+        assert!(text.contains(name), "report lacks {name}");
+    }
+}
