@@ -58,7 +58,7 @@ impl Ecn {
 
 impl fmt::Display for Ecn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::NotEct => "not-ect",
             Self::Ect1 => "ect1",
             Self::Ect0 => "ect0",
@@ -157,9 +157,9 @@ impl fmt::Display for Dscp {
             40 => "cs5",
             46 => "ef",
             48 => "cs6",
-            _ => return write!(f, "{}", self.0),
+            _ => return f.pad(&self.0.to_string()),
         };
-        f.write_str(name)
+        f.pad(name)
     }
 }
 
