@@ -28,14 +28,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // marked ECT(0) with DSCP EF, and two single datagrams with other marks.
     let train = vec![0x5a; 3 * SIZE + 400];
     let transmits = [
-        Transmit::new(([127, 0, 0, 2], port).into(), &train).with_segment_size(SIZE).with_ecn(Ecn::Ect0).with_dscp(Dscp::EF),
+        Transmit::new(([127, 0, 0, 2], port).into(), &train)
+            .with_segment_size(SIZE)
+            .with_ecn(Ecn::Ect0)
+            .with_dscp(Dscp::EF),
         Transmit::new(([127, 0, 0, 1], port).into(), b"ect1 to 127.0.0.1").with_ecn(Ecn::Ect1),
         Transmit::new(([127, 0, 0, 3], port).into(), b"ce to 127.0.0.3").with_ecn(Ecn::Ce).with_dscp(Dscp::AF41),
     ];
     client.send_batch_blocking(&transmits, WAIT)?;
 
     println!("== one send call (GSO train + 2 datagrams), as the server saw it");
-    println!("{:<17} {:<10} {:>4} {:<7} {:<7} {:>4} {:>5} {:>8} {:>5}", "src", "dst_ip", "if", "ecn", "dscp", "ttl", "len", "seg_size", "trunc");
+    println!(
+        "{:<17} {:<10} {:>4} {:<7} {:<7} {:>4} {:>5} {:>8} {:>5}",
+        "src", "dst_ip", "if", "ecn", "dscp", "ttl", "len", "seg_size", "trunc"
+    );
     let mut batch = RecvBatch::new();
     let mut seen = 0;
     while seen < 6 {
@@ -101,7 +107,7 @@ fn volley_throughput() -> Result<f64, Box<dyn std::error::Error>> {
     let rx = Socket::bind("127.0.0.1:0".parse()?)?;
     let tx = Socket::bind("127.0.0.1:0".parse()?)?;
     let to: SocketAddr = rx.local_addr()?;
-    let segments = tx.capabilities().max_gso_segments.min(65_000 / SIZE).max(1);
+    let segments = tx.capabilities().max_gso_segments.clamp(1, 65_000 / SIZE);
     let train = vec![1u8; SIZE * segments];
     let transmits: Vec<Transmit<'_>> = (0..8).map(|_| Transmit::new(to, &train).with_segment_size(SIZE)).collect();
     let mut batch = RecvBatch::new();

@@ -45,6 +45,8 @@ pub struct Capabilities {
     pub drop_counter: bool,
     /// The ICMP error queue (`IP_RECVERR`/`IPV6_RECVERR`) enabled.
     pub recv_errors: bool,
+    /// The kernel supports multicast on this socket's family.
+    pub multicast: bool,
 }
 
 impl Capabilities {
@@ -63,7 +65,7 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
-        let rows: [(&str, &str); 11] = [
+        let rows: [(&str, &str); 12] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
@@ -75,6 +77,7 @@ impl fmt::Display for Capabilities {
             ("SO_TXTIME", yn(self.txtime)),
             ("drop counter", yn(self.drop_counter)),
             ("ICMP error queue", yn(self.recv_errors)),
+            ("multicast", yn(self.multicast)),
         ];
         for (i, (name, value)) in rows.iter().enumerate() {
             if i > 0 {

@@ -152,6 +152,15 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// A multicast membership or option was refused.
+    Multicast {
+        /// The group concerned.
+        group: std::net::IpAddr,
+        /// Why.
+        reason: crate::MulticastError,
+        /// The OS error, when the kernel refused.
+        source: Option<io::Error>,
+    },
     /// Any other I/O error from the OS, including `WouldBlock`.
     Io(io::Error),
 }
@@ -192,6 +201,8 @@ impl Error {
             Self::MessageTooLong { .. } => io::ErrorKind::InvalidInput,
             Self::NoBufferSpace => io::ErrorKind::OutOfMemory,
             Self::PartialTransmit { .. } => io::ErrorKind::WriteZero,
+            Self::Multicast { source: Some(e), .. } => e.kind(),
+            Self::Multicast { .. } => io::ErrorKind::InvalidInput,
             Self::Bind { source, .. } => source.kind(),
             Self::Io(e) => e.kind(),
         }
@@ -214,7 +225,7 @@ impl Error {
     /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Self::Io(e) | Self::Bind { source: e, .. } => e.raw_os_error(),
+            Self::Io(e) | Self::Bind { source: e, .. } | Self::Multicast { source: Some(e), .. } => e.raw_os_error(),
             Self::MessageTooLong { .. } => Some(libc::EMSGSIZE),
             Self::NoBufferSpace => Some(libc::ENOBUFS),
             _ => None,
@@ -249,6 +260,12 @@ impl fmt::Display for Error {
                 };
                 write!(f, "cannot bind {addr}: {why} ({source})")
             }
+            Self::Multicast { group, reason, source: Some(e) } => {
+                write!(f, "multicast group {group}: {} ({e})", reason.describe())
+            }
+            Self::Multicast { group, reason, source: None } => {
+                write!(f, "multicast group {group}: {}", reason.describe())
+            }
             Self::Io(e) => write!(f, "{e}"),
         }
     }
@@ -257,7 +274,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Bind { source, .. } | Self::Io(source) => Some(source),
+            Self::Bind { source, .. } | Self::Io(source) | Self::Multicast { source: Some(source), .. } => Some(source),
             _ => None,
         }
     }

@@ -73,6 +73,7 @@ mod capabilities;
 mod config;
 mod error;
 mod meta;
+mod multicast;
 mod socket;
 mod sys;
 
@@ -81,4 +82,5 @@ pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};
 pub use error::{BindError, Error, InvalidTransmit};
 pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Transmit};
+pub use multicast::{MulticastError, MulticastInterface};
 pub use socket::{BufferSize, Socket};

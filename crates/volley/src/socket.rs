@@ -1,13 +1,13 @@
 //! [`Socket`]: the non-blocking, batched UDP socket, a [`mio::event::Source`].
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::sys::{self, SocketState};
-use crate::{Capabilities, Config, Error, RecvBatch, Transmit};
+use crate::{Capabilities, Config, Error, MulticastError, MulticastInterface, RecvBatch, Transmit};
 
 /// A non-blocking UDP socket that receives with `recvmmsg` + GRO and sends
 /// with `sendmmsg` + GSO, reporting per-datagram metadata.
@@ -329,7 +329,138 @@ impl Socket {
     }
 }
 
+/// Multicast.
+///
+/// Receiving: bind the group's port (usually on the wildcard address, with
+/// [`Config::reuse_addr`] so several receivers can share it: unlike
+/// `reuse_port`, every `reuse_addr` socket that joined gets *every*
+/// datagram of the group), then join. Received datagrams report the group as
+/// [`crate::RecvMeta::dst_ip`] and the arrival interface as `ifindex`, so
+/// one wildcard socket can serve several groups.
+///
+/// ```
+/// use volley::{Config, MulticastInterface};
+/// let sock = Config::new().reuse_addr(true).bind("0.0.0.0:0".parse().unwrap()).unwrap();
+/// let lo = MulticastInterface::V4("127.0.0.1".parse().unwrap());
+/// sock.join_multicast("239.1.2.3".parse().unwrap(), lo).unwrap();
+/// sock.leave_multicast("239.1.2.3".parse().unwrap(), lo).unwrap();
+/// ```
 impl Socket {
+    fn multicast(
+        &self,
+        group: IpAddr,
+        source: Option<IpAddr>,
+        interface: MulticastInterface,
+        join: bool,
+    ) -> Result<(), Error> {
+        let v4 = crate::multicast::check(group, source, interface, self.state.v6, self.state.dual_stack)
+            .map_err(|reason| Error::Multicast { group, reason, source: None })?;
+        sys::multicast_membership(self.inner.as_fd(), &self.inner, group, source, interface, v4, join).map_err(|e| {
+            let reason = match e.raw_os_error() {
+                Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
+                _ => MulticastError::Refused,
+            };
+            Error::Multicast { group, reason, source: Some(e) }
+        })
+    }
+
+    /// Joins an any-source multicast group (`IP_ADD_MEMBERSHIP` /
+    /// `MCAST_JOIN_GROUP`) on `interface`.
+    ///
+    /// # Errors
+    /// [`Error::Multicast`]: not a multicast address, a family this socket
+    /// cannot carry, no such interface.
+    pub fn join_multicast(&self, group: IpAddr, interface: MulticastInterface) -> Result<(), Error> {
+        self.multicast(group, None, interface, true)
+    }
+
+    /// Leaves a group joined with [`Socket::join_multicast`].
+    ///
+    /// # Errors
+    /// [`Error::Multicast`], e.g. if the group was not joined.
+    pub fn leave_multicast(&self, group: IpAddr, interface: MulticastInterface) -> Result<(), Error> {
+        self.multicast(group, None, interface, false)
+    }
+
+    /// Joins a source-specific group (`IP_ADD_SOURCE_MEMBERSHIP` /
+    /// `MCAST_JOIN_SOURCE_GROUP`): only `source`'s datagrams to `group`
+    /// are delivered.
+    ///
+    /// # Errors
+    /// [`Error::Multicast`], including [`MulticastError::SourceFamily`] when
+    /// `source` and `group` differ in family.
+    pub fn join_source_multicast(
+        &self,
+        group: IpAddr,
+        source: IpAddr,
+        interface: MulticastInterface,
+    ) -> Result<(), Error> {
+        self.multicast(group, Some(source), interface, true)
+    }
+
+    /// Leaves a source-specific membership.
+    ///
+    /// # Errors
+    /// [`Error::Multicast`].
+    pub fn leave_source_multicast(
+        &self,
+        group: IpAddr,
+        source: IpAddr,
+        interface: MulticastInterface,
+    ) -> Result<(), Error> {
+        self.multicast(group, Some(source), interface, false)
+    }
+
+    /// The interface multicast datagrams are sent from
+    /// (`IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`).
+    ///
+    /// # Errors
+    /// [`Error::Multicast`] with [`MulticastError::NoSuchInterface`] if the
+    /// kernel does not know it.
+    pub fn set_multicast_interface(&self, interface: MulticastInterface) -> Result<(), Error> {
+        sys::set_multicast_interface(&self.inner, self.state.v6, self.state.dual_stack, interface).map_err(|e| {
+            let reason = match e.raw_os_error() {
+                Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
+                Some(libc::EINVAL) if matches!(interface, MulticastInterface::V4(_)) => MulticastError::InterfaceFamily,
+                _ => MulticastError::Refused,
+            };
+            let group =
+                if self.state.v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+            Error::Multicast { group, reason, source: Some(e) }
+        })
+    }
+
+    /// TTL / hop limit of sent multicast datagrams (`IP_MULTICAST_TTL` /
+    /// `IPV6_MULTICAST_HOPS`; the kernel default is 1: this link only).
+    ///
+    /// # Errors
+    /// As `setsockopt(2)`.
+    pub fn set_multicast_hops(&self, hops: u8) -> Result<(), Error> {
+        if !self.state.v6 || self.state.dual_stack {
+            self.inner.set_multicast_ttl_v4(u32::from(hops))?;
+        }
+        if self.state.v6 {
+            self.inner.set_multicast_hops_v6(u32::from(hops))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this host's own sockets receive the multicast datagrams this
+    /// socket sends (`IP_MULTICAST_LOOP` / `IPV6_MULTICAST_LOOP`; kernel
+    /// default on).
+    ///
+    /// # Errors
+    /// As `setsockopt(2)`.
+    pub fn set_multicast_loop(&self, on: bool) -> Result<(), Error> {
+        if !self.state.v6 || self.state.dual_stack {
+            self.inner.set_multicast_loop_v4(on)?;
+        }
+        if self.state.v6 {
+            self.inner.set_multicast_loop_v6(on)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn attach_cpu_steering(&self, n: usize) -> Result<(), Error> {
         sys::attach_cpu_steering(self.inner.as_fd(), n).map_err(Error::from)
     }

@@ -285,6 +285,11 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         txtime: false,
         drop_counter: false,
         recv_errors,
+        multicast: if v6 {
+            get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS).is_ok()
+        } else {
+            get_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL).is_ok()
+        },
     };
     #[cfg(any(target_os = "linux", target_os = "android"))]
     linux::probe(fd, config, portable, &mut caps).map_err(other)?;
@@ -386,6 +391,109 @@ pub(crate) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn attach_cpu_steering(_fd: BorrowedFd<'_>, _n: usize) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "CPU steering needs Linux (SO_ATTACH_REUSEPORT_CBPF)"))
+}
+
+/// A `sockaddr_storage` holding `ip` (port 0), for `group_req`.
+fn storage(ip: IpAddr) -> libc::sockaddr_storage {
+    let mut buf = SockAddrBuf::new();
+    let len = buf.write(SocketAddr::new(ip, 0)) as usize;
+    let mut out: libc::sockaddr_storage = cmsg::zeroed();
+    // SAFETY: sockaddr_storage is larger than either union variant (`len`
+    // bytes, at most sizeof(sockaddr_in6)) and both are plain bytes; the
+    // regions do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&buf as *const SockAddrBuf).cast::<u8>(),
+            (&mut out as *mut libc::sockaddr_storage).cast::<u8>(),
+            len,
+        );
+    }
+    out
+}
+
+/// Joins or leaves a multicast group, any-source or source-specific.
+pub(crate) fn multicast_membership(
+    fd: BorrowedFd<'_>,
+    sock: &socket2::Socket,
+    group: IpAddr,
+    source: Option<IpAddr>,
+    interface: crate::MulticastInterface,
+    v4: bool,
+    join: bool,
+) -> io::Result<()> {
+    use crate::MulticastInterface as If;
+    let level = if v4 { libc::IPPROTO_IP } else { libc::IPPROTO_IPV6 };
+    match (group, source, interface) {
+        // By IPv4 interface address: the classic v4 calls.
+        (IpAddr::V4(g), None, If::V4(a)) => {
+            if join {
+                sock.join_multicast_v4(&g, &a)
+            } else {
+                sock.leave_multicast_v4(&g, &a)
+            }
+        }
+        (IpAddr::V4(g), Some(IpAddr::V4(src)), If::V4(a)) => {
+            if join {
+                sock.join_ssm_v4(&src, &g, &a)
+            } else {
+                sock.leave_ssm_v4(&src, &g, &a)
+            }
+        }
+        // By index (0 = any): the protocol-independent RFC 3678 calls.
+        (_, None, If::Any | If::Index(_)) => {
+            let index = if let If::Index(i) = interface { i } else { 0 };
+            let req = libc::group_req { gr_interface: index, gr_group: storage(group) };
+            let opt = if join { libc::MCAST_JOIN_GROUP } else { libc::MCAST_LEAVE_GROUP };
+            set_struct(fd, level, opt, &req)
+        }
+        (_, Some(src), If::Any | If::Index(_)) => {
+            let index = if let If::Index(i) = interface { i } else { 0 };
+            let req =
+                libc::group_source_req { gsr_interface: index, gsr_group: storage(group), gsr_source: storage(src) };
+            let opt = if join { libc::MCAST_JOIN_SOURCE_GROUP } else { libc::MCAST_LEAVE_SOURCE_GROUP };
+            set_struct(fd, level, opt, &req)
+        }
+        // Checked by the caller (InterfaceFamily / SourceFamily).
+        _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    }
+}
+
+/// Sets a struct-valued socket option.
+fn set_struct<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: setsockopt(2) reads size_of::<T>() bytes from `value`, a live
+    // reference for the whole call; T is the C struct the option expects
+    // (group_req, group_source_req), as chosen by the caller.
+    syscall!(setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t))
+        .map(drop)
+}
+
+/// Sets the outgoing multicast interface.
+pub(crate) fn set_multicast_interface(
+    sock: &socket2::Socket,
+    v6: bool,
+    dual_stack: bool,
+    interface: crate::MulticastInterface,
+) -> io::Result<()> {
+    use crate::MulticastInterface as If;
+    match interface {
+        If::V4(a) => sock.set_multicast_if_v4(&a),
+        If::Any | If::Index(_) => {
+            let index = if let If::Index(i) = interface { i } else { 0 };
+            if !v6 || dual_stack {
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                {
+                    let mut mreqn: libc::ip_mreqn = cmsg::zeroed();
+                    mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
+                    use std::os::fd::AsFd;
+                    set_struct(sock.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
+                }
+            }
+            if v6 {
+                sock.set_multicast_if_v6(index)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Dissolves a connection (`connect` to `AF_UNSPEC`).
