@@ -334,7 +334,10 @@ impl Socket {
 /// Receiving: bind the group's port (usually on the wildcard address, with
 /// [`Config::reuse_addr`] so several receivers can share it: unlike
 /// `reuse_port`, every `reuse_addr` socket that joined gets *every*
-/// datagram of the group), then join. Received datagrams report the group as
+/// datagram of the group), then join. A socket hears exactly the groups it
+/// joined: volley turns off Linux's `IP_MULTICAST_ALL` default, under which a
+/// wildcard-bound socket also hears every group any other socket on the host
+/// joined. Received datagrams report the group as
 /// [`crate::RecvMeta::dst_ip`] and the arrival interface as `ifindex`, so
 /// one wildcard socket can serve several groups.
 ///
@@ -355,6 +358,18 @@ impl Socket {
     ) -> Result<(), Error> {
         let v4 = crate::multicast::check(group, source, interface, self.state.v6, self.state.dual_stack)
             .map_err(|reason| Error::Multicast { group, reason, source: None })?;
+        #[cfg(target_os = "linux")]
+        if join {
+            // Linux delivers every group *any* socket of the host joined to
+            // each wildcard-bound socket on the port (IP_MULTICAST_ALL, on by
+            // default): turn that off so a socket hears exactly its groups.
+            // Best effort: kernels before 4.20 lack the IPv6 option.
+            if v4 {
+                let _ = self.inner.set_multicast_all_v4(false);
+            } else {
+                let _ = self.inner.set_multicast_all_v6(false);
+            }
+        }
         sys::multicast_membership(self.inner.as_fd(), &self.inner, group, source, interface, v4, join).map_err(|e| {
             let reason = match e.raw_os_error() {
                 Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
