@@ -203,6 +203,44 @@ impl<'a> Iterator for Datagrams<'a> {
     }
 }
 
+/// The GRO splitter on arbitrary input (feature `fuzzing`): fills one slot
+/// with `data` as a receive of `len` bytes (clamped to the slot, as the sys
+/// layer does) with stride `stride`, splits it, and checks the invariants:
+/// the pieces tile the slot exactly, none is longer than the stride, only
+/// the last may be shorter, `len()` agrees, and only the last carries the
+/// truncation flag. Returns the number of datagrams.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_split(data: &[u8], len: usize, stride: usize, truncated: bool) -> usize {
+    let mut b = RecvBatch::with_capacity(1, data.len().max(1));
+    let len = len.min(b.slot_len);
+    {
+        let (buf, _, _, msgs) = b.data_mut();
+        buf[..data.len()].copy_from_slice(data);
+        let mut m = RecvMeta::new("127.0.0.1:1".parse().expect("literal address"), len);
+        m.segment_size = stride;
+        m.truncated = truncated;
+        msgs.push(m);
+    }
+    let mut offset = 0;
+    let mut count = 0;
+    let pieces: Vec<_> = b.iter().collect();
+    for (i, (m, p)) in pieces.iter().enumerate() {
+        let last = i + 1 == pieces.len();
+        assert_eq!(m.len, p.len());
+        assert_eq!(p, &&b.data[offset..offset + p.len()]);
+        if stride > 0 {
+            assert!(p.len() <= stride);
+            assert!(last || p.len() == stride);
+        }
+        assert_eq!(m.truncated, truncated && last);
+        offset += p.len();
+        count += 1;
+    }
+    assert_eq!(offset, len);
+    assert_eq!(count, b.len());
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,34 @@ mod multicast;
 mod socket;
 mod sys;
 
+/// Internals exposed to the fuzz targets (`fuzz/`) and property tests.
+/// Not part of the API: enabled by the `fuzzing` feature only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes arbitrary control-message bytes (must never panic).
+    pub fn decode_control(bytes: &[u8]) {
+        crate::sys::cmsg::fuzzing::decode_control(bytes);
+    }
+
+    /// Splits a slot of `data` (see `batch::fuzz_split`), asserting the
+    /// splitter's invariants; returns the datagram count.
+    pub fn split(data: &[u8], len: usize, stride: usize, truncated: bool) -> usize {
+        crate::batch::fuzz_split(data, len, stride, truncated)
+    }
+
+    /// Encodes per-datagram send options and decodes them back.
+    pub fn round_trip(
+        tos: Option<u8>,
+        src_ip: Option<std::net::IpAddr>,
+        segment_size: Option<u16>,
+        txtime: Option<u64>,
+        v4: bool,
+    ) -> bool {
+        crate::sys::cmsg::fuzzing::round_trip(tos, src_ip, segment_size, txtime, v4)
+    }
+}
+
 pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS};
 pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};

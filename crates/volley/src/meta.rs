@@ -219,8 +219,11 @@ pub struct RecvMeta {
     /// Kernel receive timestamp (`SO_TIMESTAMPNS`, `CLOCK_REALTIME` since the
     /// Unix epoch), when enabled in [`crate::Config::timestamps`].
     pub timestamp: Option<Duration>,
-    /// The socket's cumulative count of datagrams the kernel dropped because
+    /// The socket's cumulative count of packets the kernel dropped because
     /// the receive buffer was full (`SO_RXQ_OVFL`), as of this receive.
+    /// Without GRO each drop is one datagram. With GRO the kernel counts a
+    /// dropped coalesced train once, however many datagrams it held, so the
+    /// datagrams lost lie between `drops` and `drops` x the train length.
     pub drops: Option<u32>,
 }
 

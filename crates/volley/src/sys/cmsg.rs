@@ -161,6 +161,13 @@ pub(crate) struct Decoded {
     pub(crate) drops: Option<u32>,
     /// From the error queue: (`sock_extended_err` fields, offender address).
     pub(crate) ext_err: Option<ExtErr>,
+    /// `in_pktinfo.ipi_spec_dst`: on receive the local address routing
+    /// would use; on send the chosen source.
+    pub(crate) spec_dst: Option<Ipv4Addr>,
+    /// `UDP_SEGMENT` (send side).
+    pub(crate) segment_size: Option<u16>,
+    /// `SCM_TXTIME` (send side).
+    pub(crate) txtime: Option<u64>,
 }
 
 /// The fields of a `struct sock_extended_err` and its offender.
@@ -202,6 +209,7 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
                 if let Some(pi) = read_pod::<libc::in_pktinfo>(data) {
                     out.dst_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
                     out.ifindex = u32::try_from(pi.ipi_ifindex).ok();
+                    out.spec_dst = Some(Ipv4Addr::from(u32::from_be(pi.ipi_spec_dst.s_addr)));
                 }
             }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
@@ -229,6 +237,14 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
                         }
                     }
                 }
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (libc::SOL_UDP, libc::UDP_SEGMENT) => {
+                out.segment_size = read_pod::<u16>(data);
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            (libc::SOL_SOCKET, libc::SCM_TXTIME) => {
+                out.txtime = read_pod::<u64>(data);
             }
             #[cfg(any(target_os = "linux", target_os = "android"))]
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
@@ -310,6 +326,45 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
         enc.push(libc::SOL_SOCKET, libc::SCM_TXTIME, t)?;
     }
     Ok(())
+}
+
+/// Entry points for the fuzz targets and property tests (feature
+/// `fuzzing`): arbitrary bytes in, invariants checked, never a panic.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    use super::*;
+
+    /// Decodes arbitrary control bytes.
+    pub(crate) fn decode_control(bytes: &[u8]) {
+        let _ = decode(bytes);
+    }
+
+    /// Encodes send options and decodes them back; returns whether every
+    /// option round-tripped.
+    pub(crate) fn round_trip(
+        tos: Option<u8>,
+        src_ip: Option<IpAddr>,
+        segment_size: Option<u16>,
+        txtime: Option<u64>,
+        v4: bool,
+    ) -> bool {
+        let src_ip = src_ip.filter(|ip| ip.is_ipv4() == v4);
+        let opts = SendOptions { tos, src_ip, segment_size, txtime };
+        let mut buf = SendControl::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        if encode_send(&mut enc, &opts, v4).is_err() {
+            return false;
+        }
+        let n = enc.len();
+        let d = decode(&buf.0[..n]);
+        let src_back = match src_ip {
+            Some(IpAddr::V4(_)) => d.spec_dst.map(IpAddr::V4),
+            // in6_pktinfo has one address: the source on send.
+            Some(IpAddr::V6(_)) => d.dst_ip,
+            None => d.spec_dst.map(IpAddr::V4).or(d.dst_ip),
+        };
+        d.tos == tos && src_back == src_ip && d.segment_size == segment_size && d.txtime == txtime
+    }
 }
 
 #[cfg(test)]
