@@ -27,6 +27,7 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -62,7 +63,9 @@ fn test_name() -> String {
 pub fn skip(reason: &str) -> bool {
     let test = test_name();
     assert!(!lab_required(), "{test}: {REQUIRE_ENV}=1 but the lab cannot run: {reason}");
-    eprintln!("SKIPPED {test}: {reason} (set {REQUIRE_ENV}=1 to make this a failure)");
+    // Straight to the process's stderr, past libtest's capture, so a skip
+    // shows in every log and not only with --nocapture.
+    let _ = writeln!(io::stderr(), "SKIPPED {test}: {reason} (set {REQUIRE_ENV}=1 to make this a failure)");
     false
 }
 
@@ -108,11 +111,22 @@ pub struct Output {
 /// # Errors
 /// The command could not start, ran too long, or exited unsuccessfully.
 pub fn try_run(argv: &[&str], stdin: Option<&str>) -> io::Result<Output> {
+    try_run_env(argv, stdin, &[], COMMAND_TIMEOUT)
+}
+
+/// [`try_run`] with extra environment variables and a time limit of its
+/// own (for long children such as a re-executed test binary).
+///
+/// # Errors
+/// The command could not start, ran longer than `timeout`, or exited
+/// unsuccessfully; the error names the command, its status and stderr.
+pub fn try_run_env(argv: &[&str], stdin: Option<&str>, env: &[(&str, &str)], timeout: Duration) -> io::Result<Output> {
     let line = argv.join(" ");
     let (prog, args) =
         argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
     let mut child = Command::new(prog)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -136,7 +150,7 @@ pub fn try_run(argv: &[&str], stdin: Option<&str>) -> io::Result<Output> {
         let _ = err_pipe.read_to_end(&mut s);
         s
     });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -146,7 +160,7 @@ pub fn try_run(argv: &[&str], stdin: Option<&str>) -> io::Result<Output> {
             let _ = child.wait();
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("`{line}`: still running after {COMMAND_TIMEOUT:?}; killed"),
+                format!("`{line}`: still running after {timeout:?}; killed"),
             ));
         }
         thread::sleep(Duration::from_millis(2));
@@ -532,6 +546,7 @@ impl Iface {
 ///                                fd00:77:2::fe             fd00:77:2::2
 /// ```
 /// Client and server route everything via the router, which forwards.
+/// [`Line::new`] ends with a UDP round trip per family ([`Line::warm_up`]).
 #[derive(Debug)]
 pub struct Line {
     /// Owns the namespaces; they are deleted when the line is dropped.
@@ -583,16 +598,51 @@ impl Line {
             ns.default_route(v4);
             ns.default_route(v6);
         }
-        Some(Self { lab, client, router, server, client_if, router_client_if, router_server_if, server_if })
+        let line = Self { lab, client, router, server, client_if, router_client_if, router_server_if, server_if };
+        for v6 in [false, true] {
+            line.warm_up(v6);
+        }
+        Some(line)
+    }
+
+    /// One UDP round trip client -> server -> client, so every neighbour
+    /// entry on the way is resolved before a test sends a burst (a burst
+    /// into an unresolved neighbour is queued, and the queue is small).
+    ///
+    /// # Panics
+    /// If no round trip succeeds within a few tries.
+    pub fn warm_up(&self, v6: bool) {
+        let any: SocketAddr = if v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal");
+        let server_ip = self.server_ip(v6);
+        let srv = self.server.run(|| UdpSocket::bind(SocketAddr::new(server_ip, 0)));
+        let srv = srv.unwrap_or_else(|e| panic!("warm-up: bind in {}: {e}", self.server.name));
+        let cli = self.client.run(|| UdpSocket::bind(any));
+        let cli = cli.unwrap_or_else(|e| panic!("warm-up: bind in {}: {e}", self.client.name));
+        let to = srv.local_addr().expect("local_addr");
+        let step = Some(Duration::from_millis(500));
+        srv.set_read_timeout(step).expect("timeout");
+        cli.set_read_timeout(step).expect("timeout");
+        let mut buf = [0u8; 16];
+        for _ in 0..6 {
+            if cli.send_to(b"warm-up", to).is_err() {
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            let Ok((_, from)) = srv.recv_from(&mut buf) else { continue };
+            if srv.send_to(b"warm-up", from).is_ok() && cli.recv_from(&mut buf).is_ok() {
+                return;
+            }
+        }
+        panic!("warm-up: no UDP round trip {} -> {to} and back", self.client_ip(v6));
     }
 
     /// The client's address of the given family.
-    pub fn client_ip(&self, v6: bool) -> std::net::IpAddr {
+    pub fn client_ip(&self, v6: bool) -> IpAddr {
         (if v6 { Self::CLIENT_V6 } else { Self::CLIENT_V4 }).parse().expect("literal")
     }
 
     /// The server's address of the given family.
-    pub fn server_ip(&self, v6: bool) -> std::net::IpAddr {
+    pub fn server_ip(&self, v6: bool) -> IpAddr {
         (if v6 { Self::SERVER_V6 } else { Self::SERVER_V4 }).parse().expect("literal")
     }
 }

@@ -706,6 +706,23 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
     Ok((wire, v4_path))
 }
 
+/// Whether an `EMSGSIZE` for a datagram of `len` bytes may be a pending
+/// socket error left by an ICMP "too big" rather than about this datagram:
+/// on a connected socket, when the datagram fits the path MTU; on an
+/// unconnected one, only if the error queue is on (else the kernel leaves
+/// no pending error), as the path MTU is unknown there.
+fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len: usize) -> bool {
+    let v4 = match t.destination {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_some(),
+    };
+    let headers = if v4 { 28 } else { 48 };
+    match path_mtu(fd, !v4) {
+        Ok(mtu) => len + headers <= mtu as usize,
+        Err(_) => state.live.fixed.recv_errors,
+    }
+}
+
 /// Where a header in the send chunk came from.
 #[derive(Clone, Copy, Default)]
 struct Origin {
@@ -735,6 +752,10 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                               // itself was the problem.
     let mut emulate_next: Option<i32> = None;
     let mut partial_waited = false;
+    // An ICMP "too big" leaves EMSGSIZE pending on the socket, and the next
+    // send of any size returns it (clearing it) without sending: retry once
+    // before believing the datagram itself is too big.
+    let mut emsgsize_retried = false;
 
     let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; SEND_CHUNK];
     let mut iovs = [iovec(std::ptr::null(), 0); SEND_CHUNK];
@@ -818,6 +839,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     state.live.disable_gso(errno);
                 }
                 partial_waited = false;
+                emsgsize_retried = false;
                 for o in &origins[..n] {
                     if o.last {
                         done += 1;
@@ -845,6 +867,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     }
                     Some(libc::EINVAL) if first.gso && emulate_next.is_none() => {
                         emulate_next = Some(libc::EINVAL);
+                        continue;
+                    }
+                    Some(libc::EMSGSIZE)
+                        if !emsgsize_retried && may_be_pending(fd, state, &transmits[done], first.len) =>
+                    {
+                        emsgsize_retried = true;
                         continue;
                     }
                     _ => {}
