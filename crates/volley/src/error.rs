@@ -35,6 +35,9 @@ pub enum InvalidTransmit {
     /// A single datagram (the whole `contents`, or one GSO segment) is
     /// larger than UDP over this IP version can carry.
     DatagramTooLarge {
+        /// Which field made it too large: `"contents"` (a single datagram)
+        /// or `"segment_size"` (each GSO segment).
+        field: &'static str,
         /// The datagram's payload size.
         size: usize,
         /// The protocol limit: 65,507 bytes over IPv4, 65,527 over IPv6.
@@ -78,9 +81,10 @@ impl fmt::Display for InvalidTransmit {
                 f,
                 "segment_size splits contents into {segments} datagrams, more than the {max} one GSO send allows"
             ),
-            Self::DatagramTooLarge { size, max } => {
-                write!(f, "datagram of {size} bytes exceeds the UDP maximum of {max} bytes for this IP version")
-            }
+            Self::DatagramTooLarge { field, size, max } => write!(
+                f,
+                "{field} = {size} bytes makes a datagram over the UDP maximum of {max} bytes for this IP version"
+            ),
             Self::ContentsTooLarge { size, max } => {
                 write!(f, "contents of {size} bytes exceed the {max} bytes one UDP send can carry")
             }

@@ -164,7 +164,11 @@ impl Socket {
     /// how much went out.
     ///
     /// Multi-segment transmits use GSO (`UDP_SEGMENT`) when available; when
-    /// not, their segments are sent as separate messages. If a GSO send
+    /// not, their segments are sent as separate messages, and a call that
+    /// finds the socket buffer full mid-way through such a train waits (up
+    /// to 1 s in all) for room to finish it, then returns at its end, so a
+    /// transmit is never left half-sent unless [`Error::PartialTransmit`]
+    /// says so. If a GSO send
     /// fails with `EIO` (or `EINVAL` that an unsegmented resend cures), GSO
     /// is turned off for this socket, the same transmits are resent at once,
     /// and one warning is logged.
@@ -200,9 +204,13 @@ impl Socket {
     /// all. For tests, tools and simple programs.
     ///
     /// # Errors
-    /// The first error that is not `WouldBlock` (nothing after the failing
-    /// transmit is sent), or [`io::ErrorKind::TimedOut`].
+    /// [`Error::EmptyBatch`] as [`Socket::try_send_batch`]; the first error
+    /// that is not `WouldBlock` (nothing after the failing transmit is
+    /// sent), or [`io::ErrorKind::TimedOut`].
     pub fn send_batch_blocking(&self, transmits: &[Transmit<'_>], timeout: Duration) -> Result<(), Error> {
+        if transmits.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
         let deadline = Instant::now() + timeout;
         let mut rest = transmits;
         while !rest.is_empty() {

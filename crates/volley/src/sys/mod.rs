@@ -62,6 +62,10 @@ pub(crate) use syscall;
 /// addresses and control buffers are built per call (about 15 KiB).
 const SEND_CHUNK: usize = 64;
 
+/// How long one send call may wait, in all, to finish an emulated train that
+/// stalled mid-way on a full socket buffer (the portable / GSO-off path).
+const PARTIAL_TRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// Largest UDP payload: IPv4 (65535 - 20 - 8) and IPv6 (65535 - 8).
 pub(crate) const MAX_PAYLOAD_V4: usize = 65_507;
 pub(crate) const MAX_PAYLOAD_V6: usize = 65_527;
@@ -270,7 +274,10 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     if let Some(mode) = config.pmtud {
         set_pmtud(fd, v6, dual_stack, mode).map_err(other)?;
     }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     let recv_errors = config.recv_errors && try_both((libc::IP_RECVERR, 1), (libc::IPV6_RECVERR, 1));
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let recv_errors = false;
 
     let portable = config.effective_backend() == Backend::Portable;
     let mut caps = Capabilities {
@@ -599,7 +606,8 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
         meta.truncated = h.hdr.msg_flags & libc::MSG_TRUNC != 0;
         meta.control_truncated = h.hdr.msg_flags & libc::MSG_CTRUNC != 0;
         meta.timestamp = d.timestamp;
-        meta.drops = d.drops;
+        // The kernel sends no SO_RXQ_OVFL message while the count is 0.
+        meta.drops = d.drops.or(state.live.fixed.drop_counter.then_some(0));
         datagrams +=
             if meta.segment_size == 0 || len <= meta.segment_size { 1 } else { len.div_ceil(meta.segment_size) };
         msgs.push(meta);
@@ -692,9 +700,9 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
     let max = if v4_path { MAX_PAYLOAD_V4 } else { MAX_PAYLOAD_V6 };
     match t.gso_stride() {
         None if t.contents.len() > max => {
-            return Err(InvalidTransmit::DatagramTooLarge { size: t.contents.len(), max });
+            return Err(InvalidTransmit::DatagramTooLarge { field: "contents", size: t.contents.len(), max });
         }
-        Some(s) if s > max => return Err(InvalidTransmit::DatagramTooLarge { size: s, max }),
+        Some(s) if s > max => return Err(InvalidTransmit::DatagramTooLarge { field: "segment_size", size: s, max }),
         Some(_) if t.contents.len() > max => {
             return Err(InvalidTransmit::ContentsTooLarge { size: t.contents.len(), max });
         }
@@ -751,7 +759,9 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                               // Set after a GSO EINVAL: emulate transmits[done] to learn whether GSO
                               // itself was the problem.
     let mut emulate_next: Option<i32> = None;
-    let mut partial_waited = false;
+    // Set when an emulated train stalled mid-way: the call may wait (in all)
+    // until then to finish that train, and returns at its end.
+    let mut partial_deadline: Option<std::time::Instant> = None;
     // An ICMP "too big" leaves EMSGSIZE pending on the socket, and the next
     // send of any size returns it (clearing it) without sending: retry once
     // before believing the datagram itself is too big.
@@ -770,6 +780,10 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         let (mut t_idx, mut seg) = (done, segment);
         let mut invalid = None;
         while k < SEND_CHUNK && t_idx < transmits.len() {
+            if partial_deadline.is_some() && t_idx > done {
+                // Finishing a stalled train: nothing past its end.
+                break;
+            }
             let t = &transmits[t_idx];
             let (wire, v4) = match validate(t, state, gso_max) {
                 Ok(v) => v,
@@ -838,7 +852,6 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     // The unsegmented resend worked: GSO was the problem.
                     state.live.disable_gso(errno);
                 }
-                partial_waited = false;
                 emsgsize_retried = false;
                 for o in &origins[..n] {
                     if o.last {
@@ -847,6 +860,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     } else {
                         segment = o.segment + 1;
                     }
+                }
+                if partial_deadline.is_some() && segment == 0 {
+                    // This call already waited once for a stalled train and
+                    // has finished it: stop at this boundary rather than
+                    // block again (the caller retries the rest).
+                    return Ok(done);
                 }
                 if n < k {
                     // The kernel stopped early; the next loop retries from
@@ -881,9 +900,11 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                 if segment > 0 {
                     // Mid-way through an emulated train: finish it if the
                     // socket drains soon, so the transmit stays whole.
-                    if e.kind() == io::ErrorKind::WouldBlock && !partial_waited {
-                        partial_waited = true;
-                        if wait(fd, libc::POLLOUT, Duration::from_secs(1))? {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        let deadline =
+                            *partial_deadline.get_or_insert_with(|| std::time::Instant::now() + PARTIAL_TRAIN_WAIT);
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if !left.is_zero() && wait(fd, libc::POLLOUT, left)? {
                             continue;
                         }
                     }

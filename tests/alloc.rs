@@ -1,0 +1,142 @@
+//! The data path allocates nothing: after warm-up, 1000 rounds of
+//! `try_send_batch` (64 transmits, with and without GSO) and
+//! `try_recv_batch` perform zero heap allocations, on both datapaths.
+//!
+//! A counting global allocator (this test binary only) counts allocations
+//! made by the thread that switched counting on, so the test harness's own
+//! threads cannot disturb the count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use volley::{RecvBatch, Socket, Transmit};
+use volley_tests::driver::{self, for_each_backend, payload, train};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_allocation() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// so System's guarantees carry over; counting touches only an atomic and a
+// const-initialised thread-local without destructor (neither allocates).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: forwarded contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Counts allocations made by this thread while `f` runs.
+fn count_allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+/// One round: sends all of `transmits` (retrying on `WouldBlock`), then
+/// receives until `datagrams` arrived. Allocation-free unless it fails.
+fn round(tx: &Socket, rx: &Socket, batch: &mut RecvBatch, transmits: &[Transmit<'_>], datagrams: usize, bytes: usize) {
+    let deadline = Instant::now() + driver::TIMEOUT;
+    let mut rest = transmits;
+    while !rest.is_empty() {
+        match tx.try_send_batch(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.is_would_block() => {
+                driver::wait_ready(tx, libc::POLLOUT, Duration::from_millis(100));
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+        assert!(Instant::now() < deadline, "send stalled");
+    }
+    let (mut got, mut got_bytes) = (0, 0);
+    while got < datagrams {
+        match rx.try_recv_batch(batch) {
+            Ok(n) => {
+                got += n;
+                got_bytes += batch.iter().map(|(m, _)| m.len).sum::<usize>();
+            }
+            Err(e) if e.is_would_block() => {
+                assert!(Instant::now() < deadline, "received {got} of {datagrams}: lost?");
+                driver::wait_ready(rx, libc::POLLIN, Duration::from_millis(100));
+            }
+            Err(e) => panic!("receive: {e}"),
+        }
+    }
+    assert_eq!((got, got_bytes), (datagrams, bytes));
+}
+
+#[test]
+fn send_and_receive_rounds_allocate_nothing() {
+    for_each_backend(|case| {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.recv_buffer_size(8 << 20));
+        let tx = case.bind("127.0.0.1:0");
+        let to = rx.local_addr().unwrap();
+        println!("[{}] receive buffer {:?}", case.name, rx.recv_buffer_size());
+
+        let singles: Vec<Vec<u8>> = (0..64).map(|s| payload(s, 200)).collect();
+        let single_ts: Vec<_> = singles.iter().map(|b| Transmit::new(to, b)).collect();
+        let trains: Vec<Vec<u8>> = (0..64).map(|s| train(s * 4, 3, 1000, 500)).collect();
+        let train_ts: Vec<_> = trains.iter().map(|b| Transmit::new(to, b).with_segment_size(1000)).collect();
+        let mut batch = RecvBatch::with_capacity(64, 1 << 16);
+
+        let mut run = |n: usize| {
+            for i in 0..n {
+                if i % 2 == 0 {
+                    round(&tx, &rx, &mut batch, &single_ts, 64, 64 * 200);
+                } else {
+                    round(&tx, &rx, &mut batch, &train_ts, 64 * 4, 64 * 3500);
+                }
+            }
+        };
+        run(20); // warm-up: lazy statics, first-use paths
+        let t0 = Instant::now();
+        let allocations = count_allocations(|| run(1000));
+        println!("[{}] 1000 rounds in {:?}: {allocations} allocations", case.name, t0.elapsed());
+        assert_eq!(allocations, 0, "[{}] the data path allocated", case.name);
+    });
+}
+
+/// The counter works: a sanity check that allocations are seen at all.
+#[test]
+fn counting_allocator_sees_allocations() {
+    let n = count_allocations(|| {
+        let v = std::hint::black_box(vec![1u8; 100]);
+        drop(v);
+    });
+    assert_eq!(n, 1);
+}

@@ -1,0 +1,385 @@
+//! Bad input never panics and is never dropped silently: every malformed
+//! [`Transmit`] is rejected with a typed error naming the field and value,
+//! before any syscall, and the edge cases that are *not* errors (empty
+//! datagrams, maximum sizes, short GRO tails) work. Both datapaths.
+//! `docs/bad-input.md` maps each condition to its error and test.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use volley::{Dscp, Error, InvalidTransmit, RecvBatch, Socket, Transmit};
+use volley_tests::driver::{self, addr, for_each_backend, payload, recv_datagrams, send_recv, train, Case};
+
+const QUIET: Duration = Duration::from_millis(30);
+
+/// A sender and a receiver on 127.0.0.1.
+fn pair_v4(case: &Case) -> (Socket, Socket) {
+    (case.bind("127.0.0.1:0"), case.bind("127.0.0.1:0"))
+}
+
+/// Asserts `transmits` are rejected as `want`, nothing reaches `rx`, and
+/// the Display text contains every string of `names`.
+fn assert_rejected(
+    case: &Case,
+    tx: &Socket,
+    rx: &Socket,
+    transmits: &[Transmit<'_>],
+    want: &InvalidTransmit,
+    names: &[&str],
+) {
+    match tx.try_send_batch(transmits) {
+        Err(Error::InvalidTransmit(got)) => {
+            assert_eq!(&got, want, "[{}]", case.name);
+            let err = Error::InvalidTransmit(got);
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            let text = err.to_string();
+            for n in names {
+                assert!(text.contains(n), "[{}] Display {text:?} should name {n:?}", case.name);
+            }
+            println!("[{}] {text}", case.name);
+        }
+        other => panic!("[{}] expected {want:?}, got {other:?}", case.name),
+    }
+    driver::assert_quiet(rx, &mut RecvBatch::new(), QUIET);
+}
+
+#[test]
+fn segment_size_zero_is_rejected() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let b = payload(1, 100);
+        let t = Transmit::new(rx.local_addr().unwrap(), &b).with_segment_size(0);
+        assert_rejected(case, &tx, &rx, &[t], &InvalidTransmit::SegmentSizeZero, &["segment_size", "0"]);
+    });
+}
+
+#[test]
+fn more_segments_than_gso_allows_is_rejected_or_emulated() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let contents = train(0, 65, 100, 0);
+        let t = Transmit::new(rx.local_addr().unwrap(), &contents).with_segment_size(100);
+        let max = tx.capabilities().max_gso_segments;
+        if max > 1 {
+            assert_eq!(max, 64);
+            let want = InvalidTransmit::TooManySegments { segments: 65, max: 64 };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["segment_size", "65", "64"]);
+            // 64 is fine.
+            let ok = train(0, 64, 100, 0);
+            send_recv(&tx, &rx, &[Transmit::new(rx.local_addr().unwrap(), &ok).with_segment_size(100)]);
+        } else {
+            // Without kernel GSO there is no segment limit: the train is sent
+            // one datagram at a time.
+            println!("[{}] no GSO: 65 segments are emulated, not rejected", case.name);
+            let got = send_recv(&tx, &rx, &[t]);
+            assert_eq!(got.len(), 65);
+        }
+    });
+}
+
+#[test]
+fn oversized_datagrams_and_contents_are_rejected() {
+    for_each_backend(|case| {
+        for (at, max) in [("127.0.0.1:0", 65_507), ("[::1]:0", 65_527)] {
+            let tx = case.bind(at);
+            let rx = case.bind(at);
+            let to = rx.local_addr().unwrap();
+            let big = vec![7u8; max + 1];
+            let t = Transmit::new(to, &big);
+            let want = InvalidTransmit::DatagramTooLarge { field: "contents", size: max + 1, max };
+            assert_rejected(case, &tx, &rx, &[t], &want, &[&(max + 1).to_string(), &max.to_string()]);
+
+            // A segment over the limit is a datagram over the limit.
+            let huge = vec![7u8; 2 * max];
+            let t = Transmit::new(to, &huge).with_segment_size(max + 1);
+            let want = InvalidTransmit::DatagramTooLarge { field: "segment_size", size: max + 1, max };
+            assert_rejected(case, &tx, &rx, &[t], &want, &[&(max + 1).to_string()]);
+
+            // Segments within the limit, but the train as a whole is not.
+            let t = Transmit::new(to, &big).with_segment_size(1000);
+            let want = InvalidTransmit::ContentsTooLarge { size: max + 1, max };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["contents", &(max + 1).to_string(), &max.to_string()]);
+        }
+    });
+}
+
+#[test]
+fn largest_datagrams_pass() {
+    for_each_backend(|case| {
+        for (at, max) in [("127.0.0.1:0", 65_507), ("[::1]:0", 65_527)] {
+            let tx = case.bind(at);
+            let rx = case.bind(at);
+            let b = payload(1, max);
+            let got = send_recv(&tx, &rx, &[Transmit::new(rx.local_addr().unwrap(), &b)]);
+            assert_eq!(got[0].meta.len, max, "[{}] {at}", case.name);
+        }
+    });
+}
+
+#[test]
+fn wrong_address_family_is_rejected() {
+    for_each_backend(|case| {
+        let b = payload(1, 10);
+        // IPv6 destination on an IPv4 socket.
+        let (tx, rx) = pair_v4(case);
+        let to = addr("[::1]:9");
+        let want = InvalidTransmit::AddressFamily { destination: to };
+        assert_rejected(case, &tx, &rx, &[Transmit::new(to, &b)], &want, &["destination", "[::1]:9"]);
+        // IPv4 destination (plain or mapped) on an IPv6-only socket.
+        let tx6 = case.bind_with("[::]:0", |c| c.ipv6_only(true));
+        let rx6 = case.bind_with("[::]:0", |c| c.ipv6_only(false));
+        let port = rx6.local_addr().unwrap().port();
+        for to in
+            [SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::from((Ipv4Addr::LOCALHOST.to_ipv6_mapped(), port))]
+        {
+            let want = InvalidTransmit::AddressFamily { destination: to };
+            assert_rejected(case, &tx6, &rx6, &[Transmit::new(to, &b)], &want, &["destination", &to.to_string()]);
+        }
+        // The same IPv4 destination from a dual-stack socket is fine.
+        let dual = case.bind_with("[::]:0", |c| c.ipv6_only(false));
+        send_recv(&dual, &rx6, &[Transmit::new(SocketAddr::from(([127, 0, 0, 1], port)), &b)]);
+    });
+}
+
+#[test]
+fn empty_batch_is_rejected() {
+    for_each_backend(|case| {
+        let (tx, _rx) = pair_v4(case);
+        let err = tx.try_send_batch(&[]).unwrap_err();
+        assert!(matches!(err, Error::EmptyBatch), "[{}] {err:?}", case.name);
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("empty"), "{err}");
+        // The blocking helper agrees.
+        assert!(matches!(tx.send_batch_blocking(&[], QUIET), Err(Error::EmptyBatch)));
+    });
+}
+
+#[test]
+fn port_zero_is_rejected() {
+    for_each_backend(|case| {
+        for at in ["127.0.0.1:0", "[::1]:0"] {
+            let tx = case.bind(at);
+            let rx = case.bind(at);
+            let mut to = rx.local_addr().unwrap();
+            to.set_port(0);
+            let b = payload(1, 10);
+            let want = InvalidTransmit::PortZero { destination: to };
+            assert_rejected(
+                case,
+                &tx,
+                &rx,
+                &[Transmit::new(to, &b)],
+                &want,
+                &["destination", &to.to_string(), "port 0"],
+            );
+        }
+    });
+}
+
+#[test]
+fn source_of_the_wrong_family_is_rejected() {
+    for_each_backend(|case| {
+        let b = payload(1, 10);
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let (tx, rx) = pair_v4(case);
+        let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ip(v6);
+        assert_rejected(case, &tx, &rx, &[t], &InvalidTransmit::SourceFamily { src_ip: v6 }, &["src_ip", "::1"]);
+
+        let tx6 = case.bind("[::1]:0");
+        let rx6 = case.bind("[::1]:0");
+        let t = Transmit::new(rx6.local_addr().unwrap(), &b).with_src_ip(v4);
+        assert_rejected(
+            case,
+            &tx6,
+            &rx6,
+            &[t],
+            &InvalidTransmit::SourceFamily { src_ip: v4 },
+            &["src_ip", "127.0.0.1"],
+        );
+
+        // Dual stack: an IPv4 path takes an IPv4 (or IPv4-mapped) source.
+        let dual = case.bind_with("[::]:0", |c| c.ipv6_only(false));
+        let to = rx.local_addr().unwrap();
+        let t = Transmit::new(to, &b).with_src_ip(v6);
+        assert_rejected(case, &dual, &rx, &[t], &InvalidTransmit::SourceFamily { src_ip: v6 }, &["src_ip"]);
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let got = send_recv(&dual, &rx, &[Transmit::new(to, &b).with_src_ip(mapped)]);
+        assert_eq!(got[0].meta.src.ip(), v4, "[{}] mapped source goes out as IPv4", case.name);
+    });
+}
+
+#[test]
+fn txtime_without_config_is_rejected() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        assert!(!tx.capabilities().txtime);
+        let b = payload(1, 10);
+        let t = Transmit::new(rx.local_addr().unwrap(), &b).with_txtime(1);
+        assert_rejected(case, &tx, &rx, &[t], &InvalidTransmit::TxtimeNotEnabled, &["txtime", "Config::txtime"]);
+    });
+}
+
+#[test]
+fn dscp_out_of_range_is_rejected() {
+    for value in [64, 100, 255] {
+        match Dscp::new(value) {
+            Err(e @ Error::InvalidDscp { .. }) => {
+                assert!(matches!(e, Error::InvalidDscp { value: v } if v == value));
+                assert!(e.to_string().contains(&value.to_string()), "{e}");
+                assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+            }
+            other => panic!("Dscp::new({value}): {other:?}"),
+        }
+    }
+    assert_eq!(Dscp::new(63).unwrap().value(), 63);
+}
+
+/// Sends `transmits` whose `bad`-th one is invalid: the call sends exactly
+/// the ones before it and returns their count; the retry from there
+/// reports the error; nothing after it is sent.
+fn assert_stops_at(
+    case: &Case,
+    tx: &Socket,
+    rx: &Socket,
+    transmits: &[Transmit<'_>],
+    bad: usize,
+    want: &InvalidTransmit,
+) {
+    let n = tx.try_send_batch(transmits).unwrap_or_else(|e| panic!("[{}] {e}", case.name));
+    assert_eq!(n, bad, "[{}] should stop right before the invalid transmit", case.name);
+    let got = recv_datagrams(rx, &mut RecvBatch::new(), bad);
+    let seqs: Vec<u32> = got.iter().map(|r| driver::seq_of(&r.payload)).collect();
+    assert_eq!(seqs, (0..bad as u32).collect::<Vec<_>>(), "[{}]", case.name);
+    match tx.try_send_batch(&transmits[n..]) {
+        Err(Error::InvalidTransmit(e)) => assert_eq!(&e, want, "[{}]", case.name),
+        other => panic!("[{}] retry from {n}: {other:?}", case.name),
+    }
+    driver::assert_quiet(rx, &mut RecvBatch::new(), QUIET);
+    // Skipping it sends the rest.
+    let rest = &transmits[n + 1..];
+    let sent = tx.try_send_batch(rest).unwrap();
+    assert_eq!(sent, rest.len());
+    let got = recv_datagrams(rx, &mut RecvBatch::new(), rest.len());
+    assert_eq!(driver::seq_of(&got[0].payload), bad as u32 + 1);
+}
+
+#[test]
+fn invalid_transmit_mid_batch_sends_those_before_it() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let to = rx.local_addr().unwrap();
+        let bufs: Vec<Vec<u8>> = (0..8).map(|s| payload(s, 50)).collect();
+        let mut ts: Vec<_> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        ts[3].segment_size = Some(0);
+        assert_stops_at(case, &tx, &rx, &ts, 3, &InvalidTransmit::SegmentSizeZero);
+
+        // Past the first 64-message chunk, and with a different error.
+        let bufs: Vec<Vec<u8>> = (0..100).map(|s| payload(s, 50)).collect();
+        let mut ts: Vec<_> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        let mut bad_to = to;
+        bad_to.set_port(0);
+        ts[70].destination = bad_to;
+        assert_stops_at(case, &tx, &rx, &ts, 70, &InvalidTransmit::PortZero { destination: bad_to });
+
+        // An invalid first transmit: Err, nothing sent.
+        ts[0].segment_size = Some(0);
+        assert!(matches!(tx.try_send_batch(&ts), Err(Error::InvalidTransmit(InvalidTransmit::SegmentSizeZero))));
+        driver::assert_quiet(&rx, &mut RecvBatch::new(), QUIET);
+    });
+}
+
+#[test]
+fn zero_length_datagrams_are_sent_and_received() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let to = rx.local_addr().unwrap();
+        let empty: &[u8] = &[];
+        // Plain, with a (meaningless) stride, and between two real ones.
+        let (a, b) = (payload(1, 10), payload(2, 10));
+        let ts = [
+            Transmit::new(to, empty),
+            Transmit::new(to, &a),
+            Transmit::new(to, empty).with_segment_size(1200),
+            Transmit::new(to, &b),
+        ];
+        let got = send_recv(&tx, &rx, &ts);
+        let lens: Vec<usize> = got.iter().map(|r| r.meta.len).collect();
+        assert_eq!(lens, [0, 10, 0, 10], "[{}]", case.name);
+        assert!(got.iter().all(|r| !r.meta.truncated));
+    });
+}
+
+#[test]
+fn gro_train_with_a_short_last_segment_is_split_right() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        for tail in [1, 4, 999] {
+            let contents = train(0, 3, 1000, tail);
+            let t = Transmit::new(rx.local_addr().unwrap(), &contents).with_segment_size(1000);
+            let got = send_recv(&tx, &rx, &[t]);
+            let lens: Vec<usize> = got.iter().map(|r| r.meta.len).collect();
+            assert_eq!(lens, [1000, 1000, 1000, tail], "[{}]", case.name);
+            if tx.capabilities().gso() && rx.capabilities().gro {
+                assert!(got.iter().all(|r| r.meta.segment_size == 1000), "[{}] tail {tail}: stride", case.name);
+            }
+        }
+        // A receive buffer that ends inside the tail flags only the tail.
+        let contents = train(0, 2, 1000, 500);
+        let t = Transmit::new(rx.local_addr().unwrap(), &contents).with_segment_size(1000);
+        driver::send_all(&tx, &[t]);
+        let mut small = RecvBatch::with_capacity(4, 2200);
+        let got = recv_datagrams(&rx, &mut small, 3);
+        let seen: Vec<_> = got.iter().map(|r| (r.meta.len, r.meta.truncated)).collect();
+        if rx.capabilities().gro && tx.capabilities().gso() {
+            assert_eq!(seen, [(1000, false), (1000, false), (200, true)], "[{}]", case.name);
+        } else {
+            assert_eq!(seen, [(1000, false), (1000, false), (500, false)], "[{}]", case.name);
+        }
+    });
+}
+
+#[test]
+fn one_byte_receive_slots_flag_truncation() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let mut batch = RecvBatch::with_capacity(0, 0);
+        assert_eq!((batch.slots(), batch.slot_len()), (1, 1), "with_capacity clamps to one 1-byte slot");
+        let b = payload(1, 5);
+        driver::send_all(&tx, &[Transmit::new(rx.local_addr().unwrap(), &b)]);
+        let got = recv_datagrams(&rx, &mut batch, 1);
+        assert_eq!((got[0].meta.len, got[0].meta.truncated), (1, true), "[{}]", case.name);
+        assert_eq!(got[0].payload, b[..1]);
+    });
+}
+
+/// Every rejection's Display names the `Transmit` field at fault; for a
+/// datagram over the UDP limit that is `contents` (one datagram) or
+/// `segment_size` (one GSO segment), which the text must tell apart.
+#[test]
+fn datagram_too_large_display_names_the_field() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let to = rx.local_addr().unwrap();
+        let big = vec![0u8; 65_508];
+        let t = Transmit::new(to, &big);
+        assert_rejected(
+            case,
+            &tx,
+            &rx,
+            &[t],
+            &InvalidTransmit::DatagramTooLarge { field: "contents", size: 65_508, max: 65_507 },
+            &["contents", "65508"],
+        );
+        let huge = vec![0u8; 140_000];
+        let t = Transmit::new(to, &huge).with_segment_size(70_000);
+        assert_rejected(
+            case,
+            &tx,
+            &rx,
+            &[t],
+            &InvalidTransmit::DatagramTooLarge { field: "segment_size", size: 70_000, max: 65_507 },
+            &["segment_size", "70000"],
+        );
+    });
+}

@@ -1,0 +1,335 @@
+//! The shared send/receive driver: one parametric harness that every
+//! loopback test runs through, once per datapath.
+//!
+//! ```text
+//!  for_each_backend(|case| ...)        runs the body twice:
+//!    "linux"    Config::new()                        recvmmsg/sendmmsg, GSO, GRO
+//!    "portable" Config::new().backend(Portable)      recvmsg/sendmsg, no offloads
+//!  (with VOLLEY_BACKEND=portable both run the portable path, and say so)
+//!
+//!  send_recv(tx, rx, transmits)   send every transmit, receive with a
+//!                                 blocking, timed receiver, check each
+//!                                 datagram against the transmit's segments
+//! ```
+//!
+//! Capability-dependent checks ask [`Case::linux`] and the socket's
+//! [`volley::Capabilities`]; a feature the kernel lacks is a printed skip,
+//! never a faked pass. Tests that need a second process (dropped privileges,
+//! `strace`) re-run the test binary in "child mode" with [`run_child`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use volley::{Backend, Config, RecvBatch, RecvMeta, Socket, Transmit};
+
+/// How long any single blocking step (a receive, a send) may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The environment variable that selects a child-mode test body.
+pub const CHILD_ENV: &str = "VOLLEY_TEST_CHILD";
+
+/// True if `VOLLEY_BACKEND=portable` forces the portable path for every
+/// socket of this process (CI runs the suite once more with it).
+pub fn forced_portable() -> bool {
+    std::env::var_os("VOLLEY_BACKEND").is_some_and(|v| v == "portable")
+}
+
+/// One datapath under test.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// `"linux"` or `"portable"`: which configuration this is.
+    pub name: &'static str,
+    /// The base configuration: `Config::new()`, or with
+    /// `backend(Backend::Portable)`.
+    pub config: Config,
+    /// True if sockets of this case use the Linux backend (recvmmsg,
+    /// sendmmsg, GSO, GRO): the `linux` case on Linux without
+    /// `VOLLEY_BACKEND=portable`.
+    pub linux: bool,
+}
+
+/// Both datapaths: the default (Linux) one and the forced portable one.
+pub fn cases() -> [Case; 2] {
+    let linux = cfg!(target_os = "linux") && !forced_portable();
+    [
+        Case { name: "linux", config: Config::new(), linux },
+        Case { name: "portable", config: Config::new().backend(Backend::Portable), linux: false },
+    ]
+}
+
+/// Runs `body` once per datapath, printing which one runs (libtest shows
+/// the output of a failing test, so the failing backend is named).
+pub fn for_each_backend(mut body: impl FnMut(&Case)) {
+    for case in cases() {
+        let what = match (case.name, case.linux) {
+            ("linux", true) => "Config::new(): recvmmsg/sendmmsg + GSO/GRO",
+            ("linux", false) => "Config::new(), but VOLLEY_BACKEND=portable forces the portable path",
+            _ => "Config::new().backend(Backend::Portable): recvmsg/sendmsg, no offloads",
+        };
+        println!("=== backend {}: {what}", case.name);
+        body(&case);
+    }
+}
+
+/// Parses a socket address, panicking with it on error.
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or_else(|e| panic!("bad address {s:?}: {e}"))
+}
+
+impl Case {
+    /// The base configuration, to extend with more options.
+    pub fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    /// Binds a socket with the base configuration and checks its
+    /// capabilities ([`Case::check_capabilities`]).
+    pub fn bind(&self, at: &str) -> Socket {
+        let sock = self.bind_with(at, |c| c);
+        self.check_capabilities(&sock);
+        sock
+    }
+
+    /// Binds a socket with the base configuration changed by `f`.
+    pub fn bind_with(&self, at: &str, f: impl FnOnce(Config) -> Config) -> Socket {
+        f(self.config()).bind(addr(at)).unwrap_or_else(|e| panic!("[{}] bind {at}: {e}", self.name))
+    }
+
+    /// Asserts what a socket bound with the unmodified base configuration
+    /// reports: the portable path has no batching and no offloads; the
+    /// Linux backend has `recvmmsg`/`sendmmsg`, 64-segment GSO and GRO on
+    /// kernels that have them (GSO since 4.18, GRO since 5.0).
+    pub fn check_capabilities(&self, sock: &Socket) {
+        let caps = sock.capabilities();
+        if self.linux {
+            assert_eq!(caps.backend, Backend::Auto, "[{}] {caps}", self.name);
+            assert!(caps.mmsg, "[{}] Linux backend without recvmmsg/sendmmsg:\n{caps}", self.name);
+            if kernel_at_least(5, 0) {
+                assert_eq!(caps.max_gso_segments, 64, "[{}] {caps}", self.name);
+                assert!(caps.gro, "[{}] GRO missing on a >= 5.0 kernel:\n{caps}", self.name);
+            } else {
+                println!("skip GSO/GRO capability check: kernel {} is older than 5.0", kernel_release());
+            }
+        } else {
+            assert_eq!(caps.backend, Backend::Portable, "[{}] {caps}", self.name);
+            assert!(!caps.mmsg, "[{}] portable path reports mmsg:\n{caps}", self.name);
+            assert_eq!(caps.max_gso_segments, 1, "[{}] portable path reports GSO:\n{caps}", self.name);
+            assert!(!caps.gro, "[{}] portable path reports GRO:\n{caps}", self.name);
+        }
+    }
+}
+
+/// The running kernel's release string (`uname -r`).
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// True if the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = kernel_release();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+/// An integer sysctl from `/proc/sys`, if readable.
+pub fn sysctl(path: &str) -> Option<i64> {
+    std::fs::read_to_string(format!("/proc/sys/{path}")).ok()?.trim().parse().ok()
+}
+
+/// The loopback interface index, from `if_nametoindex("lo")`.
+pub fn lo_ifindex() -> u32 {
+    // SAFETY: if_nametoindex reads a NUL-terminated string that lives for
+    // the call.
+    let idx = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    assert_ne!(idx, 0, "no interface named lo");
+    idx
+}
+
+/// A test payload of `len` bytes that carries `seq` in its first four bytes
+/// (little endian, when there is room) and a seq-dependent pattern after.
+pub fn payload(seq: u32, len: usize) -> Vec<u8> {
+    let mut p: Vec<u8> = (0..len).map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8).collect();
+    let n = len.min(4);
+    p[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+    p
+}
+
+/// The sequence number [`payload`] wrote (payloads of at least four bytes).
+pub fn seq_of(p: &[u8]) -> u32 {
+    assert!(p.len() >= 4, "payload of {} bytes carries no sequence number", p.len());
+    u32::from_le_bytes([p[0], p[1], p[2], p[3]])
+}
+
+/// The contents of a GSO train: `count` segments of `segment_size` bytes,
+/// each a [`payload`] numbered from `first_seq`, and a `tail`-byte last
+/// segment if `tail > 0`.
+pub fn train(first_seq: u32, count: u32, segment_size: usize, tail: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(count as usize * segment_size + tail);
+    for i in 0..count {
+        v.extend_from_slice(&payload(first_seq + i, segment_size));
+    }
+    if tail > 0 {
+        v.extend_from_slice(&payload(first_seq + count, tail));
+    }
+    v
+}
+
+/// The datagrams a transmit becomes on the wire, in order.
+pub fn segments_of<'a>(t: &Transmit<'a>) -> Vec<&'a [u8]> {
+    match t.segment_size {
+        Some(s) if s > 0 && t.contents.len() > s => t.contents.chunks(s).collect(),
+        _ => vec![t.contents],
+    }
+}
+
+/// One received datagram (after GRO splitting), copied out of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Its metadata.
+    pub meta: RecvMeta,
+    /// Its bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Receives until `want` datagrams arrived, waiting at most [`TIMEOUT`]
+/// for each receive call.
+///
+/// # Panics
+/// On a receive error or timeout, naming how many arrived.
+pub fn recv_datagrams(sock: &Socket, batch: &mut RecvBatch, want: usize) -> Vec<Received> {
+    let mut got = Vec::with_capacity(want);
+    while got.len() < want {
+        match sock.recv_batch_blocking(batch, TIMEOUT) {
+            Ok(_) => got.extend(batch.iter().map(|(meta, p)| Received { meta, payload: p.to_vec() })),
+            Err(e) => panic!("received {} of {want} datagrams, then: {e}", got.len()),
+        }
+    }
+    got
+}
+
+/// Receives whatever arrives until the socket stays quiet for `quiet`;
+/// the whole drain is bounded by 30 s.
+pub fn drain(sock: &Socket, batch: &mut RecvBatch, quiet: Duration) -> Vec<Received> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match sock.recv_batch_blocking(batch, quiet) {
+            Ok(_) => got.extend(batch.iter().map(|(meta, p)| Received { meta, payload: p.to_vec() })),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("drain: {e}"),
+        }
+    }
+    got
+}
+
+/// Asserts nothing more arrives within `quiet` (no duplicates, no strays).
+pub fn assert_quiet(sock: &Socket, batch: &mut RecvBatch, quiet: Duration) {
+    match sock.recv_batch_blocking(batch, quiet) {
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+        Ok(n) => {
+            let first: Vec<_> = batch.iter().take(4).map(|(m, p)| (m.src, m.len, p.len())).collect();
+            panic!("{n} unexpected datagram(s) arrived: {first:?}")
+        }
+        Err(e) => panic!("expected silence, got {e}"),
+    }
+}
+
+/// Sends all of `transmits` (waiting for buffer space up to [`TIMEOUT`]).
+///
+/// # Panics
+/// On any error.
+pub fn send_all(sock: &Socket, transmits: &[Transmit<'_>]) {
+    sock.send_batch_blocking(transmits, TIMEOUT)
+        .unwrap_or_else(|e| panic!("send of {} transmits: {e}", transmits.len()));
+}
+
+/// The parametric round trip: sends `transmits` from `tx` to `rx` (each
+/// transmit's `destination` must reach `rx`), receives every datagram they
+/// become, and checks each one's bytes, length, truncation flag and source
+/// port against the transmit's segments, in order. Returns what arrived.
+pub fn send_recv(tx: &Socket, rx: &Socket, transmits: &[Transmit<'_>]) -> Vec<Received> {
+    let expected: Vec<&[u8]> = transmits.iter().flat_map(segments_of).collect();
+    send_all(tx, transmits);
+    let mut batch = RecvBatch::new();
+    let got = recv_datagrams(rx, &mut batch, expected.len());
+    assert_eq!(got.len(), expected.len(), "datagram count");
+    let tx_port = tx.local_addr().expect("local_addr").port();
+    for (i, (r, want)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(r.meta.len, want.len(), "datagram {i}: meta.len");
+        assert!(r.payload == *want, "datagram {i}: contents differ (len {} vs {})", r.payload.len(), want.len());
+        assert!(!r.meta.truncated, "datagram {i}: truncated");
+        assert_eq!(r.meta.src.port(), tx_port, "datagram {i}: source port");
+    }
+    got
+}
+
+/// Waits until `sock` is readable (`libc::POLLIN`) or writable
+/// (`libc::POLLOUT`), or `timeout` passes; returns whether it became ready.
+pub fn wait_ready(sock: &impl AsRawFd, events: libc::c_short, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events, revents: 0 };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, count 1.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n > 0
+}
+
+/// Which child-mode body this process should run, if it is a child started
+/// by [`run_child`].
+pub fn child_mode() -> Option<String> {
+    std::env::var(CHILD_ENV).ok()
+}
+
+/// Re-runs this test binary for the single test `test` with
+/// [`CHILD_ENV`]`=mode`, optionally wrapped in a command (`wrapper`, e.g.
+/// `strace ...`); returns its output. The environment, including
+/// `VOLLEY_BACKEND`, is inherited.
+pub fn run_child(test: &str, mode: &str, wrapper: &[&str]) -> io::Result<Output> {
+    let exe = std::env::current_exe()?;
+    let mut argv: Vec<std::ffi::OsString> = wrapper.iter().map(Into::into).collect();
+    argv.push(exe.into());
+    for a in [test, "--exact", "--nocapture", "--test-threads=1"] {
+        argv.push(a.into());
+    }
+    Command::new(&argv[0]).args(&argv[1..]).env(CHILD_ENV, mode).output()
+}
+
+/// Runs `f` on a fresh thread that has entered a new, private network
+/// namespace (`unshare(CLONE_NEWNET)`) with its `lo` up. Sockets created in
+/// `f` stay in that namespace for life, so they can be used from the
+/// calling thread; commands spawned from `f` (e.g. `tc`) run in it too. The
+/// namespace disappears when its last socket closes.
+///
+/// # Errors
+/// Why the namespace could not be made (not root, no `ip`), for the caller
+/// to print as a skip reason.
+pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare(2) affects only the calling thread's network
+            // namespace; no pointers are involved.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("unshare(CLONE_NEWNET): {}", io::Error::last_os_error()));
+            }
+            run_cmd(&["ip", "link", "set", "lo", "up"])?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Runs a command, returning its stdout or a message with its stderr.
+///
+/// # Errors
+/// If it cannot start or exits non-zero.
+pub fn run_cmd(argv: &[&str]) -> Result<String, String> {
+    let out = Command::new(argv[0]).args(&argv[1..]).output().map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!("{}: {} {}", argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
