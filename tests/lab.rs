@@ -1075,3 +1075,41 @@ mod child {
         }
     }
 }
+
+/// `EPERM` is not only seccomp's answer: a netfilter drop in OUTPUT returns
+/// it for that one datagram. It must be reported, and must not turn the
+/// batched syscalls off for the socket's life (found by the CLI's tests).
+mod netfilter_eperm {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use volley::{Error, RecvBatch, Socket, Transmit};
+    use volley_tests::netlab::Lab;
+
+    #[test]
+    fn a_dropped_send_is_reported_and_mmsg_stays_on() {
+        let Some(mut lab) = Lab::with_tools(&["nft"]) else { return };
+        let ns = lab.ns("eperm");
+        ns.nft("table inet vly {\n  chain out {\n    type filter hook output priority 0;\n    udp dport 5999 drop\n  }\n}\n");
+        ns.run(|| {
+            let tx = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let rx = Socket::bind("127.0.0.1:6000".parse().unwrap()).unwrap();
+            if !tx.capabilities().mmsg {
+                println!("skipped: portable backend, no mmsg to keep");
+                return;
+            }
+            let blocked: SocketAddr = "127.0.0.1:5999".parse().unwrap();
+            match tx.try_send_batch(&[Transmit::new(blocked, b"dropped")]) {
+                Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+                other => panic!("expected EPERM from the netfilter drop, got {other:?}"),
+            }
+            assert!(tx.capabilities().mmsg, "a firewall drop must not turn sendmmsg off");
+            tx.send_batch_blocking(&[Transmit::new(rx.local_addr().unwrap(), b"fine")], Duration::from_secs(5))
+                .unwrap();
+            let mut batch = RecvBatch::new();
+            rx.recv_batch_blocking(&mut batch, Duration::from_secs(5)).unwrap();
+            assert_eq!(batch.iter().next().unwrap().1, b"fine");
+            assert!(tx.capabilities().mmsg);
+        });
+    }
+}

@@ -227,3 +227,28 @@ fn capability_report_names_every_feature() {
         assert!(text.contains(name), "report lacks {name}");
     }
 }
+
+#[test]
+fn src_ifindex_picks_the_outgoing_interface() {
+    let rx = Socket::bind(localhost()).unwrap();
+    let tx = Socket::bind(localhost()).unwrap();
+    let lo = 1; // loopback is always interface 1 on Linux
+    let to = rx.local_addr().unwrap();
+    tx.send_batch_blocking(&[Transmit::new(to, b"via lo").with_src_ifindex(lo)], WAIT).unwrap();
+    let mut batch = RecvBatch::new();
+    rx.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    let (meta, payload) = batch.iter().next().unwrap();
+    assert_eq!((payload, meta.ifindex), (&b"via lo"[..], Some(lo)));
+    // An interface that does not exist is refused, not silently ignored.
+    let err = tx.try_send_batch(&[Transmit::new(to, b"nowhere").with_src_ifindex(999_999)]).unwrap_err();
+    println!("{err}");
+    assert!(matches!(err.raw_os_error(), Some(libc::ENODEV | libc::ENXIO | libc::EINVAL)), "{err:?}");
+}
+
+#[test]
+fn io_errors_are_not_repeated_in_the_source_chain() {
+    use std::error::Error as _;
+    let err = Error::from(std::io::Error::from_raw_os_error(libc::EPERM));
+    assert!(err.to_string().contains("not permitted"), "{err}");
+    assert!(err.source().is_none(), "Display already says it: {:?}", err.source());
+}

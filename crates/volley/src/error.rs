@@ -275,10 +275,14 @@ impl fmt::Display for Error {
     }
 }
 
+/// The OS error is part of the `Display` text of `Io`, `Bind` and
+/// `Multicast`, so `source()` does not repeat it (error-chain printers such
+/// as anyhow's would print it twice); match the variant to get the
+/// `io::Error` itself.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Bind { source, .. } | Self::Io(source) | Self::Multicast { source: Some(source), .. } => Some(source),
+            Self::Io(e) => e.source(),
             _ => None,
         }
     }

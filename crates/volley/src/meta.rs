@@ -5,6 +5,20 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// The largest UDP payload over IPv4: 65,535 - 20 (IP header) - 8 (UDP header).
+///
+/// ```
+/// assert_eq!(volley::MAX_PAYLOAD_V4, 65_507);
+/// ```
+pub const MAX_PAYLOAD_V4: usize = 65_507;
+
+/// The largest UDP payload over IPv6 (without jumbograms): 65,535 - 8.
+///
+/// ```
+/// assert_eq!(volley::MAX_PAYLOAD_V6, 65_527);
+/// ```
+pub const MAX_PAYLOAD_V6: usize = 65_527;
+
 /// The two-bit Explicit Congestion Notification field of the IP header
 /// (RFC 3168): the low two bits of the IPv4 TOS byte / IPv6 traffic class.
 ///
@@ -282,6 +296,9 @@ pub struct Transmit<'a> {
     /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`), for a
     /// socket bound to a wildcard address on a multi-homed host.
     pub src_ip: Option<IpAddr>,
+    /// The interface to send from (pktinfo's interface index), e.g. to
+    /// answer from a link-local `dst_ip`, which names no interface itself.
+    pub src_ifindex: Option<u32>,
     /// Earliest departure time (`SO_TXTIME`, `CLOCK_MONOTONIC` nanoseconds),
     /// honoured only under an fq/etf qdisc; needs [`crate::Config::txtime`].
     pub txtime: Option<u64>,
@@ -295,7 +312,16 @@ impl<'a> Transmit<'a> {
     /// assert_eq!(t.segments(), 1);
     /// ```
     pub const fn new(destination: SocketAddr, contents: &'a [u8]) -> Self {
-        Self { destination, contents, segment_size: None, ecn: Ecn::NotEct, dscp: None, src_ip: None, txtime: None }
+        Self {
+            destination,
+            contents,
+            segment_size: None,
+            ecn: Ecn::NotEct,
+            dscp: None,
+            src_ip: None,
+            src_ifindex: None,
+            txtime: None,
+        }
     }
 
     /// Sets the GSO stride.
@@ -343,6 +369,20 @@ impl<'a> Transmit<'a> {
     /// ```
     pub const fn with_src_ip(mut self, src_ip: IpAddr) -> Self {
         self.src_ip = Some(src_ip);
+        self
+    }
+
+    /// Sets the interface to send from (an interface index, as in
+    /// [`RecvMeta::ifindex`]).
+    ///
+    /// ```
+    /// let t = volley::Transmit::new("[fe80::1]:443".parse().unwrap(), b"x")
+    ///     .with_src_ip("fe80::2".parse().unwrap())
+    ///     .with_src_ifindex(3);
+    /// assert_eq!(t.src_ifindex, Some(3));
+    /// ```
+    pub const fn with_src_ifindex(mut self, ifindex: u32) -> Self {
+        self.src_ifindex = Some(ifindex);
         self
     }
 

@@ -232,6 +232,34 @@ impl Socket {
         Ok(())
     }
 
+    /// Waits up to `timeout` until the socket is readable; returns whether
+    /// it is. For simple programs and tools; event loops use mio.
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(!sock.wait_readable(std::time::Duration::from_millis(10)).unwrap());
+    /// ```
+    ///
+    /// # Errors
+    /// As `poll(2)`.
+    pub fn wait_readable(&self, timeout: Duration) -> Result<bool, Error> {
+        Ok(sys::wait(self.inner.as_fd(), libc::POLLIN, timeout)?)
+    }
+
+    /// Waits up to `timeout` until the socket has send-buffer room; returns
+    /// whether it has.
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(sock.wait_writable(std::time::Duration::from_millis(10)).unwrap());
+    /// ```
+    ///
+    /// # Errors
+    /// As `poll(2)`.
+    pub fn wait_writable(&self, timeout: Duration) -> Result<bool, Error> {
+        Ok(sys::wait(self.inner.as_fd(), libc::POLLOUT, timeout)?)
+    }
+
     /// Connects the socket to `addr`: only datagrams from it are received,
     /// and [`Socket::path_mtu`] becomes available.
     ///

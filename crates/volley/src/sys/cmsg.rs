@@ -290,6 +290,8 @@ pub(crate) struct SendOptions {
     pub(crate) tos: Option<u8>,
     /// Source address and whether to encode it as IPv4 (`IP_PKTINFO`).
     pub(crate) src_ip: Option<IpAddr>,
+    /// Outgoing interface (pktinfo's interface index).
+    pub(crate) src_ifindex: Option<u32>,
     pub(crate) segment_size: Option<u16>,
     pub(crate) txtime: Option<u64>,
 }
@@ -304,15 +306,26 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
             enc.push(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
         }
     }
-    match opts.src_ip {
+    // pktinfo: the source address and/or the outgoing interface; an absent
+    // address is the unspecified one of the destination's family.
+    let src = match (opts.src_ip, opts.src_ifindex) {
+        (Some(ip), _) => Some(ip),
+        (None, Some(_)) if v4 => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        (None, Some(_)) => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        (None, None) => None,
+    };
+    let ifindex = opts.src_ifindex.unwrap_or(0);
+    match src {
         Some(IpAddr::V4(ip)) => {
             let mut pi: libc::in_pktinfo = zeroed();
             pi.ipi_spec_dst.s_addr = u32::from(ip).to_be();
+            pi.ipi_ifindex = libc::c_int::try_from(ifindex).unwrap_or(0);
             enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi)?;
         }
         Some(IpAddr::V6(ip)) => {
             let mut pi: libc::in6_pktinfo = zeroed();
             pi.ipi6_addr.s6_addr = ip.octets();
+            pi.ipi6_ifindex = ifindex;
             enc.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, pi)?;
         }
         None => {}
@@ -349,7 +362,7 @@ pub(crate) mod fuzzing {
         v4: bool,
     ) -> bool {
         let src_ip = src_ip.filter(|ip| ip.is_ipv4() == v4);
-        let opts = SendOptions { tos, src_ip, segment_size, txtime };
+        let opts = SendOptions { tos, src_ip, src_ifindex: None, segment_size, txtime };
         let mut buf = SendControl::new();
         let mut enc = Encoder::new(&mut buf.0);
         if encode_send(&mut enc, &opts, v4).is_err() {

@@ -36,6 +36,21 @@ pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// Whether the `mmsg` syscalls themselves are refused (a seccomp filter),
+/// as opposed to this one call (`EPERM` also comes from a netfilter drop):
+/// a zero-length call reaches no packet path, so it fails only if the
+/// syscall is blocked.
+pub(super) fn mmsg_blocked(fd: RawFd, send: bool) -> bool {
+    let res = if send {
+        // SAFETY: vlen 0: the kernel reads no mmsghdr, so a null pointer is fine.
+        syscall!(sendmmsg(fd, std::ptr::null_mut(), 0, 0))
+    } else {
+        // SAFETY: vlen 0 and no timeout: nothing is read or written.
+        syscall!(recvmmsg(fd, std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut()))
+    };
+    matches!(res, Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)))
+}
+
 /// Probes and enables the Linux-only features on a fresh socket.
 pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &mut Capabilities) -> io::Result<()> {
     caps.drop_counter = set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok();

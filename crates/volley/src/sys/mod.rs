@@ -67,8 +67,7 @@ const SEND_CHUNK: usize = 64;
 const PARTIAL_TRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// Largest UDP payload: IPv4 (65535 - 20 - 8) and IPv6 (65535 - 8).
-pub(crate) const MAX_PAYLOAD_V4: usize = 65_507;
-pub(crate) const MAX_PAYLOAD_V6: usize = 65_527;
+pub(crate) use crate::meta::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 /// Most segments one GSO send may carry (`UDP_MAX_SEGMENTS` of every kernel
 /// with GSO; newer kernels allow 128, but 64 is safe everywhere and 64 KiB
 /// of payload caps a train anyway).
@@ -521,7 +520,7 @@ fn send_msgs(fd: RawFd, live: &Live, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if live.mmsg() {
         match linux::send_msgs(fd, msgs) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && linux::mmsg_blocked(fd, true) => {
                 live.disable_mmsg(e.raw_os_error().unwrap_or(0));
             }
             other => return other,
@@ -538,7 +537,9 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if state.live.mmsg() {
         match linux::recv_msgs(fd, msgs) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && linux::mmsg_blocked(fd, false) =>
+            {
                 state.live.disable_mmsg(e.raw_os_error().unwrap_or(0));
             }
             other => return other,
@@ -808,6 +809,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
                     v4 => v4,
                 }),
+                src_ifindex: t.src_ifindex,
                 segment_size: if use_gso { stride.map(|s| s as u16) } else { None },
                 txtime: t.txtime,
             };
