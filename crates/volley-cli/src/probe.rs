@@ -52,6 +52,8 @@ struct Family {
     ecn: bool,
     ttl: bool,
     drop_counter: bool,
+    /// Multicast membership and sending supported.
+    multicast: bool,
     /// With `Config::timestamps(true)`.
     timestamps: bool,
     /// With `Config::txtime(true)`.
@@ -162,6 +164,7 @@ fn probe_family(addr: SocketAddr) -> Family {
     f.ecn = caps.ecn;
     f.ttl = caps.ttl;
     f.drop_counter = caps.drop_counter;
+    f.multicast = caps.multicast;
     f.buffers.recv_default = base.recv_buffer_size().granted;
     f.buffers.send_default = base.send_buffer_size().granted;
     drop(base);
@@ -365,6 +368,14 @@ fn render(r: &Report) -> String {
             v6: fam(&r.ipv6, &|f| yn(f.txtime)),
             meaning: "with Config::txtime(true), datagrams may carry a departure time; only the fq or etf qdisc \
                       holds them until then, others send at once"
+                .into(),
+        },
+        Row {
+            name: "multicast",
+            v4: fam(&r.ipv4, &|f| yn(f.multicast)),
+            v6: fam(&r.ipv6, &|f| yn(f.multicast)),
+            meaning: "groups can be joined (any-source and source-specific) and sent to; a socket hears only \
+                      the groups it joined"
                 .into(),
         },
         Row {
