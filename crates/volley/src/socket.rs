@@ -164,11 +164,11 @@ impl Socket {
     /// how much went out.
     ///
     /// Multi-segment transmits use GSO (`UDP_SEGMENT`) when available; when
-    /// not, their segments are sent as separate messages, and a call that
-    /// finds the socket buffer full mid-way through such a train waits (up
-    /// to 1 s in all) for room to finish it, then returns at its end, so a
-    /// transmit is never left half-sent unless [`Error::PartialTransmit`]
-    /// says so. If a GSO send
+    /// not, their segments are sent as separate messages. If the socket
+    /// buffer fills mid-way through such a train, the call returns
+    /// [`Error::PartialTransmit`] at once, saying how many transmits and
+    /// segments went out: resend only the rest (as
+    /// [`Socket::send_batch_blocking`] does). This method never blocks. If a GSO send
     /// fails with `EIO` (or `EINVAL` that an unsegmented resend cures), GSO
     /// is turned off for this socket, the same transmits are resent at once,
     /// and one warning is logged.
@@ -216,15 +216,16 @@ impl Socket {
         while !rest.is_empty() {
             match self.try_send_batch(rest) {
                 Ok(n) => rest = &rest[n..],
-                Err(e) if e.is_would_block() => {
+                Err(e) if e.is_would_block() => self.wait_for_room(deadline)?,
+                Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
+                    // Resume the train where the kernel stopped taking it.
+                    let t = rest[transmits_sent];
+                    let skip = (segments_sent * t.segment_size.unwrap_or(0)).min(t.contents.len());
+                    let tail = Transmit { contents: &t.contents[skip..], ..t };
+                    self.wait_for_room(deadline)?;
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(Error::Io(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "socket stayed full until the timeout",
-                        )));
-                    }
-                    sys::wait(self.inner.as_fd(), libc::POLLOUT, left)?;
+                    self.send_batch_blocking(&[tail], left)?;
+                    rest = &rest[transmits_sent + 1..];
                 }
                 Err(e) => return Err(e),
             }
@@ -258,6 +259,15 @@ impl Socket {
     /// As `poll(2)`.
     pub fn wait_writable(&self, timeout: Duration) -> Result<bool, Error> {
         Ok(sys::wait(self.inner.as_fd(), libc::POLLOUT, timeout)?)
+    }
+
+    fn wait_for_room(&self, deadline: Instant) -> Result<(), Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "socket stayed full until the timeout")));
+        }
+        sys::wait(self.inner.as_fd(), libc::POLLOUT, left)?;
+        Ok(())
     }
 
     /// Connects the socket to `addr`: only datagrams from it are received,
@@ -354,6 +364,23 @@ impl Socket {
     /// As `recvmsg(2)` with `MSG_ERRQUEUE`.
     pub fn try_recv_error(&self) -> Result<Option<crate::IcmpError>, Error> {
         sys::recv_error(self.inner.as_fd())
+    }
+
+    /// Whether datagrams sent on this socket may be fragmented by the IP
+    /// layer: false only when every family the socket carries has DF set
+    /// for good ([`crate::Pmtud::Do`] or [`crate::Pmtud::Probe`]). The
+    /// kernel default (`IP_PMTUDISC_WANT`) may fragment. Linux; elsewhere
+    /// `true`.
+    ///
+    /// ```
+    /// use volley::{Config, Pmtud};
+    /// let probe = Config::new().pmtud(Pmtud::Probe).bind("[::]:0".parse().unwrap()).unwrap();
+    /// assert!(!probe.may_fragment());
+    /// let plain = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(plain.may_fragment());
+    /// ```
+    pub fn may_fragment(&self) -> bool {
+        sys::may_fragment(self.inner.as_fd(), self.state.v6, self.state.dual_stack)
     }
 
     /// The socket-level TOS / traffic-class byte.

@@ -62,10 +62,6 @@ pub(crate) use syscall;
 /// addresses and control buffers are built per call (about 15 KiB).
 const SEND_CHUNK: usize = 64;
 
-/// How long one send call may wait, in all, to finish an emulated train that
-/// stalled mid-way on a full socket buffer (the portable / GSO-off path).
-const PARTIAL_TRAIN_WAIT: Duration = Duration::from_secs(1);
-
 /// Largest UDP payload: IPv4 (65535 - 20 - 8) and IPv6 (65535 - 8).
 pub(crate) use crate::meta::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 /// Most segments one GSO send may carry (`UDP_MAX_SEGMENTS` of every kernel
@@ -368,6 +364,27 @@ fn set_pmtud(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool, mode: crate::Pmtud)
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn set_pmtud(_fd: BorrowedFd<'_>, _v6: bool, _dual_stack: bool, _mode: crate::Pmtud) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "path-MTU discovery modes need Linux"))
+}
+
+/// Whether the IP layer may fragment this socket's datagrams: false only if
+/// every family it carries has DF set for good (`DO` or `PROBE`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn may_fragment(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool) -> bool {
+    let df = |level, name, do_, probe| get_int(fd, level, name).is_ok_and(|m| m == do_ || m == probe);
+    let v4_df = df(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO, libc::IP_PMTUDISC_PROBE);
+    let v6_df = df(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO, libc::IPV6_PMTUDISC_PROBE);
+    let no_frag = match (v6, dual_stack) {
+        (false, _) => v4_df,
+        (true, false) => v6_df,
+        (true, true) => v4_df && v6_df,
+    };
+    !no_frag
+}
+
+/// Off Linux the mode cannot be read: assume fragmentation is possible.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn may_fragment(_fd: BorrowedFd<'_>, _v6: bool, _dual_stack: bool) -> bool {
+    true
 }
 
 /// The kernel's path MTU for a connected socket (`IP_MTU` / `IPV6_MTU`).
@@ -760,9 +777,6 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                               // Set after a GSO EINVAL: emulate transmits[done] to learn whether GSO
                               // itself was the problem.
     let mut emulate_next: Option<i32> = None;
-    // Set when an emulated train stalled mid-way: the call may wait (in all)
-    // until then to finish that train, and returns at its end.
-    let mut partial_deadline: Option<std::time::Instant> = None;
     // An ICMP "too big" leaves EMSGSIZE pending on the socket, and the next
     // send of any size returns it (clearing it) without sending: retry once
     // before believing the datagram itself is too big.
@@ -781,10 +795,6 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         let (mut t_idx, mut seg) = (done, segment);
         let mut invalid = None;
         while k < SEND_CHUNK && t_idx < transmits.len() {
-            if partial_deadline.is_some() && t_idx > done {
-                // Finishing a stalled train: nothing past its end.
-                break;
-            }
             let t = &transmits[t_idx];
             let (wire, v4) = match validate(t, state, gso_max) {
                 Ok(v) => v,
@@ -863,12 +873,6 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                         segment = o.segment + 1;
                     }
                 }
-                if partial_deadline.is_some() && segment == 0 {
-                    // This call already waited once for a stalled train and
-                    // has finished it: stop at this boundary rather than
-                    // block again (the caller retries the rest).
-                    return Ok(done);
-                }
                 if n < k {
                     // The kernel stopped early; the next loop retries from
                     // there and sees its error or WouldBlock.
@@ -898,18 +902,9 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     }
                     _ => {}
                 }
-                emulate_next = None;
                 if segment > 0 {
-                    // Mid-way through an emulated train: finish it if the
-                    // socket drains soon, so the transmit stays whole.
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        let deadline =
-                            *partial_deadline.get_or_insert_with(|| std::time::Instant::now() + PARTIAL_TRAIN_WAIT);
-                        let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        if !left.is_zero() && wait(fd, libc::POLLOUT, left)? {
-                            continue;
-                        }
-                    }
+                    // Mid-way through an emulated train: never block in a
+                    // `try_` call; say exactly how far it got.
                     return Err(Error::PartialTransmit { transmits_sent: done, segments_sent: segment });
                 }
                 if done > 0 {

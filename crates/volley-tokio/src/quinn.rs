@@ -1,0 +1,427 @@
+//! quinn on volley: [`QuinnSocket`] implements [`quinn::AsyncUdpSocket`],
+//! so a [`quinn::Endpoint`] sends and receives through volley (feature
+//! `quinn`).
+//!
+//! # Mapping
+//!
+//! | quinn                          | volley                                   |
+//! |--------------------------------|------------------------------------------|
+//! | `Transmit::destination`        | [`Transmit::destination`]                |
+//! | `Transmit::contents`           | [`Transmit::contents`]                   |
+//! | `Transmit::segment_size`       | [`Transmit::segment_size`] (GSO)         |
+//! | `Transmit::ecn` (`None` = not) | [`Transmit::ecn`] (`NotEct`)             |
+//! | `Transmit::src_ip`             | [`Transmit::src_ip`]                     |
+//! | `RecvMeta::addr`               | [`RecvMeta::src`](volley::RecvMeta::src) |
+//! | `RecvMeta::len` / `stride`     | message `len` / `segment_size` (GRO)     |
+//! | `RecvMeta::ecn`                | `ecn` (`NotEct` becomes `None`)          |
+//! | `RecvMeta::dst_ip`             | `dst_ip`                                 |
+//! | `max_transmit_segments`        | [`Capabilities::max_gso_segments`]       |
+//! | `max_receive_segments`         | 64 with GRO, else 1                      |
+//! | `may_fragment`                 | `volley::Socket::may_fragment` (`false` when bound here: `Pmtud::Probe`) |
+//!
+//! # Receive path
+//!
+//! quinn hands `poll_recv` its own buffers; the core receives into a
+//! [`RecvBatch`] it owns. So each message (a whole GRO train) is copied once
+//! from the batch into quinn's buffer. Messages that do not fit this call's
+//! buffers wait in the batch for the next call.
+//!
+//! # Send errors
+//!
+//! Like quinn's own socket, `try_send` reports only `WouldBlock`. A datagram
+//! the path refuses (`EMSGSIZE`, as an MTU probe expects) is dropped
+//! silently, any other failure is dropped with a rate-limited warning: QUIC
+//! recovers from loss, and an error here would close the connection.
+//!
+//! [`Capabilities::max_gso_segments`]: volley::Capabilities::max_gso_segments
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use quinn::udp::{EcnCodepoint, RecvMeta as QuinnRecvMeta, Transmit as QuinnTransmit};
+use volley::{Config, Ecn, Pmtud, RecvBatch, Transmit};
+
+use crate::UdpSocket;
+
+/// Segments per GRO train the kernel builds at most (`UDP_GRO_CNT_MAX`).
+const GRO_SEGMENTS: usize = 64;
+/// One warning per this interval for dropped sends.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A [`UdpSocket`] as quinn's socket abstraction.
+///
+/// Hand it to [`quinn::Endpoint::new_with_abstract_socket`] in an `Arc`:
+///
+/// ```
+/// use std::sync::Arc;
+/// use volley_tokio::quinn::QuinnSocket;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let socket = QuinnSocket::bind("127.0.0.1:0".parse().unwrap())?;
+/// let endpoint = quinn::Endpoint::new_with_abstract_socket(
+///     quinn::EndpointConfig::default(),
+///     None, // a client; pass a ServerConfig to accept connections
+///     Arc::new(socket),
+///     Arc::new(quinn::TokioRuntime),
+/// )?;
+/// assert_ne!(endpoint.local_addr()?.port(), 0);
+/// # Ok(()) }
+/// ```
+pub struct QuinnSocket {
+    socket: UdpSocket,
+    recv: Mutex<RecvState>,
+    may_fragment: bool,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+/// The core's batch plus how far quinn has taken it.
+struct RecvState {
+    batch: RecvBatch,
+    /// Next message of `batch` to hand out.
+    next: usize,
+    /// Bytes of message `next` already handed out.
+    offset: usize,
+}
+
+impl QuinnSocket {
+    /// Binds a volley socket for quinn: the default [`Config`] with
+    /// [`Pmtud::Probe`] (don't fragment, ignore the kernel's path-MTU cache),
+    /// which quinn's path-MTU discovery needs.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use quinn::AsyncUdpSocket;
+    /// let s = volley_tokio::quinn::QuinnSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// assert!(!s.may_fragment());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`UdpSocket::bind_with`].
+    ///
+    /// # Panics
+    /// As [`UdpSocket::new`].
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(&Config::new(), addr)
+    }
+
+    /// Binds with `config`, setting [`Pmtud::Probe`] over whatever it says
+    /// about path-MTU discovery.
+    ///
+    /// ```
+    /// use volley_tokio::{quinn::QuinnSocket, volley::Config};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let config = Config::new().recv_buffer_size(4 << 20).send_buffer_size(4 << 20);
+    /// let s = QuinnSocket::bind_with(&config, "127.0.0.1:0".parse().unwrap())?;
+    /// assert!(s.get_ref().get_ref().recv_buffer_size().granted > 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`UdpSocket::bind_with`].
+    ///
+    /// # Panics
+    /// As [`UdpSocket::new`].
+    pub fn bind_with(config: &Config, addr: SocketAddr) -> io::Result<Self> {
+        let socket = UdpSocket::bind_with(&config.clone().pmtud(Pmtud::Probe), addr)?;
+        Ok(Self::new(socket))
+    }
+
+    /// Wraps a socket bound elsewhere. quinn learns whether it may fragment
+    /// from the socket itself ([`volley::Socket::may_fragment`]): bind with
+    /// [`Pmtud::Do`] or [`Pmtud::Probe`] for quinn to run path-MTU discovery.
+    ///
+    /// ```
+    /// use quinn::AsyncUdpSocket;
+    /// use volley_tokio::{quinn::QuinnSocket, volley::{Config, Pmtud}, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let plain = QuinnSocket::new(UdpSocket::bind("127.0.0.1:0".parse().unwrap())?);
+    /// assert!(plain.may_fragment());
+    /// let probe = UdpSocket::bind_with(&Config::new().pmtud(Pmtud::Probe), "127.0.0.1:0".parse().unwrap())?;
+    /// assert!(!QuinnSocket::new(probe).may_fragment());
+    /// # Ok(()) }
+    /// ```
+    pub fn new(socket: UdpSocket) -> Self {
+        let slot_len = volley::DEFAULT_SLOT_LEN;
+        let may_fragment = socket.get_ref().may_fragment();
+        Self {
+            socket,
+            recv: Mutex::new(RecvState {
+                batch: RecvBatch::with_capacity(quinn::udp::BATCH_SIZE.max(1), slot_len),
+                next: 0,
+                offset: 0,
+            }),
+            may_fragment,
+            last_warning: Mutex::new(None),
+        }
+    }
+
+    /// The adapter socket.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let s = volley_tokio::quinn::QuinnSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// println!("{}", s.get_ref().capabilities());
+    /// # Ok(()) }
+    /// ```
+    pub fn get_ref(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    fn recv_state(&self) -> MutexGuard<'_, RecvState> {
+        self.recv.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Logs a dropped send at most once per [`WARN_INTERVAL`].
+    fn warn_dropped(&self, err: &io::Error, t: &QuinnTransmit<'_>) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last.is_none_or(|at| now.duration_since(at) >= WARN_INTERVAL) {
+            *last = Some(now);
+            tracing::warn!(
+                error = %err,
+                destination = %t.destination,
+                len = t.contents.len(),
+                segment_size = ?t.segment_size,
+                "volley: dropped a QUIC transmit (further drops logged at most once a minute)"
+            );
+        }
+    }
+}
+
+impl fmt::Debug for QuinnSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuinnSocket")
+            .field("socket", &self.socket)
+            .field("may_fragment", &self.may_fragment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecvState {
+    /// Copies pending messages into `bufs`; returns how many entries of
+    /// `bufs` / `meta` were filled.
+    fn deliver(&mut self, bufs: &mut [IoSliceMut<'_>], meta: &mut [QuinnRecvMeta]) -> usize {
+        let room = bufs.len().min(meta.len());
+        let mut filled = 0;
+        while filled < room {
+            let Some((m, payload)) = self.batch.messages().nth(self.next) else { break };
+            let buf = &mut bufs[filled];
+            let rest = &payload[self.offset..];
+            let stride = if m.segment_size == 0 { rest.len().max(1) } else { m.segment_size };
+            // (bytes copied, bytes of the message used up)
+            let (take, used) = if rest.len() <= buf.len() {
+                (rest.len(), rest.len()) // the rest of the message fits
+            } else if buf.len() >= stride {
+                let whole = buf.len() / stride * stride;
+                (whole, whole) // whole segments; the others go in the next buffer
+            } else {
+                // A buffer smaller than one datagram: deliver what fits (quinn
+                // will drop it as corrupt) and skip the segment's tail.
+                (buf.len(), stride.min(rest.len()))
+            };
+            buf[..take].copy_from_slice(&rest[..take]);
+            let out = &mut meta[filled];
+            *out = QuinnRecvMeta::default();
+            out.addr = m.src;
+            out.len = take;
+            out.stride = stride.min(take).max(1);
+            out.ecn = to_quinn_ecn(m.ecn);
+            out.dst_ip = m.dst_ip;
+            filled += 1;
+            self.offset += used;
+            if self.offset >= payload.len() {
+                self.next += 1;
+                self.offset = 0;
+            }
+        }
+        filled
+    }
+
+    fn pending(&self) -> bool {
+        self.next < self.batch.message_count()
+    }
+}
+
+impl quinn::AsyncUdpSocket for QuinnSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(Poller { socket: self, wait: None })
+    }
+
+    fn try_send(&self, transmit: &QuinnTransmit<'_>) -> io::Result<()> {
+        let t = to_volley_transmit(transmit);
+        match self.socket.try_send_batch(&[t]) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            Err(e) => {
+                // EMSGSIZE is what an MTU probe past the path expects.
+                if !matches!(crate::socket::as_volley(&e), Some(volley::Error::MessageTooLong { .. })) {
+                    self.warn_dropped(&e, transmit);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [QuinnRecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.is_empty() || meta.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut state = self.recv_state();
+        loop {
+            if state.pending() {
+                let n = state.deliver(bufs, meta);
+                if n > 0 {
+                    return Poll::Ready(Ok(n));
+                }
+            }
+            let state = &mut *state;
+            match ready!(self.socket.poll_recv_batch(cx, &mut state.batch)) {
+                Ok(_) => {}
+                // An ICMP error reported on the socket (with IP_RECVERR even
+                // an unconnected one gets them): says nothing about other
+                // peers, and quinn would stop the endpoint on it.
+                Err(e) if is_icmp_error(&e) => {
+                    tracing::debug!(error = %e, "volley: ignoring an ICMP error on a QUIC socket");
+                    continue; // the failed receive left the batch empty
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            state.next = 0;
+            state.offset = 0;
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.socket.capabilities().max_gso_segments.max(1)
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        if self.socket.capabilities().gro {
+            GRO_SEGMENTS
+        } else {
+            1
+        }
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.may_fragment
+    }
+}
+
+/// Write-readiness for one quinn task: each poller owns its own waiter, so
+/// any number of connections can wait on one socket.
+struct Poller {
+    socket: Arc<QuinnSocket>,
+    wait: Option<Pin<Box<dyn Future<Output = io::Result<()>> + Send + Sync>>>,
+}
+
+impl fmt::Debug for Poller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Poller").field("waiting", &self.wait.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl quinn::UdpPoller for Poller {
+    fn poll_writable(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let wait = this.wait.get_or_insert_with(|| {
+            let socket = this.socket.clone();
+            Box::pin(async move { socket.socket.writable().await })
+        });
+        let result = wait.as_mut().poll(cx);
+        if result.is_ready() {
+            this.wait = None;
+        }
+        result
+    }
+}
+
+fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+fn to_volley_transmit<'a>(t: &QuinnTransmit<'a>) -> Transmit<'a> {
+    let mut out = Transmit::new(t.destination, t.contents);
+    out.segment_size = t.segment_size;
+    out.ecn = match t.ecn {
+        None => Ecn::NotEct,
+        Some(EcnCodepoint::Ect0) => Ecn::Ect0,
+        Some(EcnCodepoint::Ect1) => Ecn::Ect1,
+        Some(EcnCodepoint::Ce) => Ecn::Ce,
+    };
+    out.src_ip = t.src_ip;
+    out
+}
+
+fn to_quinn_ecn(ecn: Ecn) -> Option<EcnCodepoint> {
+    EcnCodepoint::from_bits(ecn.bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecn_maps_both_ways() {
+        for (v, q) in [
+            (Ecn::Ect0, Some(EcnCodepoint::Ect0)),
+            (Ecn::Ect1, Some(EcnCodepoint::Ect1)),
+            (Ecn::Ce, Some(EcnCodepoint::Ce)),
+            (Ecn::NotEct, None),
+        ] {
+            assert_eq!(to_quinn_ecn(v), q);
+            let t = QuinnTransmit {
+                destination: "127.0.0.1:1".parse().unwrap(),
+                ecn: q,
+                contents: b"x",
+                segment_size: None,
+                src_ip: None,
+            };
+            assert_eq!(to_volley_transmit(&t).ecn, v);
+        }
+    }
+
+    #[test]
+    fn transmit_fields_carry_over() {
+        let data = [0u8; 3000];
+        let t = QuinnTransmit {
+            destination: "[::1]:4433".parse().unwrap(),
+            ecn: Some(EcnCodepoint::Ect0),
+            contents: &data,
+            segment_size: Some(1200),
+            src_ip: Some("::1".parse().unwrap()),
+        };
+        let v = to_volley_transmit(&t);
+        assert_eq!(v.destination, t.destination);
+        assert_eq!(v.contents.len(), 3000);
+        assert_eq!(v.segment_size, Some(1200));
+        assert_eq!(v.src_ip, t.src_ip);
+        assert_eq!(v.segments(), 3);
+    }
+}

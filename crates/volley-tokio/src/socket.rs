@@ -1,0 +1,609 @@
+//! [`UdpSocket`]: a [`volley::Socket`] driven by tokio's reactor.
+//!
+//! # Readiness without `unsafe`
+//!
+//! tokio 1.54 deprecated the safe `AsyncFd::new` as unsound ("lack of I/O
+//! safety") in favour of `unsafe AsyncFd::register`, and this crate forbids
+//! `unsafe`. So readiness comes from a `tokio::net::UdpSocket` built on a
+//! duplicate (`dup(2)`) of the volley socket's descriptor: both descriptors
+//! name the same open socket, so epoll reports the same readiness, and
+//! `tokio`'s `try_io` / `async_io` give exactly `AsyncFd`'s contract (clear
+//! readiness on `WouldBlock`, and only then). The tokio socket is never used
+//! for I/O: every syscall goes through the volley socket.
+//!
+//! ```text
+//!   UdpSocket
+//!   +-- inner: volley::Socket ----- fd 7 --+
+//!   |                                      +--> one UDP socket (kernel)
+//!   +-- io: tokio::net::UdpSocket - fd 8 --+    epoll watches it via fd 8
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::task::{ready, Context, Poll};
+
+use tokio::io::Interest;
+use volley::{Capabilities, Config, RecvBatch, Transmit};
+
+/// An asynchronous, batched UDP socket: a [`volley::Socket`] registered with
+/// the tokio reactor.
+///
+/// All methods take `&self`, so one socket (in an [`Arc`](std::sync::Arc))
+/// can serve a receiving and a sending task at once. Receives fill a
+/// [`RecvBatch`] with one `recvmmsg` (GRO trains split back into datagrams);
+/// sends take a slice of [`Transmit`]s and use `sendmmsg` + GSO. Each
+/// operation comes as tokio's triad: `recv_batch().await` waits,
+/// `poll_recv_batch(cx)` is the poll form, `try_recv_batch()` never waits.
+///
+/// Errors are [`io::Error`]s. The core's typed [`volley::Error`] is kept as
+/// the inner error where it is not a plain OS error, so
+/// `e.get_ref().and_then(|e| e.downcast_ref::<volley::Error>())` recovers it.
+///
+/// ```
+/// use volley_tokio::{volley::{RecvBatch, Transmit}, UdpSocket};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+/// let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+/// a.send_batch(&[Transmit::new(b.local_addr()?, b"ping")]).await?;
+/// let mut batch = RecvBatch::new();
+/// b.recv_batch(&mut batch).await?;
+/// let (meta, payload) = batch.iter().next().unwrap();
+/// assert_eq!((payload, meta.src), (&b"ping"[..], a.local_addr()?));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct UdpSocket {
+    /// Readiness only, on a duplicate descriptor; see the module docs.
+    io: tokio::net::UdpSocket,
+    inner: volley::Socket,
+}
+
+impl UdpSocket {
+    /// Binds a socket with the default [`Config`] and registers it with the
+    /// current tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("[::1]:0".parse().unwrap())?;
+    /// assert!(sock.local_addr()?.is_ipv6());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`volley::Socket::bind`] (a [`volley::Error::Bind`] inside the
+    /// `io::Error`), or as [`UdpSocket::new`].
+    ///
+    /// # Panics
+    /// As [`UdpSocket::new`].
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        Self::bind_with(&Config::new(), addr)
+    }
+
+    /// Binds a socket with `config` and registers it with the current tokio
+    /// runtime.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::Config, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind_with(&Config::new().gso(false), "127.0.0.1:0".parse().unwrap())?;
+    /// assert!(!sock.capabilities().gso());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Config::bind`], or as [`UdpSocket::new`].
+    ///
+    /// # Panics
+    /// As [`UdpSocket::new`].
+    pub fn bind_with(config: &Config, addr: SocketAddr) -> io::Result<Self> {
+        Self::new(config.bind(addr)?)
+    }
+
+    /// Registers an existing volley socket with the current tokio runtime
+    /// (tokio's `from_std`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let core = volley::Socket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let addr = core.local_addr()?;
+    /// let sock = volley_tokio::UdpSocket::new(core)?;
+    /// assert_eq!(sock.local_addr()?, addr);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// If called outside a tokio runtime, or if the descriptor cannot be
+    /// duplicated or registered.
+    ///
+    /// # Panics
+    /// If the runtime was built without I/O ([`enable_io`]), as every tokio
+    /// socket does.
+    ///
+    /// [`enable_io`]: tokio::runtime::Builder::enable_io
+    pub fn new(socket: volley::Socket) -> io::Result<Self> {
+        if let Err(e) = tokio::runtime::Handle::try_current() {
+            return Err(io::Error::other(e));
+        }
+        let dup = std::net::UdpSocket::from(socket.as_fd().try_clone_to_owned()?);
+        let io = tokio::net::UdpSocket::from_std(dup)?;
+        Ok(Self { io, inner: socket })
+    }
+
+    /// The core socket, for everything this adapter does not wrap
+    /// (`connect`, `set_tos`, `path_mtu`, buffer sizes, ...). Do not call its
+    /// `try_*` I/O methods directly: readiness would go stale. Use
+    /// [`UdpSocket::try_io`] instead.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// assert!(sock.get_ref().recv_buffer_size().granted > 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_ref(&self) -> &volley::Socket {
+        &self.inner
+    }
+
+    /// Deregisters the socket and returns the core socket.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let addr = sock.local_addr()?;
+    /// let core: volley::Socket = sock.into_inner();
+    /// assert_eq!(core.local_addr()?, addr);
+    /// # Ok(()) }
+    /// ```
+    pub fn into_inner(self) -> volley::Socket {
+        self.inner
+    }
+
+    /// What the kernel gave this socket, now (see
+    /// [`volley::Socket::capabilities`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// println!("{}", sock.capabilities());
+    /// assert!(sock.capabilities().max_gso_segments >= 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    /// The address the socket is bound to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// assert_ne!(sock.local_addr()?.port(), 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Only if the OS call fails.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Waits until the socket is probably readable. It may be a false
+    /// positive: the next `try_recv_batch` may still answer `WouldBlock`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use volley_tokio::{volley::Transmit, UdpSocket};
+    /// let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// a.send_batch(&[Transmit::new(a.local_addr()?, b"x")]).await?;
+    /// a.readable().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is received.
+    ///
+    /// # Errors
+    /// Only if the reactor fails.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.readable().await
+    }
+
+    /// Waits until the socket is probably writable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// sock.writable().await?; // a fresh socket has room
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is sent.
+    ///
+    /// # Errors
+    /// Only if the reactor fails.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.io.writable().await
+    }
+
+    /// Polls for read readiness. As with every tokio socket, only the last
+    /// task to call this is woken: when several tasks wait to receive on one
+    /// socket, use [`UdpSocket::readable`] or [`UdpSocket::recv_batch`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let ready = std::future::poll_fn(|cx| std::task::Poll::Ready(sock.poll_recv_ready(cx).is_ready())).await;
+    /// assert!(!ready); // nothing sent yet
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Only if the reactor fails.
+    pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_recv_ready(cx)
+    }
+
+    /// Polls for write readiness. Only the last task to call this is woken;
+    /// see [`UdpSocket::poll_recv_ready`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// std::future::poll_fn(|cx| sock.poll_send_ready(cx)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Only if the reactor fails.
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_send_ready(cx)
+    }
+
+    /// Waits for datagrams and receives as many as `batch` holds with one
+    /// `recvmmsg`; returns the number of datagrams in `batch` (GRO trains
+    /// split). Read them with [`RecvBatch::iter`].
+    ///
+    /// ```
+    /// use volley_tokio::{volley::{RecvBatch, Transmit}, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let me = sock.local_addr()?;
+    /// sock.send_batch_all(&[Transmit::new(me, b"a"), Transmit::new(me, b"b")]).await?;
+    /// let mut batch = RecvBatch::new();
+    /// let mut got = Vec::new();
+    /// while got.len() < 2 {
+    ///     sock.recv_batch(&mut batch).await?;
+    ///     got.extend(batch.iter().map(|(_, p)| p.to_vec()));
+    /// }
+    /// assert_eq!(got, [b"a", b"b"]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: datagrams are taken from the kernel only in the poll
+    /// that completes, so a cancelled call received nothing.
+    ///
+    /// # Errors
+    /// As [`volley::Socket::try_recv_batch`], except `WouldBlock`, on which
+    /// this waits.
+    pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.async_io(Interest::READABLE, |s| s.try_recv_batch(batch)).await
+    }
+
+    /// Polls for datagrams: `Ready(Ok(n))` when `batch` now holds `n`
+    /// datagrams, `Pending` after registering `cx` for read readiness.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use volley_tokio::{volley::{RecvBatch, Transmit}, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// sock.send_batch(&[Transmit::new(sock.local_addr()?, b"x")]).await?;
+    /// let mut batch = RecvBatch::new();
+    /// let n = poll_fn(|cx| sock.poll_recv_batch(cx, &mut batch)).await?;
+    /// assert_eq!(n, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`UdpSocket::recv_batch`].
+    pub fn poll_recv_batch(&self, cx: &mut Context<'_>, batch: &mut RecvBatch) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Interest::READABLE, |s| s.try_recv_batch(batch))
+    }
+
+    /// Receives what is queued without waiting.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::RecvBatch, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let err = sock.try_recv_batch(&mut RecvBatch::new()).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `WouldBlock` when nothing is queued (readiness is then cleared);
+    /// otherwise as [`volley::Socket::try_recv_batch`].
+    pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.try_io(Interest::READABLE, |s| s.try_recv_batch(batch))
+    }
+
+    /// Waits for room and sends `transmits` in order with as few `sendmmsg`
+    /// calls as possible (GSO for multi-segment transmits); returns how many
+    /// were sent completely, at least one. Fewer than `transmits.len()` means
+    /// the socket buffer filled up or `transmits[n]` has a problem: call
+    /// again with the rest, or use [`UdpSocket::send_batch_all`].
+    ///
+    /// ```
+    /// use volley_tokio::{volley::{Ecn, Transmit}, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let to = sock.local_addr()?;
+    /// let train = [0u8; 3600];
+    /// let t = Transmit::new(to, &train).with_segment_size(1200).with_ecn(Ecn::Ect0);
+    /// assert_eq!(sock.send_batch(&[t]).await?, 1); // three datagrams, one GSO send
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the send happens within the poll that completes, so a
+    /// cancelled call sent nothing.
+    ///
+    /// # Errors
+    /// As [`volley::Socket::try_send_batch`] (an error always concerns
+    /// `transmits[0]`, with nothing sent), except `WouldBlock`, on which this
+    /// waits.
+    pub async fn send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<usize> {
+        self.async_io(Interest::WRITABLE, |s| s.try_send_batch(transmits)).await
+    }
+
+    /// Sends all of `transmits`, waiting for room as often as needed.
+    ///
+    /// A multi-segment transmit that the portable path sent only in part
+    /// ([`volley::Error::PartialTransmit`]) is completed, not resent.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::Transmit, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let to = peer.local_addr()?;
+    /// let msgs: Vec<[u8; 100]> = (0..200u8).map(|i| [i; 100]).collect();
+    /// let transmits: Vec<_> = msgs.iter().map(|m| Transmit::new(to, m)).collect();
+    /// sock.send_batch_all(&transmits).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a cancelled call may have sent a prefix of
+    /// `transmits`. Loop over [`UdpSocket::send_batch`] to know how far it got.
+    ///
+    /// # Errors
+    /// The first error that is not `WouldBlock`. It concerns the first
+    /// transmit not yet sent; those before it were sent, none after it.
+    pub async fn send_batch_all(&self, transmits: &[Transmit<'_>]) -> io::Result<()> {
+        let mut rest = transmits;
+        // The unsent tail of a transmit the portable path sent in part.
+        let mut partial: Option<Transmit<'_>> = None;
+        while !rest.is_empty() || partial.is_some() {
+            if let Some(t) = partial.take() {
+                self.send_batch_all_one(t).await?;
+                continue;
+            }
+            match self.send_batch(rest).await {
+                Ok(n) => rest = &rest[n..],
+                Err(e) => match as_volley(&e) {
+                    Some(&volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
+                        partial = Some(rest_of(rest[transmits_sent], segments_sent));
+                        rest = &rest[transmits_sent + 1..];
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one transmit whole, finishing it if the portable path cuts it.
+    async fn send_batch_all_one(&self, mut t: Transmit<'_>) -> io::Result<()> {
+        loop {
+            match self.send_batch(std::slice::from_ref(&t)).await {
+                Ok(_) => return Ok(()),
+                Err(e) => match as_volley(&e) {
+                    Some(&volley::Error::PartialTransmit { segments_sent, .. }) => t = rest_of(t, segments_sent),
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Polls to send `transmits`: `Ready(Ok(n))` with `n >= 1` transmits
+    /// sent, `Pending` after registering `cx` for write readiness.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use volley_tokio::{volley::Transmit, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let t = [Transmit::new(sock.local_addr()?, b"x")];
+    /// assert_eq!(poll_fn(|cx| sock.poll_send_batch(cx, &t)).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`UdpSocket::send_batch`].
+    pub fn poll_send_batch(&self, cx: &mut Context<'_>, transmits: &[Transmit<'_>]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, Interest::WRITABLE, |s| s.try_send_batch(transmits))
+    }
+
+    /// Sends what fits now, without waiting.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::Transmit, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// sock.writable().await?;
+    /// let n = sock.try_send_batch(&[Transmit::new(sock.local_addr()?, b"x")])?;
+    /// assert_eq!(n, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `WouldBlock` when the socket buffer is full (readiness is then
+    /// cleared) or not yet known to be writable; otherwise as
+    /// [`volley::Socket::try_send_batch`].
+    pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<usize> {
+        self.try_io(Interest::WRITABLE, |s| s.try_send_batch(transmits))
+    }
+
+    /// Runs one non-blocking operation on the core socket if it is ready for
+    /// `interest`, and clears that readiness if (and only if) the operation
+    /// answers `WouldBlock`. The way to reach core calls this adapter does
+    /// not wrap.
+    ///
+    /// `f` must do exactly one kind of I/O, matching `interest`, and must
+    /// return `WouldBlock` only from the syscall itself.
+    ///
+    /// ```
+    /// use tokio::io::Interest;
+    /// use volley_tokio::{volley::RecvBatch, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let mut batch = RecvBatch::with_capacity(4, 2048);
+    /// let r = sock.try_io(Interest::READABLE, |s| s.try_recv_batch(&mut batch));
+    /// assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `WouldBlock` if the socket is not ready or `f` said so; otherwise what
+    /// `f` returned, converted to [`io::Error`].
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        f: impl FnOnce(&volley::Socket) -> Result<R, volley::Error>,
+    ) -> io::Result<R> {
+        self.io.try_io(interest, || f(&self.inner).map_err(io::Error::from))
+    }
+
+    /// Waits for `interest` and runs `f` until it answers something other
+    /// than `WouldBlock` (clearing readiness on each `WouldBlock`). Several
+    /// tasks may wait at once; each is woken.
+    ///
+    /// ```
+    /// use tokio::io::Interest;
+    /// use volley_tokio::{volley::{RecvBatch, Transmit}, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// sock.send_batch(&[Transmit::new(sock.local_addr()?, b"x")]).await?;
+    /// let mut batch = RecvBatch::with_capacity(4, 2048);
+    /// let n = sock.async_io(Interest::READABLE, |s| s.try_recv_batch(&mut batch)).await?;
+    /// assert_eq!(n, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe if `f` completes its work within one call (as every
+    /// volley `try_*` method does).
+    ///
+    /// # Errors
+    /// What `f` returned, other than `WouldBlock`.
+    pub async fn async_io<R>(
+        &self,
+        interest: Interest,
+        mut f: impl FnMut(&volley::Socket) -> Result<R, volley::Error>,
+    ) -> io::Result<R> {
+        self.io.async_io(interest, || f(&self.inner).map_err(io::Error::from)).await
+    }
+
+    /// The poll form of [`UdpSocket::async_io`]: the one readiness loop the
+    /// `poll_*` methods share. Retries only on `WouldBlock`.
+    fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        interest: Interest,
+        mut f: impl FnMut(&volley::Socket) -> Result<R, volley::Error>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            if interest.is_writable() {
+                ready!(self.io.poll_send_ready(cx))?;
+            } else {
+                ready!(self.io.poll_recv_ready(cx))?;
+            }
+            match self.try_io(interest, &mut f) {
+                // Readiness was cleared: the next poll_*_ready registers cx.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
+impl AsFd for UdpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+/// The typed core error inside an `io::Error`, if there is one.
+pub(crate) fn as_volley(e: &io::Error) -> Option<&volley::Error> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<volley::Error>())
+}
+
+/// What is left of `t` after its first `segments_sent` segments went out.
+fn rest_of(mut t: Transmit<'_>, segments_sent: usize) -> Transmit<'_> {
+    let stride = t.segment_size.unwrap_or(t.contents.len()).max(1);
+    let start = (segments_sent * stride).min(t.contents.len());
+    t.contents = &t.contents[start..];
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_of_skips_sent_segments() {
+        let data = [1u8; 2500];
+        let t = Transmit::new("127.0.0.1:9".parse().unwrap(), &data).with_segment_size(1000);
+        assert_eq!(rest_of(t, 2).contents.len(), 500);
+        assert_eq!(rest_of(t, 2).segment_size, Some(1000));
+        assert_eq!(rest_of(t, 9).contents.len(), 0);
+    }
+
+    #[test]
+    fn typed_error_survives_io_conversion() {
+        let e = io::Error::from(volley::Error::PartialTransmit { transmits_sent: 1, segments_sent: 2 });
+        assert!(matches!(as_volley(&e), Some(volley::Error::PartialTransmit { transmits_sent: 1, segments_sent: 2 })));
+    }
+}

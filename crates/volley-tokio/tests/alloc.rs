@@ -1,0 +1,180 @@
+//! Heap allocations per datagram in steady state, counted by a global
+//! allocator on the test's own thread: receiving through `DatagramStream`,
+//! sending through `SendQueue`.
+//!
+//! A sender thread (plain blocking volley socket, not counted) keeps the
+//! receiver busy; the receiver drops each datagram before asking for the
+//! next, as a prompt consumer does. Run with `--nocapture` to see the
+//! figures.
+
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use util::{addr, DEADLINE};
+use volley::{Config, Transmit};
+use volley_tokio::{DatagramStream, UdpSocket};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards every call unchanged to `System`; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+/// Sends `payload` (as GSO trains of `segment_size` when given) to `to`
+/// until `stop`.
+fn blast(to: std::net::SocketAddr, payload: Vec<u8>, segment_size: Option<usize>, stop: Arc<AtomicBool>) {
+    let sock = volley::Socket::bind(addr("127.0.0.1:0")).expect("bind sender");
+    let mut t = Transmit::new(to, &payload);
+    t.segment_size = segment_size;
+    let batch = [t; 16];
+    while !stop.load(Ordering::Relaxed) {
+        // Errors (a full buffer) just mean: try again.
+        let _ = sock.send_batch_blocking(&batch, Duration::from_millis(50));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Receives `warmup + measured` datagrams, returning allocations per
+/// datagram over the measured part.
+async fn allocs_per_datagram(payload_len: usize, segment_size: Option<usize>, measured: u64) -> f64 {
+    let config = Config::new().recv_buffer_size(8 << 20);
+    let rx = UdpSocket::bind_with(&config, addr("127.0.0.1:0")).unwrap();
+    let to = rx.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || blast(to, vec![0x5a; payload_len], segment_size, stop))
+    };
+    let mut stream = DatagramStream::new(&rx);
+    let result = tokio::time::timeout(DEADLINE, async {
+        for _ in 0..2_000 {
+            let d = stream.next().await.unwrap().unwrap();
+            drop(d);
+        }
+        let before = allocs();
+        let mut bytes = 0usize;
+        for _ in 0..measured {
+            let d = stream.next().await.unwrap().unwrap();
+            bytes += d.payload.len(); // use it, then drop it at once
+        }
+        let n = allocs() - before;
+        assert!(bytes > 0);
+        n
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let n = result.expect("datagrams kept coming");
+    let per = n as f64 / measured as f64;
+    println!(
+        "payload {payload_len} B, segment_size {segment_size:?}: {n} allocations over {measured} datagrams = {per:.5}/datagram"
+    );
+    per
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn steady_state_allocations_per_datagram_are_near_zero() {
+    // The counter sees this thread's allocations.
+    let before = allocs();
+    drop(std::hint::black_box(Vec::<u8>::with_capacity(16)));
+    assert_eq!(allocs(), before + 1);
+
+    // Plain datagrams, one recvmmsg message each.
+    let plain = allocs_per_datagram(1200, None, 50_000).await;
+    assert!(plain < 0.01, "{plain} allocations per datagram");
+    // GSO trains of 10 x 1200 B, received as GRO trains and sliced.
+    let gro = allocs_per_datagram(12_000, Some(1200), 50_000).await;
+    assert!(gro < 0.01, "{gro} allocations per datagram");
+}
+
+/// The other side of the trade-off: a consumer that keeps every datagram
+/// makes the pool allocate a fresh chunk each time the current one fills.
+#[tokio::test(flavor = "current_thread")]
+async fn holding_datagrams_costs_a_chunk_per_batch_not_per_datagram() {
+    let rx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+    let tx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+    let to = rx.local_addr().unwrap();
+    let mut stream = DatagramStream::with_batch(&rx, volley::RecvBatch::with_capacity(8, 2048));
+    let m = [1u8; 1000];
+    let mut held = Vec::new();
+    let before = allocs();
+    for _ in 0..40 {
+        tx.send_batch_all(&[Transmit::new(to, &m); 8]).await.unwrap();
+        for _ in 0..8 {
+            held.push(tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap());
+        }
+    }
+    let n = allocs() - before;
+    println!("holding 320 datagrams: {n} allocations");
+    assert!(n > 0 && n < 320, "{n}");
+}
+
+/// The send side: a warmed-up `SendQueue` plans, stages (GSO trains) and
+/// sends without allocating.
+#[tokio::test(flavor = "current_thread")]
+async fn send_queue_steady_state_allocates_nothing() {
+    static PAYLOAD: [u8; 1200] = [7; 1200];
+    let tx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+    let sinks: Vec<_> = (0..4).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let dests: Vec<_> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
+    let mut q = volley_tokio::SendQueue::with_capacity(&tx, 256);
+    let round = |q: &mut volley_tokio::SendQueue<&UdpSocket>| {
+        for i in 0..256 {
+            let len = if i % 16 == 15 { 500 } else { 1200 };
+            let d = volley_tokio::Outgoing::new(dests[i % 4], bytes::Bytes::from_static(&PAYLOAD[..len]));
+            q.try_push(d).unwrap();
+        }
+    };
+    for _ in 0..10 {
+        round(&mut q);
+        q.flush().await.unwrap();
+    }
+    let before = allocs();
+    for _ in 0..100 {
+        round(&mut q);
+        q.flush().await.unwrap();
+    }
+    let n = allocs() - before;
+    println!("send queue: {n} allocations over 25600 datagrams");
+    assert_eq!(n, 0);
+}

@@ -1,0 +1,123 @@
+//! `DatagramStream`: zero-copy GRO segments, ordering, metadata, the triad.
+
+mod util;
+
+use std::io;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use util::{addr, local, local_roomy, DEADLINE};
+use volley::{Ecn, RecvBatch, Transmit};
+use volley_tokio::{DatagramStream, UdpSocket};
+
+#[tokio::test(flavor = "current_thread")]
+async fn gro_segments_are_slices_of_one_allocation() {
+    let rx = Arc::new(local());
+    let tx = local();
+    if !(tx.capabilities().gso() && rx.capabilities().gro) {
+        eprintln!("skipped: no GSO/GRO here");
+        return;
+    }
+    let train: Vec<u8> = (0..8 * 1000 + 300).map(|i| (i / 1000) as u8).collect();
+    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1000).with_ecn(Ecn::Ce)])
+        .await
+        .unwrap();
+    let mut stream = DatagramStream::new(rx);
+    let mut ds = Vec::new();
+    while ds.len() < 9 {
+        ds.push(tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap());
+    }
+    for (i, d) in ds.iter().enumerate() {
+        let want = if i < 8 { 1000 } else { 300 };
+        assert_eq!((d.meta.len, d.payload.len()), (want, want));
+        assert!(d.payload.iter().all(|&b| b == i as u8), "segment {i} holds its own bytes");
+        assert_eq!(d.meta.segment_size, 1000);
+        assert_eq!(d.meta.ecn, Ecn::Ce);
+    }
+    // One shared buffer: segment i + 1 starts where segment i ends.
+    for w in ds.windows(2) {
+        assert_eq!(w[0].payload.as_ptr().wrapping_add(w[0].payload.len()), w[1].payload.as_ptr());
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn many_messages_keep_order_and_metadata() {
+    let rx = local_roomy();
+    let tx = local();
+    let to = rx.local_addr().unwrap();
+    const N: u32 = 5000;
+    let mut stream = DatagramStream::with_batch(&rx, RecvBatch::with_capacity(16, 4096));
+    let send = async {
+        for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+            let payloads: Vec<[u8; 4]> = chunk.iter().map(|i| i.to_be_bytes()).collect();
+            let ts: Vec<_> = payloads.iter().map(|p| Transmit::new(to, p).with_ecn(Ecn::Ect0)).collect();
+            tx.send_batch_all(&ts).await.unwrap();
+        }
+    };
+    let recv = async {
+        let mut next = 0u32;
+        while next < N {
+            let d = stream.recv().await.unwrap();
+            assert_eq!(u32::from_be_bytes(d.payload[..].try_into().unwrap()), next);
+            assert_eq!(d.meta.src, tx.local_addr().unwrap());
+            assert_eq!(d.meta.ecn, Ecn::Ect0);
+            assert_eq!(d.meta.dst_ip, Some(addr("127.0.0.1:0").ip()));
+            next += 1;
+        }
+    };
+    tokio::time::timeout(DEADLINE, async { tokio::join!(send, recv) }).await.expect("in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_recv_drains_a_burst_then_would_block() {
+    let rx = local();
+    let tx = local();
+    let msgs = [[9u8; 10]; 20];
+    let ts: Vec<_> = msgs.iter().map(|m| Transmit::new(rx.local_addr().unwrap(), m)).collect();
+    tx.send_batch_all(&ts).await.unwrap();
+    let mut stream = DatagramStream::new(&rx);
+    let first = stream.recv().await.unwrap();
+    assert_eq!(first.payload.len(), 10);
+    let mut n = 1;
+    while n < 20 {
+        match stream.try_recv() {
+            Ok(_) => n += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => rx.readable().await.unwrap(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(stream.try_recv().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(stream.buffered_len(), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stream_owns_or_borrows_the_socket() {
+    let sock = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+    let at = sock.local_addr().unwrap();
+    {
+        let s = DatagramStream::new(&sock);
+        assert_eq!(s.get_ref().local_addr().unwrap(), at);
+    }
+    let s = DatagramStream::new(sock);
+    assert_eq!(s.into_inner().local_addr().unwrap(), at);
+}
+
+/// Received datagrams outlive later receives: holding them makes the pool
+/// take a fresh chunk instead of overwriting.
+#[tokio::test(flavor = "current_thread")]
+async fn held_datagrams_are_never_overwritten() {
+    let rx = local_roomy();
+    let tx = local();
+    let to = rx.local_addr().unwrap();
+    // A tiny batch so the pool chunk (slots x slot_len = 2 x 64 bytes) runs out fast.
+    let mut stream = DatagramStream::with_batch(&rx, RecvBatch::with_capacity(2, 64));
+    let mut held = Vec::new();
+    for round in 0..50u8 {
+        let m = [round; 64];
+        tx.send_batch(&[Transmit::new(to, &m)]).await.unwrap();
+        held.push(tokio::time::timeout(DEADLINE, stream.recv()).await.unwrap().unwrap());
+    }
+    for (i, d) in held.iter().enumerate() {
+        assert_eq!(&d.payload[..], &[i as u8; 64][..]);
+    }
+}
