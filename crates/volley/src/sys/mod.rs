@@ -773,9 +773,10 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
     let raw = fd.as_raw_fd();
     let socket_dscp = state.socket_dscp();
     let mut done = 0usize; // transmits fully sent
-    let mut segment = 0usize; // emulated segments of transmits[done] already sent
-                              // Set after a GSO EINVAL: emulate transmits[done] to learn whether GSO
-                              // itself was the problem.
+                           // Emulated segments of transmits[done] already sent.
+    let mut segment = 0usize;
+    // Set after a GSO EINVAL: emulate transmits[done] to learn whether GSO
+    // itself was the problem.
     let mut emulate_next: Option<i32> = None;
     // An ICMP "too big" leaves EMSGSIZE pending on the socket, and the next
     // send of any size returns it (clearing it) without sending: retry once
@@ -853,9 +854,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
             }
         }
         if k == 0 {
-            // transmits[done] itself is invalid.
-            let e = invalid.expect("an empty chunk means the next transmit was rejected");
-            return if done > 0 { Ok(done) } else { Err(e.into()) };
+            // transmits[done] itself is invalid: report it when it is first
+            // in line, else return what went out before it.
+            return match invalid {
+                Some(e) if done == 0 => Err(e.into()),
+                _ => Ok(done),
+            };
         }
 
         match send_msgs(raw, &state.live, &mut hdrs[..k]) {
