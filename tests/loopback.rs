@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use volley::{BindError, Dscp, Ecn, Error, RecvBatch, Socket, Transmit};
+use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, Socket, Transmit};
 use volley_tests::driver::{
     self, addr, child_mode, for_each_backend, lo_ifindex, payload, recv_datagrams, send_all, send_recv, sysctl, train,
     Case,
@@ -43,7 +43,8 @@ fn one_receive_call_takes_at_least_32_of_64_queued() {
         assert!(driver::wait_ready(&rx, libc::POLLIN, driver::TIMEOUT), "nothing became readable");
         std::thread::sleep(Duration::from_millis(50));
 
-        let mut batch = RecvBatch::with_capacity(64, 2048);
+        // Full-size slots: a GRO socket refuses smaller ones.
+        let mut batch = RecvBatch::with_capacity(64, volley::DEFAULT_SLOT_LEN);
         let first = rx.try_recv_batch(&mut batch).expect("one receive call");
         println!("[{}] one try_recv_batch returned {first} datagrams in {} messages", case.name, batch.message_count());
         assert!(first >= 32, "[{}] one receive call returned only {first} of 64 queued datagrams", case.name);
@@ -316,7 +317,8 @@ fn one_send_call_reaches_eight_destinations() {
 #[test]
 fn truncated_datagram_is_flagged_not_lost() {
     for_each_backend(|case| {
-        let rx = case.bind("127.0.0.1:0");
+        // Slots this small need a socket without GRO (BatchTooSmallForGro).
+        let rx = case.config().gro(false).bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let tx = case.bind("127.0.0.1:0");
         let to = rx.local_addr().unwrap();
         let (big, small) = (payload(1, 500), payload(2, 60));
@@ -514,4 +516,36 @@ fn config_builder_round_trip_on_both_backends() {
         assert_eq!(sock.tos().unwrap(), Dscp::CS1.value() << 2);
         assert!(sock.recv_buffer_size().granted >= 1 << 20, "{:?}", sock.recv_buffer_size());
     });
+}
+
+/// The probed GSO limit is real: a train of exactly `max_gso_segments`
+/// datagrams is one send and all of it arrives; one more segment is refused
+/// before any syscall.
+#[test]
+fn probed_gso_limit_is_the_kernels() {
+    let rx = volley::Config::new().gro(false).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let tx = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let max = tx.capabilities().max_gso_segments;
+    if max <= 1 {
+        println!("skipped: no GSO on this socket ({})", tx.capabilities());
+        return;
+    }
+    println!("probed GSO limit: {max} segments");
+    let to = rx.local_addr().unwrap();
+    let contents: Vec<u8> = (0..max).map(|i| i as u8).collect();
+    assert_eq!(tx.try_send_batch(&[Transmit::new(to, &contents).with_segment_size(1)]).unwrap(), 1);
+    let mut batch = RecvBatch::new();
+    let mut got = Vec::new();
+    while got.len() < max {
+        rx.recv_batch_blocking(&mut batch, driver::TIMEOUT).unwrap();
+        got.extend(batch.iter().map(|(_, p)| p[0]));
+    }
+    assert_eq!(got, contents, "every 1-byte datagram of the train, in order");
+    let over = vec![0u8; max + 1];
+    match tx.try_send_batch(&[Transmit::new(to, &over).with_segment_size(1)]) {
+        Err(Error::InvalidTransmit(InvalidTransmit::TooManySegments { segments, max: m })) => {
+            assert_eq!((segments, m), (max + 1, max));
+        }
+        other => panic!("expected TooManySegments, got {other:?}"),
+    }
 }

@@ -252,3 +252,88 @@ fn io_errors_are_not_repeated_in_the_source_chain() {
     assert!(err.to_string().contains("not permitted"), "{err}");
     assert!(err.source().is_none(), "Display already says it: {:?}", err.source());
 }
+
+/// An ICMP error about one destination must not fail a send to another: with
+/// the error queue on, the kernel leaves the errno pending on the socket.
+#[test]
+fn a_pending_icmp_error_does_not_fail_a_send_elsewhere() {
+    let sock = Config::new().recv_errors(true).bind(localhost()).unwrap();
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let live = Socket::bind(localhost()).unwrap();
+    sock.send_batch_blocking(&[Transmit::new(dead_addr, b"x")], WAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // let the ICMP come back
+    sock.send_batch_blocking(&[Transmit::new(live.local_addr().unwrap(), b"fine")], WAIT).unwrap();
+    let mut batch = RecvBatch::new();
+    live.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    assert_eq!(batch.iter().next().unwrap().1, b"fine");
+    // The error itself is not lost: it is in the error queue.
+    let err = sock.try_recv_error().unwrap().expect("the ICMP error is queued");
+    assert_eq!((err.kind, err.destination), (IcmpKind::PortUnreachable, Some(dead_addr)));
+}
+
+#[test]
+fn disconnect_keeps_a_wildcard_bind() {
+    let sock = Socket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let bound = sock.local_addr().unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    sock.disconnect().unwrap();
+    assert_eq!(sock.local_addr().unwrap(), bound, "still the wildcard, same port");
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    other.send_to(b"to .2", ("127.0.0.2", bound.port())).unwrap();
+    let mut batch = RecvBatch::new();
+    sock.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    let (meta, payload) = batch.iter().next().unwrap();
+    assert_eq!((payload, meta.dst_ip), (&b"to .2"[..], Some("127.0.0.2".parse().unwrap())));
+}
+
+#[test]
+fn a_socket_bound_to_one_ipv6_address_is_not_dual_stack() {
+    let sock = Socket::bind("[::1]:0".parse().unwrap()).unwrap();
+    let err = sock.try_send_batch(&[Transmit::new("127.0.0.1:9".parse().unwrap(), b"x")]).unwrap_err();
+    assert!(matches!(err, Error::InvalidTransmit(volley::InvalidTransmit::AddressFamily { .. })), "{err:?}");
+}
+
+#[test]
+fn blocking_helpers_take_any_timeout() {
+    let rx = Socket::bind(localhost()).unwrap();
+    let tx = Socket::bind(localhost()).unwrap();
+    tx.send_batch_blocking(&[Transmit::new(rx.local_addr().unwrap(), b"forever")], Duration::MAX).unwrap();
+    let mut batch = RecvBatch::new();
+    rx.recv_batch_blocking(&mut batch, Duration::MAX).unwrap();
+    assert_eq!(batch.iter().next().unwrap().1, b"forever");
+    // A sub-millisecond wait is a wait, not an error or a spin.
+    assert!(rx.recv_batch_blocking(&mut batch, Duration::from_micros(100)).is_err());
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// While the error queue holds an entry, poll(2) reports POLLERR at once;
+/// the blocking receive must nap, not spin, until data or the timeout.
+#[test]
+fn blocking_receive_does_not_spin_on_a_queued_icmp_error() {
+    let sock = Config::new().recv_errors(true).bind(localhost()).unwrap();
+    let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    sock.send_batch_blocking(&[Transmit::new(dead_addr, b"x")], WAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut batch = RecvBatch::new();
+    // The pending error itself is reported once by a receive.
+    let _ = sock.try_recv_batch(&mut batch);
+    let (cpu0, wall0) = (thread_cpu(), Instant::now());
+    let res = sock.recv_batch_blocking(&mut batch, Duration::from_millis(300));
+    let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
+    println!("waited {wall:?} using {cpu:?} of CPU: {res:?}");
+    assert!(res.is_err(), "nothing to receive");
+    assert!(wall >= Duration::from_millis(290), "returned early after {wall:?}");
+    assert!(cpu < Duration::from_millis(150), "spun: {cpu:?} of CPU in a {wall:?} wait");
+    assert!(sock.try_recv_error().unwrap().is_some(), "the ICMP entry is still queued");
+}

@@ -65,7 +65,7 @@ fn workload_fanout(case: &Case) {
     let tx = case.bind("127.0.0.1:0");
     let bufs: Vec<Vec<u8>> = (0..FANOUT as u32).map(|s| payload(s, 100)).collect();
     let transmits: Vec<_> = rxs.iter().zip(&bufs).map(|(rx, b)| Transmit::new(rx.local_addr().unwrap(), b)).collect();
-    let mut batch = RecvBatch::with_capacity(1, 2048);
+    let mut batch = RecvBatch::with_capacity(1, volley::DEFAULT_SLOT_LEN);
     for _ in 0..FANOUT_ROUNDS {
         assert_eq!(tx.try_send_batch(&transmits).expect("send"), FANOUT, "one call should send all 64");
         for rx in &rxs {
@@ -207,7 +207,9 @@ fn check(case: &Case, workload: &str, calls: &HashMap<String, u64>, n: u64, summ
     let ctx = format!("[{}] {workload}: strace summary:\n{summary}", case.name);
     assert_eq!(get("sendto") + get("recvfrom"), 0, "{ctx}");
     if case.linux {
-        assert_eq!((get("sendmsg"), get("recvmsg")), (0, 0), "batch calls only on the Linux backend; {ctx}");
+        // One sendmsg is volley's once-per-process probe of the kernel's GSO
+        // segment limit (a 1-byte-segment train to itself), not traffic.
+        assert!(get("sendmsg") <= 1 && get("recvmsg") == 0, "batch calls only on the Linux backend; {ctx}");
         match workload {
             "gso" => {
                 assert!(get("sendmmsg") * 1000 <= 20 * n, "more than 20 send calls per 1000 datagrams; {ctx}");

@@ -492,7 +492,7 @@ impl UdpSocket {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
-    /// let mut batch = RecvBatch::with_capacity(4, 2048);
+    /// let mut batch = RecvBatch::new();
     /// let r = sock.try_io(Interest::READABLE, |s| s.try_recv_batch(&mut batch));
     /// assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
     /// # Ok(()) }
@@ -520,7 +520,7 @@ impl UdpSocket {
     /// # async fn main() -> std::io::Result<()> {
     /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
     /// sock.send_batch(&[Transmit::new(sock.local_addr()?, b"x")]).await?;
-    /// let mut batch = RecvBatch::with_capacity(4, 2048);
+    /// let mut batch = RecvBatch::new();
     /// let n = sock.async_io(Interest::READABLE, |s| s.try_recv_batch(&mut batch)).await?;
     /// assert_eq!(n, 1);
     /// # Ok(()) }

@@ -123,11 +123,12 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// batch's size (`slots * slot_len`), enough for one receive.
     ///
     /// ```
-    /// use volley_tokio::{volley::RecvBatch, DatagramStream, UdpSocket};
+    /// use volley_tokio::{volley::{Config, RecvBatch}, DatagramStream, UdpSocket};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
-    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
-    /// // Small datagrams, no GRO trains expected: 64 x 2 KiB per receive.
+    /// // Small datagrams and small slots: 64 x 2 KiB per receive. Slots this
+    /// // small need a socket without GRO (a GRO train can be 64 KiB).
+    /// let sock = UdpSocket::bind_with(&Config::new().gro(false), "127.0.0.1:0".parse().unwrap())?;
     /// let stream = DatagramStream::with_batch(&sock, RecvBatch::with_capacity(64, 2048));
     /// # let _ = stream;
     /// # Ok(()) }

@@ -160,7 +160,7 @@ async fn many_waiters_all_wake() {
     for _ in 0..8 {
         let s = sock.clone();
         tasks.push(tokio::spawn(async move {
-            let mut batch = RecvBatch::with_capacity(1, 64);
+            let mut batch = RecvBatch::with_capacity(1, volley::DEFAULT_SLOT_LEN);
             s.recv_batch(&mut batch).await.unwrap()
         }));
     }

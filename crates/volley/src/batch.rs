@@ -31,6 +31,8 @@ pub const MAX_SLOTS: usize = 64;
 /// Default bytes per message slot: the largest UDP payload plus headroom, so
 /// a full GRO train (at most 64 KiB) fits.
 pub const DEFAULT_SLOT_LEN: usize = 1 << 16;
+/// Largest slot [`RecvBatch::with_capacity`] allocates.
+pub const MAX_SLOT_LEN: usize = 1 << 20;
 
 /// Reusable receive buffers for [`crate::Socket::try_recv_batch`].
 ///
@@ -84,8 +86,11 @@ impl RecvBatch {
     }
 
     /// `slots` messages per call (clamped to `1..=64`), each up to
-    /// `slot_len` bytes (at least 1). A datagram or GRO train longer than
-    /// `slot_len` is cut short and flagged [`RecvMeta::truncated`].
+    /// `slot_len` bytes (clamped to `1..=1 MiB`). A datagram longer than
+    /// `slot_len` is cut short and flagged [`RecvMeta::truncated`]. A socket
+    /// with GRO on refuses slots under [`DEFAULT_SLOT_LEN`]
+    /// ([`crate::Error::BatchTooSmallForGro`]): the kernel would discard the
+    /// rest of a coalesced train.
     ///
     /// ```
     /// let b = volley::RecvBatch::with_capacity(8, 1500);
@@ -93,7 +98,7 @@ impl RecvBatch {
     /// ```
     pub fn with_capacity(slots: usize, slot_len: usize) -> Self {
         let slots = slots.clamp(1, MAX_SLOTS);
-        let slot_len = slot_len.max(1);
+        let slot_len = slot_len.clamp(1, MAX_SLOT_LEN);
         Self {
             data: vec![0u8; slots * slot_len].into_boxed_slice(),
             slot_len,

@@ -147,6 +147,16 @@ pub enum Error {
         /// Segments of the partial transmit that were sent.
         segments_sent: usize,
     },
+    /// The socket uses GRO, and the [`crate::RecvBatch`]'s slots are
+    /// smaller than a coalesced train can be: the kernel would discard the
+    /// part of each train that does not fit. Use slots of `needed` bytes
+    /// ([`crate::RecvBatch::new`]), or a socket with `Config::gro(false)`.
+    BatchTooSmallForGro {
+        /// The batch's slot size.
+        slot_len: usize,
+        /// The slot size GRO needs.
+        needed: usize,
+    },
     /// Binding failed; says why and where.
     Bind {
         /// The address that could not be bound.
@@ -205,6 +215,7 @@ impl Error {
             Self::MessageTooLong { .. } => io::ErrorKind::InvalidInput,
             Self::NoBufferSpace => io::ErrorKind::OutOfMemory,
             Self::PartialTransmit { .. } => io::ErrorKind::WriteZero,
+            Self::BatchTooSmallForGro { .. } => io::ErrorKind::InvalidInput,
             Self::Multicast { source: Some(e), .. } => e.kind(),
             Self::Multicast { .. } => io::ErrorKind::InvalidInput,
             Self::Bind { source, .. } => source.kind(),
@@ -255,6 +266,11 @@ impl fmt::Display for Error {
             Self::PartialTransmit { transmits_sent, segments_sent } => {
                 write!(f, "{transmits_sent} transmits sent, then only {segments_sent} segments of the next")
             }
+            Self::BatchTooSmallForGro { slot_len, needed } => write!(
+                f,
+                "receive slots of {slot_len} bytes are too small for GRO trains (need {needed}): \
+                 use RecvBatch::new() or a socket with gro(false)"
+            ),
             Self::Bind { addr, reason, source } => {
                 let why = match reason {
                     BindError::AddressInUse => "another socket owns this address and port",

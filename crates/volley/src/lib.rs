@@ -105,7 +105,7 @@ pub mod fuzzing {
     }
 }
 
-pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS};
+pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS, MAX_SLOT_LEN};
 pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};
 pub use error::{BindError, Error, InvalidTransmit};

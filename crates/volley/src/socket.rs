@@ -47,6 +47,8 @@ use crate::{Capabilities, Config, Error, MulticastError, MulticastInterface, Rec
 #[derive(Debug)]
 pub struct Socket {
     inner: socket2::Socket,
+    /// The address as bound (before any connect narrowed it).
+    bound: SocketAddr,
     state: SocketState,
     recv_buffer: BufferSize,
     send_buffer: BufferSize,
@@ -67,7 +69,7 @@ pub struct Socket {
 pub struct BufferSize {
     /// What the configuration asked for, if anything.
     pub requested: Option<usize>,
-    /// What `getsockopt` reports now.
+    /// What `getsockopt` reported right after bind.
     pub granted: usize,
 }
 
@@ -91,15 +93,18 @@ impl Socket {
             BufferSize { requested: config.recv_buffer_size, granted: inner.recv_buffer_size().unwrap_or(0) };
         let send_buffer =
             BufferSize { requested: config.send_buffer_size, granted: inner.send_buffer_size().unwrap_or(0) };
-        Ok(Self { inner, state, recv_buffer, send_buffer })
+        let bound = inner.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+        Ok(Self { inner, bound, state, recv_buffer, send_buffer })
     }
 
-    /// The address the socket is bound to.
+    /// The address the socket is bound to (an IPv4-mapped address as IPv4,
+    /// per the address policy).
     ///
     /// # Errors
     /// Only if the OS call fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()?.as_socket().ok_or_else(|| io::Error::other("socket has no IP address"))
+        let a = self.inner.local_addr()?.as_socket().ok_or_else(|| io::Error::other("socket has no IP address"))?;
+        Ok(fold_mapped(a))
     }
 
     /// What the kernel gave this socket, now (GSO and mmsg may have been
@@ -139,14 +144,15 @@ impl Socket {
     /// [`io::ErrorKind::TimedOut`] if nothing arrived in time; otherwise as
     /// [`Socket::try_recv_batch`].
     pub fn recv_batch_blocking(&self, batch: &mut RecvBatch, timeout: Duration) -> Result<usize, Error> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large for an Instant means no limit.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             match self.try_recv_batch(batch) {
                 Err(e) if e.is_would_block() => {}
                 other => return other,
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let left = remaining(deadline);
+            if left.is_some_and(|l| l.is_zero()) {
                 return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "no datagram before the timeout")));
             }
             sys::wait(self.inner.as_fd(), libc::POLLIN, left)?;
@@ -211,7 +217,7 @@ impl Socket {
         if transmits.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut rest = transmits;
         while !rest.is_empty() {
             match self.try_send_batch(rest) {
@@ -223,8 +229,7 @@ impl Socket {
                     let skip = (segments_sent * t.segment_size.unwrap_or(0)).min(t.contents.len());
                     let tail = Transmit { contents: &t.contents[skip..], ..t };
                     self.wait_for_room(deadline)?;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    self.send_batch_blocking(&[tail], left)?;
+                    self.send_batch_blocking(&[tail], remaining(deadline).unwrap_or(Duration::MAX))?;
                     rest = &rest[transmits_sent + 1..];
                 }
                 Err(e) => return Err(e),
@@ -244,7 +249,7 @@ impl Socket {
     /// # Errors
     /// As `poll(2)`.
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool, Error> {
-        Ok(sys::wait(self.inner.as_fd(), libc::POLLIN, timeout)?)
+        Ok(sys::wait(self.inner.as_fd(), libc::POLLIN, Some(timeout))?)
     }
 
     /// Waits up to `timeout` until the socket has send-buffer room; returns
@@ -258,12 +263,12 @@ impl Socket {
     /// # Errors
     /// As `poll(2)`.
     pub fn wait_writable(&self, timeout: Duration) -> Result<bool, Error> {
-        Ok(sys::wait(self.inner.as_fd(), libc::POLLOUT, timeout)?)
+        Ok(sys::wait(self.inner.as_fd(), libc::POLLOUT, Some(timeout))?)
     }
 
-    fn wait_for_room(&self, deadline: Instant) -> Result<(), Error> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+    fn wait_for_room(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let left = remaining(deadline);
+        if left.is_some_and(|l| l.is_zero()) {
             return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "socket stayed full until the timeout")));
         }
         sys::wait(self.inner.as_fd(), libc::POLLOUT, left)?;
@@ -289,14 +294,17 @@ impl Socket {
     /// As `connect(2)` with `AF_UNSPEC`.
     /// Linux drops the local port of a socket that was bound to port 0
     /// when it disconnects (`__udp_disconnect` keeps only explicitly bound
-    /// ports); volley binds the same address again so the socket keeps its
-    /// port.
+    /// ports); volley binds the address it was bound to again, so the socket
+    /// keeps its port (a wildcard stays a wildcard). Between the kernel's
+    /// unbind and the rebind, another socket could take the port: then this
+    /// fails with [`Error::Bind`].
     pub fn disconnect(&self) -> Result<(), Error> {
-        let before = self.local_addr()?;
         sys::disconnect(self.inner.as_fd())?;
-        if self.local_addr()?.port() == 0 && before.port() != 0 {
-            self.inner.bind(&before.into()).map_err(|source| Error::Bind {
-                addr: before,
+        let now = self.inner.local_addr()?.as_socket().map_or(0, |a| a.port());
+        if now == 0 && self.bound.port() != 0 {
+            // Rebind the address as bound (a wildcard stays a wildcard).
+            self.inner.bind(&self.bound.into()).map_err(|source| Error::Bind {
+                addr: self.bound,
                 reason: crate::BindError::Other,
                 source,
             })?;
@@ -310,13 +318,7 @@ impl Socket {
     /// `NotConnected` if the socket is not connected.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         let a = self.inner.peer_addr()?.as_socket().ok_or_else(|| io::Error::other("peer has no IP address"))?;
-        Ok(match a {
-            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-                None => a,
-            },
-            a => a,
-        })
+        Ok(fold_mapped(a))
     }
 
     /// The kernel's path MTU towards the connected peer (`IP_MTU` /
@@ -542,6 +544,22 @@ impl Socket {
     pub(crate) fn attach_cpu_steering(&self, n: usize) -> Result<(), Error> {
         sys::attach_cpu_steering(self.inner.as_fd(), n).map_err(Error::from)
     }
+}
+
+/// The address policy: IPv4-mapped IPv6 addresses are IPv4.
+fn fold_mapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        a => a,
+    }
+}
+
+/// Time left until `deadline`; `None` means no deadline.
+fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
 impl AsFd for Socket {

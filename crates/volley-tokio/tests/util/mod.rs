@@ -28,6 +28,14 @@ pub fn local_roomy() -> UdpSocket {
     UdpSocket::bind_with(&config, addr("127.0.0.1:0")).expect("bind 127.0.0.1:0")
 }
 
+/// Like [`local_roomy`] but without GRO, so it may receive into small
+/// slots (a GRO socket needs 64 KiB slots for coalesced trains).
+#[allow(dead_code)] // not every test file uses it
+pub fn local_roomy_without_gro() -> UdpSocket {
+    let config = volley::Config::new().gro(false).recv_buffer_size(16 << 20).send_buffer_size(16 << 20);
+    UdpSocket::bind_with(&config, addr("127.0.0.1:0")).expect("bind 127.0.0.1:0")
+}
+
 /// Receives until `n` datagrams arrived (GRO trains split); panics after
 /// [`DEADLINE`].
 pub async fn recv_n(sock: &UdpSocket, n: usize) -> Vec<(RecvMeta, Vec<u8>)> {

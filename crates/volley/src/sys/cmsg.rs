@@ -69,37 +69,64 @@ impl<const N: usize> Aligned<N> {
     }
 }
 
-/// Reads a plain-old-data `T` from the start of `bytes`, which must be at
-/// least `size_of::<T>()` long.
-fn read_pod<T: Copy>(bytes: &[u8]) -> Option<T> {
+/// Types for which all-zero bytes is a valid value.
+///
+/// # Safety
+/// Implement only for C structs, unions and integers whose every field
+/// accepts all-zero bytes (integers, arrays of them, raw pointers: null).
+pub(crate) unsafe trait Zeroable: Copy {}
+
+/// Plain data that can be read from and written as raw bytes.
+///
+/// # Safety
+/// Implement only for types that are [`Zeroable`], for which *every* bit
+/// pattern is a valid value, and which have no padding bytes (so viewing a
+/// value as bytes never reads uninitialised memory).
+pub(crate) unsafe trait Pod: Zeroable {}
+
+macro_rules! unsafe_impl {
+    ($tr:ident: $($t:ty),* $(,)?) => { $(
+        // SAFETY: checked for each type listed at the invocations below:
+        // C integer structs without pointers to non-null data; for Pod, no
+        // padding on the Linux targets volley builds for.
+        unsafe impl $tr for $t {}
+    )* };
+}
+unsafe_impl!(Zeroable: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_pktinfo, libc::in6_pktinfo,
+    libc::timespec, libc::sockaddr_in, libc::sockaddr_in6, libc::sockaddr, libc::sockaddr_storage, libc::msghdr);
+unsafe_impl!(Pod: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_pktinfo, libc::in6_pktinfo,
+    libc::timespec, libc::sockaddr_in, libc::sockaddr_in6);
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe_impl!(Zeroable: libc::sock_extended_err, libc::ip_mreqn);
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe_impl!(Pod: libc::sock_extended_err);
+
+/// Reads a `T` from the start of `bytes`, if it is long enough.
+fn read_pod<T: Pod>(bytes: &[u8]) -> Option<T> {
     if bytes.len() < size_of::<T>() {
         return None;
     }
     let mut out = MaybeUninit::<T>::uninit();
     // SAFETY: `bytes` holds at least size_of::<T>() bytes (checked above);
-    // the destination is a distinct local of exactly that size; T is only
-    // instantiated with C structs and integers for which every bit pattern is
-    // valid (cmsghdr, in_pktinfo, in6_pktinfo, timespec, c_int, u32).
+    // the destination is a distinct local of exactly that size; T: Pod, so
+    // every bit pattern is a valid T.
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), size_of::<T>());
         Some(out.assume_init())
     }
 }
 
-/// The bytes of a plain-old-data value.
-fn pod_bytes<T: Copy>(value: &T) -> &[u8] {
+/// The bytes of a value.
+fn pod_bytes<T: Pod>(value: &T) -> &[u8] {
     // SAFETY: `value` is a live, initialised T borrowed for the returned
-    // lifetime; viewing it as size_of::<T>() bytes is valid for the C
-    // structs and integers this is used with. Padding bytes of libc structs
-    // we build are zeroed (they come from `zeroed()`), so no uninitialised
-    // byte is read.
+    // lifetime, and T: Pod has no padding, so all size_of::<T>() bytes are
+    // initialised.
     unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
-/// A zeroed libc struct.
-pub(crate) fn zeroed<T: Copy>() -> T {
-    // SAFETY: only used with C structs (cmsghdr, in_pktinfo, msghdr,
-    // sockaddr_*) for which all-zero bytes is a valid value.
+/// An all-zero value.
+pub(crate) fn zeroed<T: Zeroable>() -> T {
+    // SAFETY: T: Zeroable: all-zero bytes is a valid T.
     unsafe { std::mem::zeroed() }
 }
 
@@ -124,7 +151,7 @@ impl<'a> Encoder<'a> {
     }
 
     /// Appends one control message carrying `value`.
-    pub(crate) fn push<T: Copy>(&mut self, level: libc::c_int, ty: libc::c_int, value: T) -> Result<(), NoSpace> {
+    pub(crate) fn push<T: Pod>(&mut self, level: libc::c_int, ty: libc::c_int, value: T) -> Result<(), NoSpace> {
         let need = space(size_of::<T>());
         let end = self.len.checked_add(need).ok_or(NoSpace)?;
         if end > self.buf.len() {

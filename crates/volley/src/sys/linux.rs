@@ -51,6 +51,48 @@ pub(super) fn mmsg_blocked(fd: RawFd, send: bool) -> bool {
     matches!(res, Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)))
 }
 
+/// The kernel's `UDP_MAX_SEGMENTS` (64 in older kernels, 128 in newer),
+/// probed once per process by a 128-segment GSO send of 1-byte datagrams
+/// from a loopback socket to itself. If the probe cannot run (no loopback
+/// in this network namespace, say), 64, which every GSO kernel accepts.
+fn gso_max_segments() -> usize {
+    static PROBED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PROBED.get_or_init(|| probe_gso_limit(2 * GSO_MAX_SEGMENTS).unwrap_or(GSO_MAX_SEGMENTS))
+}
+
+/// `Some(segments)` if a GSO send of `segments` went through, `Some(64)` if
+/// the kernel refused it (`EINVAL`), `None` if the probe itself failed.
+fn probe_gso_limit(segments: usize) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+    let lo: std::net::SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+    sock.bind(&lo.into()).ok()?;
+    let me = sock.local_addr().ok()?;
+    sock.connect(&me).ok()?;
+    let payload = vec![0u8; segments];
+    let mut ctrl = super::cmsg::SendControl::new();
+    let mut enc = super::cmsg::Encoder::new(&mut ctrl.0);
+    enc.push(libc::SOL_UDP, libc::UDP_SEGMENT, 1u16).ok()?;
+    let ctrl_len = enc.len();
+    let mut iov = libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
+    let mut hdr: libc::msghdr = super::cmsg::zeroed();
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+    hdr.msg_controllen = ctrl_len as _;
+    // The raw syscall, not libc's wrapper: this is a question to the kernel,
+    // not traffic, so LD_PRELOAD interposers (fault-injection shims) see
+    // only the application's own sends.
+    // SAFETY: sendmsg(2) on a live, connected socket with one iovec over
+    // `payload` and `ctrl_len` bytes of cmsghdr-aligned control data, all
+    // locals that outlive the call.
+    match syscall!(syscall(libc::SYS_sendmsg, sock.as_raw_fd(), &hdr as *const libc::msghdr, 0)) {
+        Ok(_) => Some(segments),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(GSO_MAX_SEGMENTS),
+        Err(_) => None,
+    }
+}
+
 /// Probes and enables the Linux-only features on a fresh socket.
 pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &mut Capabilities) -> io::Result<()> {
     caps.drop_counter = set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok();
@@ -77,7 +119,7 @@ pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &
     caps.mmsg = true;
     // GSO: the kernel knows UDP_SEGMENT if it can be read back.
     if config.gso != Some(false) && super::get_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok() {
-        caps.max_gso_segments = GSO_MAX_SEGMENTS;
+        caps.max_gso_segments = gso_max_segments();
     }
     if config.gro != Some(false) {
         caps.gro = set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();

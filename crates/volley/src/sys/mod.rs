@@ -64,9 +64,9 @@ const SEND_CHUNK: usize = 64;
 
 /// Largest UDP payload: IPv4 (65535 - 20 - 8) and IPv6 (65535 - 8).
 pub(crate) use crate::meta::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
-/// Most segments one GSO send may carry (`UDP_MAX_SEGMENTS` of every kernel
-/// with GSO; newer kernels allow 128, but 64 is safe everywhere and 64 KiB
-/// of payload caps a train anyway).
+/// Most segments one GSO send may carry on every kernel with GSO
+/// (`UDP_MAX_SEGMENTS` until Linux 6.8; newer kernels allow 128, which
+/// `linux::gso_max_segments` probes). 64 KiB of payload caps a train too.
 const GSO_MAX_SEGMENTS: usize = 64;
 
 /// A message header laid out like Linux's `struct mmsghdr`, so one array
@@ -88,6 +88,11 @@ union SockAddrBuf {
     v4: libc::sockaddr_in,
     v6: libc::sockaddr_in6,
 }
+
+// SAFETY: a union of two Zeroable structs: all-zero is valid for either.
+unsafe impl cmsg::Zeroable for SockAddrBuf {}
+// SAFETY: MsgHdr is msghdr (Zeroable) plus a c_uint; zero is valid for both.
+unsafe impl cmsg::Zeroable for MsgHdr {}
 
 impl SockAddrBuf {
     fn new() -> Self {
@@ -177,15 +182,30 @@ pub(crate) fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int)
 }
 
 /// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),
-/// or `timeout` passes. Returns whether it became ready.
-pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+/// or `timeout` passes (`None`: no limit). Returns whether it became ready.
+///
+/// `poll` also wakes for `POLLERR` while the ICMP error queue holds an
+/// entry, which does not make the socket readable or writable: then it
+/// naps 1 ms between polls instead of spinning.
+pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        // Round up, so a sub-millisecond wait does not become a busy poll(0).
+        let ms =
+            left.map_or(-1, |l| libc::c_int::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX));
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
         // SAFETY: one valid pollfd, count 1.
         match syscall!(poll(&mut pfd, 1, ms)) {
-            Ok(n) => return Ok(n > 0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(0) => return Ok(false),
+            Ok(_) if pfd.revents & events != 0 => return Ok(true),
+            Ok(_) => {
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
@@ -250,6 +270,9 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         bind_err(reason, e)
     })?;
 
+    // Binding a specific IPv6 address makes the kernel set IPV6_V6ONLY
+    // (only `[::]` can carry IPv4): read back what the socket really is.
+    let dual_stack = dual_stack && !sock.only_v6().map_err(other)?;
     let fd = {
         use std::os::fd::AsFd;
         sock.as_fd()
@@ -577,14 +600,22 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<
 /// [`RecvMeta`] per message. Returns the number of datagrams after GRO
 /// splitting.
 pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
+    if state.live.fixed.gro && batch.slot_len() < crate::batch::DEFAULT_SLOT_LEN {
+        // The kernel would copy what fits of a coalesced train and discard
+        // the rest of it, datagrams and all: refuse rather than lose them.
+        return Err(Error::BatchTooSmallForGro { slot_len: batch.slot_len(), needed: crate::batch::DEFAULT_SLOT_LEN });
+    }
     let (data, slot_len, control, msgs) = batch.data_mut();
     msgs.clear();
     let n = control.len();
     let mut names = [SockAddrBuf::new(); crate::batch::MAX_SLOTS];
     let mut iovs = [iovec(std::ptr::null(), 0); crate::batch::MAX_SLOTS];
     let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; crate::batch::MAX_SLOTS];
+    // One base pointer for all slots, so no `&mut` reborrow of `data`
+    // invalidates an earlier slot's pointer.
+    let base = data.as_mut_ptr();
     for i in 0..n {
-        iovs[i] = iovec(data[i * slot_len..].as_mut_ptr(), slot_len);
+        iovs[i] = iovec(base.wrapping_add(i * slot_len), slot_len);
         let h = &mut hdrs[i].hdr;
         h.msg_name = (&mut names[i] as *mut SockAddrBuf).cast();
         h.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
@@ -749,6 +780,15 @@ fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len
     }
 }
 
+/// Whether the socket has a peer (`getpeername` succeeds).
+fn is_connected(fd: BorrowedFd<'_>) -> bool {
+    let mut addr = SockAddrBuf::new();
+    let mut len = size_of::<SockAddrBuf>() as libc::socklen_t;
+    // SAFETY: getpeername writes at most `len` bytes into `addr`, a local
+    // buffer of that size, and updates `len`.
+    syscall!(getpeername(fd.as_raw_fd(), (&mut addr as *mut SockAddrBuf).cast(), &mut len)).is_ok()
+}
+
 /// Where a header in the send chunk came from.
 #[derive(Clone, Copy, Default)]
 struct Origin {
@@ -758,8 +798,8 @@ struct Origin {
     last: bool,
     /// This message carries `UDP_SEGMENT`.
     gso: bool,
-    /// Payload bytes of this message.
-    len: usize,
+    /// Bytes of each datagram it becomes: the GSO stride, or `len`.
+    datagram: usize,
 }
 
 /// Sends `transmits` in order; returns how many were sent completely.
@@ -781,7 +821,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
     // An ICMP "too big" leaves EMSGSIZE pending on the socket, and the next
     // send of any size returns it (clearing it) without sending: retry once
     // before believing the datagram itself is too big.
-    let mut emsgsize_retried = false;
+    let mut pending_retried = false;
 
     let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; SEND_CHUNK];
     let mut iovs = [iovec(std::ptr::null(), 0); SEND_CHUNK];
@@ -844,7 +884,8 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                 h.hdr.msg_control = ctrls[k].0.as_mut_ptr().cast();
                 h.hdr.msg_controllen = ctrl_len as _;
             }
-            origins[k] = Origin { segment: this_seg, last, gso: use_gso, len: payload.len() };
+            let datagram = if use_gso { stride.unwrap_or(payload.len()) } else { payload.len() };
+            origins[k] = Origin { segment: this_seg, last, gso: use_gso, datagram };
             k += 1;
             if last {
                 t_idx += 1;
@@ -868,7 +909,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     // The unsegmented resend worked: GSO was the problem.
                     state.live.disable_gso(errno);
                 }
-                emsgsize_retried = false;
+                pending_retried = false;
                 for o in &origins[..n] {
                     if o.last {
                         done += 1;
@@ -878,8 +919,13 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     }
                 }
                 if n < k {
-                    // The kernel stopped early; the next loop retries from
-                    // there and sees its error or WouldBlock.
+                    // The kernel stopped early (buffer full, or an error at
+                    // message n, which the caller's retry will meet first).
+                    // At a transmit boundary, return now rather than spend a
+                    // syscall to learn it; mid-train, try to finish it.
+                    if segment == 0 {
+                        return Ok(done);
+                    }
                     continue;
                 }
                 if invalid.is_some() {
@@ -899,9 +945,19 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                         continue;
                     }
                     Some(libc::EMSGSIZE)
-                        if !emsgsize_retried && may_be_pending(fd, state, &transmits[done], first.len) =>
+                        if !pending_retried && may_be_pending(fd, state, &transmits[done], first.datagram) =>
                     {
-                        emsgsize_retried = true;
+                        pending_retried = true;
+                        continue;
+                    }
+                    // With the error queue on, an ICMP error about another
+                    // destination leaves its errno pending on an unconnected
+                    // socket, and the next send returns it without sending:
+                    // the details are in the error queue; retry once.
+                    Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
+                        if !pending_retried && state.live.fixed.recv_errors && !is_connected(fd) =>
+                    {
+                        pending_retried = true;
                         continue;
                     }
                     _ => {}
@@ -916,7 +972,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                 }
                 return Err(match e.raw_os_error() {
                     Some(libc::EMSGSIZE) => Error::MessageTooLong {
-                        size: first.len,
+                        size: first.datagram,
                         mtu: transmits.first().and_then(|t| path_mtu(fd, !t.destination.is_ipv4()).ok()),
                     },
                     _ => Error::from(e),
