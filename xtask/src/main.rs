@@ -1,2 +1,50 @@
-//! Project automation: `cargo xtask ci`, `cargo xtask bench`.
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (the alias lives in
+//! `.cargo/config.toml`), one module per command:
+//!
+//! - `cargo xtask ci`: exactly what CI runs ([`mod@ci`]).
+//! - `cargo xtask bench`: every scenario against every datapath, interleaved
+//!   rounds, medians and within-round ratios; markdown on stdout, JSON and
+//!   SVG under `target/bench/` ([`mod@bench`]).
+//!
+//! The only `unsafe` is in `bench/raw.rs` (the libc datapath, the counting
+//! allocator, `getrusage`); everything else is checked by
+//! `#![deny(unsafe_code)]`.
+#![deny(unsafe_code)]
+
+mod bench;
+mod ci;
+
+use std::process::ExitCode;
+
+/// The error every command returns: printed by `main`, exit status 1.
+pub(crate) type DynError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  ci      run what CI runs
+  bench   run the datapath benchmarks (cargo xtask bench --help)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let result = match command.as_str() {
+        "bench" => bench::run(rest),
+        "ci" => ci::run(rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
