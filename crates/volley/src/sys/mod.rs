@@ -32,7 +32,7 @@ mod fallback;
 mod linux;
 
 use std::io;
-use std::mem::size_of;
+use std::mem::{size_of, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -151,6 +151,17 @@ impl SockAddrBuf {
             _ => None,
         }
     }
+}
+
+/// The first `n` elements of `arr`, as initialised values.
+///
+/// # Safety
+/// Elements `0..n` of `arr` must have been written (and `n <= N`).
+unsafe fn init_prefix_mut<T, const N: usize>(arr: &mut [MaybeUninit<T>; N], n: usize) -> &mut [T] {
+    debug_assert!(n <= N);
+    // SAFETY: the caller guarantees elements 0..n are initialised;
+    // MaybeUninit<T> has T's layout, so the prefix is a valid [T].
+    unsafe { std::slice::from_raw_parts_mut(arr.as_mut_ptr().cast::<T>(), n) }
 }
 
 fn iovec(ptr: *const u8, len: usize) -> libc::iovec {
@@ -608,24 +619,30 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
     let (data, slot_len, control, msgs) = batch.data_mut();
     msgs.clear();
     let n = control.len();
-    let mut names = [SockAddrBuf::new(); crate::batch::MAX_SLOTS];
-    let mut iovs = [iovec(std::ptr::null(), 0); crate::batch::MAX_SLOTS];
-    let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; crate::batch::MAX_SLOTS];
+    // Per-call scratch, left uninitialised: only the `n` entries used are
+    // written (zeroing all 64 would cost more than a small receive).
+    let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut hdrs = [const { MaybeUninit::<MsgHdr>::uninit() }; crate::batch::MAX_SLOTS];
     // One base pointer for all slots, so no `&mut` reborrow of `data`
     // invalidates an earlier slot's pointer.
     let base = data.as_mut_ptr();
     for i in 0..n {
-        iovs[i] = iovec(base.wrapping_add(i * slot_len), slot_len);
-        let h = &mut hdrs[i].hdr;
-        h.msg_name = (&mut names[i] as *mut SockAddrBuf).cast();
-        h.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
-        h.msg_iov = &mut iovs[i];
-        h.msg_iovlen = 1;
-        h.msg_control = control[i].0.as_mut_ptr().cast();
-        h.msg_controllen = cmsg::RECV_SPACE as _;
+        let name: *mut SockAddrBuf = names[i].write(SockAddrBuf::new());
+        let iov: *mut libc::iovec = iovs[i].write(iovec(base.wrapping_add(i * slot_len), slot_len));
+        let mut h = MsgHdr { hdr: cmsg::zeroed(), len: 0 };
+        h.hdr.msg_name = name.cast();
+        h.hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
+        h.hdr.msg_iov = iov;
+        h.hdr.msg_iovlen = 1;
+        h.hdr.msg_control = control[i].0.as_mut_ptr().cast();
+        h.hdr.msg_controllen = cmsg::RECV_SPACE as _;
+        hdrs[i].write(h);
     }
+    // SAFETY: entries 0..n of `hdrs` and `names` were written just above.
+    let (hdrs, names) = unsafe { (init_prefix_mut(&mut hdrs, n), init_prefix_mut(&mut names, n)) };
     let got = loop {
-        match recv_msgs(fd.as_raw_fd(), state, &mut hdrs[..n]) {
+        match recv_msgs(fd.as_raw_fd(), state, hdrs) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => break other?,
         }
@@ -823,10 +840,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
     // before believing the datagram itself is too big.
     let mut pending_retried = false;
 
-    let mut hdrs = [MsgHdr { hdr: cmsg::zeroed(), len: 0 }; SEND_CHUNK];
-    let mut iovs = [iovec(std::ptr::null(), 0); SEND_CHUNK];
-    let mut names = [SockAddrBuf::new(); SEND_CHUNK];
-    let mut ctrls = [SendControl::new(); SEND_CHUNK];
+    // Per-call scratch, left uninitialised: each chunk writes the entries it
+    // uses (zeroing all 64 would cost more than a small send).
+    let mut hdrs = [const { MaybeUninit::<MsgHdr>::uninit() }; SEND_CHUNK];
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; SEND_CHUNK];
+    let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; SEND_CHUNK];
+    let mut ctrls = [const { MaybeUninit::<SendControl>::uninit() }; SEND_CHUNK];
     let mut origins = [Origin::default(); SEND_CHUNK];
 
     while done < transmits.len() {
@@ -864,26 +883,30 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                 segment_size: if use_gso { stride.map(|s| s as u16) } else { None },
                 txtime: t.txtime,
             };
-            let mut enc = Encoder::new(&mut ctrls[k].0);
+            let ctrl = ctrls[k].write(SendControl::new());
+            let mut enc = Encoder::new(&mut ctrl.0);
             if cmsg::encode_send(&mut enc, &opts, v4).is_err() {
                 // SEND_SPACE covers every option once: unreachable unless the
                 // sizing is wrong. Report, never write past the buffer.
                 return Err(Error::Io(io::Error::other("volley: control-message space exhausted")));
             }
             let ctrl_len = enc.len();
-            let namelen = names[k].write(wire);
-            iovs[k] = iovec(payload.as_ptr(), payload.len());
-            let h = &mut hdrs[k];
-            h.len = 0;
-            h.hdr = cmsg::zeroed();
-            h.hdr.msg_name = (&mut names[k] as *mut SockAddrBuf).cast();
+            let ctrl: *mut SendControl = ctrl;
+            let name = names[k].write(SockAddrBuf::new());
+            let namelen = name.write(wire);
+            let name: *mut SockAddrBuf = name;
+            let iov: *mut libc::iovec = iovs[k].write(iovec(payload.as_ptr(), payload.len()));
+            let mut h = MsgHdr { hdr: cmsg::zeroed(), len: 0 };
+            h.hdr.msg_name = name.cast();
             h.hdr.msg_namelen = namelen;
-            h.hdr.msg_iov = &mut iovs[k];
+            h.hdr.msg_iov = iov;
             h.hdr.msg_iovlen = 1;
             if ctrl_len > 0 {
-                h.hdr.msg_control = ctrls[k].0.as_mut_ptr().cast();
+                // SAFETY: `ctrl` points at the SendControl written above.
+                h.hdr.msg_control = unsafe { (*ctrl).0.as_mut_ptr() }.cast();
                 h.hdr.msg_controllen = ctrl_len as _;
             }
+            hdrs[k].write(h);
             let datagram = if use_gso { stride.unwrap_or(payload.len()) } else { payload.len() };
             origins[k] = Origin { segment: this_seg, last, gso: use_gso, datagram };
             k += 1;
@@ -903,7 +926,9 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
             };
         }
 
-        match send_msgs(raw, &state.live, &mut hdrs[..k]) {
+        // SAFETY: entries 0..k of `hdrs` were written by this chunk's loop.
+        let msgs = unsafe { init_prefix_mut(&mut hdrs, k) };
+        match send_msgs(raw, &state.live, msgs) {
             Ok(n) => {
                 if let Some(errno) = emulate_next.take() {
                     // The unsegmented resend worked: GSO was the problem.
