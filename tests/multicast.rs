@@ -180,3 +180,38 @@ fn bad_joins_are_typed_errors() {
         Err(Error::Multicast { reason: MulticastError::NoSuchInterface, .. })
     ));
 }
+
+/// `set_multicast_loop`: with loop on (the kernel default) a receiver on the
+/// sending host hears the group; with it off, it does not.
+fn multicast_loop_on_and_off(v6: bool) {
+    let Some(net) = net() else { return };
+    let index = net.tx_if.ifindex();
+    let group: IpAddr = if v6 { "ff15::99".parse().unwrap() } else { "239.77.0.99".parse().unwrap() };
+    let port = PORT + 1;
+    net.tx.run(|| {
+        let (any, v6only) = if v6 { ("[::]", true) } else { ("0.0.0.0", false) };
+        let rx =
+            Config::new().reuse_addr(true).ipv6_only(v6only).bind(format!("{any}:{port}").parse().unwrap()).unwrap();
+        rx.join_multicast(group, MulticastInterface::Index(index)).unwrap();
+        let tx = Config::new().ipv6_only(v6only).bind(format!("{any}:0").parse().unwrap()).unwrap();
+        tx.set_multicast_interface(MulticastInterface::Index(index)).unwrap();
+        let to = SocketAddr::new(group, port);
+        tx.send_batch_blocking(&[Transmit::new(to, b"looped")], Duration::from_secs(5)).unwrap();
+        let got = collect(&rx, 1, Duration::from_secs(3));
+        assert_eq!(got.len(), 1, "loop on: this host hears its own group traffic");
+        assert_eq!(got[0].1, b"looped");
+        tx.set_multicast_loop(false).unwrap();
+        tx.send_batch_blocking(&[Transmit::new(to, b"not looped")], Duration::from_secs(5)).unwrap();
+        assert!(collect(&rx, 1, Duration::from_millis(300)).is_empty(), "loop off: nothing back on this host");
+    });
+}
+
+#[test]
+fn multicast_loop_v4() {
+    multicast_loop_on_and_off(false);
+}
+
+#[test]
+fn multicast_loop_v6() {
+    multicast_loop_on_and_off(true);
+}

@@ -21,6 +21,9 @@
 //! (GRO "raw" mode). A 64 KiB slot holds the largest train the kernel builds
 //! (64 KiB of payload), so a GRO receive is never truncated by default.
 
+#[cfg(feature = "fuzzing")]
+use std::net::SocketAddr;
+
 use crate::sys::cmsg::RecvControl;
 use crate::RecvMeta;
 
@@ -206,6 +209,19 @@ impl<'a> Iterator for Datagrams<'a> {
         }
         Some((meta, payload))
     }
+}
+
+/// Fills `batch` with one message holding `data` as a GRO train of stride
+/// `stride` (feature `fuzzing`, for benchmarks of the splitter).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_fill(batch: &mut RecvBatch, data: &[u8], stride: usize) {
+    let (buf, slot_len, _, msgs) = batch.data_mut();
+    let len = data.len().min(slot_len);
+    buf[..len].copy_from_slice(&data[..len]);
+    msgs.clear();
+    let mut m = RecvMeta::new(SocketAddr::from(([127, 0, 0, 1], 4433)), len);
+    m.segment_size = stride;
+    msgs.push(m);
 }
 
 /// The GRO splitter on arbitrary input (feature `fuzzing`): fills one slot

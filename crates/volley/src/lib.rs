@@ -93,6 +93,24 @@ pub mod fuzzing {
         crate::batch::fuzz_split(data, len, stride, truncated)
     }
 
+    /// Typical receive control bytes, as the kernel writes them for one
+    /// datagram on an IPv4 socket: pktinfo, TOS, TTL, UDP_GRO, SO_RXQ_OVFL.
+    pub fn sample_recv_control() -> Vec<u8> {
+        crate::sys::cmsg::fuzzing::sample_recv_control()
+    }
+
+    /// Encodes the send-side control messages of one transmit (TOS,
+    /// pktinfo, UDP_SEGMENT) and returns their length.
+    pub fn encode_send(tos: u8, src_ip: std::net::IpAddr, segment_size: u16) -> usize {
+        crate::sys::cmsg::fuzzing::encode_send(tos, src_ip, segment_size)
+    }
+
+    /// Fills `batch` with one received message: `data` as a GRO train of
+    /// stride `stride`, as the receive path would leave it.
+    pub fn fill_batch(batch: &mut crate::RecvBatch, data: &[u8], stride: usize) {
+        crate::batch::fuzz_fill(batch, data, stride);
+    }
+
     /// Encodes per-datagram send options and decodes them back.
     pub fn round_trip(
         tos: Option<u8>,

@@ -19,6 +19,7 @@ mod dp_quinn;
 mod dp_std;
 mod dp_tokio;
 mod dp_volley;
+mod dp_volley_tokio;
 mod endpoint;
 mod json;
 #[allow(unsafe_code)]

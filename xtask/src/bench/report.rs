@@ -321,6 +321,42 @@ impl<'a> Report<'a> {
         t.push(ratio(bulk, Datapath::Raw, 0.95, "bulk-1200: volley datagrams/s within 5% of raw"));
         t.push(ratio(Scenario::FanOut, Datapath::QuinnUdp, 1.5, "fan-out: volley datagrams/s vs quinn-udp"));
         t.push(ratio(Scenario::FanOut, Datapath::Std, 1.5, "fan-out: volley datagrams/s vs std"));
+        // Adapter vs core: within-round ratios straight from the cells (the
+        // core is not one of the summaries' BASELINES).
+        let between = |sc: Scenario, dp: Datapath, base: Datapath, min: f64, name: &str| {
+            let rate = |d: Datapath, round: usize| {
+                self.cells
+                    .iter()
+                    .find(|c| c.scenario == sc && c.datapath == d && c.round == round)
+                    .map(|c| Figures::of(c).rate)
+            };
+            let ratios: Vec<f64> = self
+                .cells
+                .iter()
+                .filter(|c| c.scenario == sc && c.datapath == dp)
+                .filter_map(|c| Some(Figures::of(c).rate / rate(base, c.round)?))
+                .filter(|v| v.is_finite())
+                .collect();
+            let v = Some(median(&ratios)).filter(|v| v.is_finite());
+            let (lo, hi) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
+            Target {
+                name: name.into(),
+                goal: format!(">= {min:.2}x"),
+                measured: v.map_or_else(
+                    || "not run".into(),
+                    |v| format!("{v:.2}x (IQR {lo:.2}-{hi:.2} over {} rounds)", ratios.len()),
+                ),
+                value: v.unwrap_or(f64::NAN),
+                pass: v.map(|v| v >= min),
+            }
+        };
+        t.push(between(
+            bulk,
+            Datapath::VolleyTokio,
+            Datapath::Volley,
+            0.9,
+            "bulk-1200: volley-tokio datagrams/s >= 0.9x volley core",
+        ));
         let sys = |sc: Scenario, send: bool, max: f64, name: &str| {
             let v = self
                 .summary(sc, Datapath::Volley)

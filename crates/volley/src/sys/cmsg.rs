@@ -379,6 +379,39 @@ pub(crate) mod fuzzing {
         let _ = decode(bytes);
     }
 
+    /// Receive-side control bytes for one datagram (see the lib.rs wrapper).
+    pub(crate) fn sample_recv_control() -> Vec<u8> {
+        let mut buf = RecvControl::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        let mut pi: libc::in_pktinfo = zeroed();
+        pi.ipi_ifindex = 1;
+        pi.ipi_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+        let pushed = enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).is_ok()
+            && enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8).is_ok()
+            && enc.push(libc::IPPROTO_IP, libc::IP_TTL, 64 as libc::c_int).is_ok()
+            && enc.push(libc::SOL_UDP, libc::UDP_GRO, 1200 as libc::c_int).is_ok()
+            && enc.push(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 0u32).is_ok();
+        let n = if pushed { enc.len() } else { 0 };
+        buf.0[..n].to_vec()
+    }
+
+    /// Encodes one transmit's send options; returns the control length.
+    pub(crate) fn encode_send(tos: u8, src_ip: IpAddr, segment_size: u16) -> usize {
+        let opts = SendOptions {
+            tos: Some(tos),
+            src_ip: Some(src_ip),
+            src_ifindex: None,
+            segment_size: Some(segment_size),
+            txtime: None,
+        };
+        let mut buf = SendControl::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        match super::encode_send(&mut enc, &opts, src_ip.is_ipv4()) {
+            Ok(()) => enc.len(),
+            Err(NoSpace) => 0,
+        }
+    }
+
     /// Encodes send options and decodes them back; returns whether every
     /// option round-tripped.
     pub(crate) fn round_trip(
@@ -392,7 +425,7 @@ pub(crate) mod fuzzing {
         let opts = SendOptions { tos, src_ip, src_ifindex: None, segment_size, txtime };
         let mut buf = SendControl::new();
         let mut enc = Encoder::new(&mut buf.0);
-        if encode_send(&mut enc, &opts, v4).is_err() {
+        if super::encode_send(&mut enc, &opts, v4).is_err() {
             return false;
         }
         let n = enc.len();
