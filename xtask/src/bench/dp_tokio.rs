@@ -14,23 +14,16 @@ use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 
 use super::endpoint::{self, seq_of, Burst, SockOpts};
-use super::scenario::{
-    self, CellConfig, Drain, Pair, Scenario, Timing, ECHO_INTERVAL, ECHO_SIZE, ECHO_TIMEOUT, POISON,
-};
+use super::rt::{bump, side, watch, Probe};
+use super::scenario::{self, CellConfig, Pair, Scenario, Timing, ECHO_INTERVAL, ECHO_SIZE, ECHO_TIMEOUT, POISON};
 use super::stats::{Ctl, Meter, SideResult, MEASURE, STOP};
-
-/// How often a receiving side's watcher task looks at the phase.
-const WATCH: Duration = Duration::from_millis(2);
 
 pub(crate) fn run(sc: Scenario, t: &Timing, opts: &SockOpts) -> io::Result<Pair> {
     let (ntx, nrx) = sc.sockets();
@@ -75,42 +68,6 @@ pub(crate) fn run(sc: Scenario, t: &Timing, opts: &SockOpts) -> io::Result<Pair>
     let sent = txr.total;
     let received = if sc == Scenario::Echo { txr.total.saturating_sub(txr.lost) } else { rxr.total };
     Ok((txr, rxr, sent, received, config, system))
-}
-
-/// Builds the side's runtime (counting parks) and runs `f` on it.
-fn side(f: impl FnOnce(&Probe) -> io::Result<SideResult>) -> SideResult {
-    let parks = Arc::new(AtomicU64::new(0));
-    let p = Arc::clone(&parks);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .on_thread_park(move || {
-            p.fetch_add(1, Ordering::Relaxed);
-        })
-        .build();
-    match rt {
-        Ok(rt) => f(&Probe { rt, parks, calls: Rc::new(Cell::new(0)) })
-            .unwrap_or_else(|e| SideResult { error: Some(e.to_string()), ..SideResult::default() }),
-        Err(e) => SideResult { error: Some(format!("runtime: {e}")), ..SideResult::default() },
-    }
-}
-
-/// A side's runtime and its syscall counters.
-struct Probe {
-    rt: Runtime,
-    parks: Arc<AtomicU64>,
-    /// send/recv syscalls made through `async_io`.
-    calls: Rc<Cell<u64>>,
-}
-
-impl Probe {
-    fn syscalls(&self) -> u64 {
-        self.calls.get() + self.parks.load(Ordering::Relaxed)
-    }
-}
-
-fn bump(c: &Cell<u64>) {
-    c.set(c.get() + 1);
 }
 
 fn send_side(
@@ -173,19 +130,7 @@ fn recv_side(socks: Vec<std::net::UdpSocket>, ctl: &Ctl, p: &Probe) -> io::Resul
                 }
             });
         }
-        let mut meter = Meter::new();
-        let mut drain = Drain::default();
-        let mut tick = tokio::time::interval(WATCH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = 0;
-        loop {
-            tick.tick().await;
-            let (n, bytes, _) = sink.get();
-            if meter.observe(ctl.phase(), n, bytes, p.syscalls()) && drain.done((n - last) as usize, ctl) {
-                break;
-            }
-            last = n;
-        }
+        let meter = watch(&sink, ctl, p).await;
         Ok::<_, io::Error>(meter)
     });
     let meter = result?;

@@ -37,25 +37,19 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use tokio::io::Interest;
-use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use volley::{Config, Transmit};
 use volley_tokio::{DatagramStream, UdpSocket};
 
 use super::endpoint::{self, fit_segments, seq_of, SockOpts, Train, BATCH};
-use super::scenario::{
-    self, CellConfig, Drain, Pair, Scenario, Timing, ECHO_INTERVAL, ECHO_SIZE, ECHO_TIMEOUT, POISON,
-};
+use super::rt::{bump, watch, Probe, Side};
+use super::scenario::{self, CellConfig, Pair, Scenario, Timing, ECHO_INTERVAL, ECHO_SIZE, ECHO_TIMEOUT, POISON};
 use super::stats::{Ctl, Meter, SideResult, MEASURE, STOP};
-
-/// How often a receiving side's watcher task looks at the phase.
-const WATCH: Duration = Duration::from_millis(2);
 
 /// Bytes per send slot (one train), as in `dp_volley.rs`.
 const SLOT: usize = 1 << 16;
@@ -69,8 +63,8 @@ pub(crate) fn run(sc: Scenario, t: &Timing, opts: &SockOpts) -> io::Result<Pair>
     // its side's thread. Declared before the sockets: dropped after them.
     let rx_side = Side::new()?;
     let tx_side = Side::new()?;
-    let mut rx = rx_side.bind(nrx, &config)?;
-    let tx = tx_side.bind(ntx, &config)?;
+    let mut rx = bind(&rx_side, nrx, &config)?;
+    let tx = bind(&tx_side, ntx, &config)?;
     let rx_addrs: Vec<SocketAddr> = rx.iter().map(UdpSocket::local_addr).collect::<io::Result<_>>()?;
     let (recv_buffer, send_buffer) = endpoint::granted(&rx[0]);
     let size = sc.size();
@@ -108,56 +102,10 @@ pub(crate) fn run(sc: Scenario, t: &Timing, opts: &SockOpts) -> io::Result<Pair>
     Ok((txr, rxr, sent, received, config, system))
 }
 
-/// One side's runtime (counting parks), built on the coordinator's thread
-/// and run on the side's.
-struct Side {
-    rt: Runtime,
-    parks: Arc<AtomicU64>,
-}
-
-impl Side {
-    fn new() -> io::Result<Self> {
-        let parks = Arc::new(AtomicU64::new(0));
-        let p = Arc::clone(&parks);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .on_thread_park(move || {
-                p.fetch_add(1, Ordering::Relaxed);
-            })
-            .build()?;
-        Ok(Self { rt, parks })
-    }
-
-    /// `n` sockets on `127.0.0.1:0`, registered with this side's runtime.
-    fn bind(&self, n: usize, config: &Config) -> io::Result<Vec<UdpSocket>> {
-        let _guard = self.rt.enter();
-        (0..n).map(|_| UdpSocket::bind_with(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).collect()
-    }
-
-    /// Runs `f` on the calling thread (the side's).
-    fn run(self, f: impl FnOnce(&Probe) -> io::Result<SideResult>) -> SideResult {
-        let p = Probe { rt: self.rt, parks: self.parks, calls: Rc::new(Cell::new(0)) };
-        f(&p).unwrap_or_else(|e| SideResult { error: Some(e.to_string()), ..SideResult::default() })
-    }
-}
-
-/// A side's runtime and its syscall counters.
-struct Probe {
-    rt: Runtime,
-    parks: Arc<AtomicU64>,
-    /// send/recv syscalls made through the socket.
-    calls: Rc<Cell<u64>>,
-}
-
-impl Probe {
-    fn syscalls(&self) -> u64 {
-        self.calls.get() + self.parks.load(Ordering::Relaxed)
-    }
-}
-
-fn bump(c: &Cell<u64>) {
-    c.set(c.get() + 1);
+/// `n` sockets on `127.0.0.1:0`, registered with `side`'s runtime.
+fn bind(side: &Side, n: usize, config: &Config) -> io::Result<Vec<UdpSocket>> {
+    let _guard = side.runtime().enter();
+    (0..n).map(|_| UdpSocket::bind_with(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).collect()
 }
 
 /// How a [`DatagramStream`] holds its socket here: an `Arc<UdpSocket>` (the
@@ -255,19 +203,7 @@ fn recv_side(socks: Vec<UdpSocket>, ctl: &Ctl, p: &Probe) -> io::Result<SideResu
                 }
             });
         }
-        let mut meter = Meter::new();
-        let mut drain = Drain::default();
-        let mut tick = tokio::time::interval(WATCH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = 0;
-        loop {
-            tick.tick().await;
-            let (n, bytes, _) = sink.get();
-            if meter.observe(ctl.phase(), n, bytes, p.syscalls()) && drain.done((n - last) as usize, ctl) {
-                break;
-            }
-            last = n;
-        }
+        let meter = watch(&sink, ctl, p).await;
         Ok::<_, io::Error>(meter)
     });
     let meter = result?;

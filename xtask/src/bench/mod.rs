@@ -25,6 +25,7 @@ mod json;
 #[allow(unsafe_code)]
 mod raw;
 mod report;
+mod rt;
 mod scenario;
 mod stats;
 mod strace;
