@@ -171,7 +171,9 @@ impl RecvBatch {
     }
 }
 
-fn segment_count(m: &RecvMeta) -> usize {
+/// Datagrams in one received message (a GRO train of `len` bytes cut at
+/// `segment_size`).
+pub(crate) fn segment_count(m: &RecvMeta) -> usize {
     if m.segment_size == 0 || m.len <= m.segment_size {
         1
     } else {

@@ -19,6 +19,19 @@ pub const MAX_PAYLOAD_V4: usize = 65_507;
 /// ```
 pub const MAX_PAYLOAD_V6: usize = 65_527;
 
+/// The address policy in one place: an IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`) is the IPv4 address it maps; any other is itself
+/// (flow info and scope id kept).
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
 /// The two-bit Explicit Congestion Notification field of the IP header
 /// (RFC 3168): the low two bits of the IPv4 TOS byte / IPv6 traffic class.
 ///
@@ -405,9 +418,9 @@ impl<'a> Transmit<'a> {
     /// assert_eq!(t.segments(), 1); // an empty datagram is still a datagram
     /// ```
     pub const fn segments(&self) -> usize {
-        match self.segment_size {
-            Some(s) if s > 0 && self.contents.len() > s => self.contents.len().div_ceil(s),
-            _ => 1,
+        match self.gso_stride() {
+            Some(s) => self.contents.len().div_ceil(s),
+            None => 1,
         }
     }
 

@@ -83,17 +83,15 @@ pub(crate) fn check(
     group: IpAddr,
     source: Option<IpAddr>,
     interface: MulticastInterface,
-    v6_socket: bool,
-    dual_stack: bool,
+    carries_v4: bool,
+    carries_v6: bool,
 ) -> Result<bool, MulticastError> {
     if !group.is_multicast() {
         return Err(MulticastError::NotMulticast);
     }
     let v4 = group.is_ipv4();
-    match (v4, v6_socket) {
-        (false, false) => return Err(MulticastError::GroupFamily),
-        (true, true) if !dual_stack => return Err(MulticastError::GroupFamily),
-        _ => {}
+    if (v4 && !carries_v4) || (!v4 && !carries_v6) {
+        return Err(MulticastError::GroupFamily);
     }
     if source.is_some_and(|s| s.is_ipv4() != v4) {
         return Err(MulticastError::SourceFamily);

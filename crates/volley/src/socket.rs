@@ -104,7 +104,7 @@ impl Socket {
     /// Only if the OS call fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let a = self.inner.local_addr()?.as_socket().ok_or_else(|| io::Error::other("socket has no IP address"))?;
-        Ok(fold_mapped(a))
+        Ok(crate::meta::canonical(a))
     }
 
     /// What the kernel gave this socket, now (GSO and mmsg may have been
@@ -282,7 +282,7 @@ impl Socket {
     /// As `connect(2)`.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         let addr = match addr {
-            SocketAddr::V4(a) if self.state.v6 => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
+            SocketAddr::V4(a) if self.state.families.v6 => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
             a => a,
         };
         self.inner.connect(&addr.into()).map_err(Error::from)
@@ -318,7 +318,7 @@ impl Socket {
     /// `NotConnected` if the socket is not connected.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         let a = self.inner.peer_addr()?.as_socket().ok_or_else(|| io::Error::other("peer has no IP address"))?;
-        Ok(fold_mapped(a))
+        Ok(crate::meta::canonical(a))
     }
 
     /// The kernel's path MTU towards the connected peer (`IP_MTU` /
@@ -345,7 +345,7 @@ impl Socket {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_tos(&self, tos: u8) -> Result<(), Error> {
-        sys::set_tos(self.inner.as_fd(), self.state.v6, self.state.dual_stack, tos)?;
+        sys::set_tos(self.inner.as_fd(), self.state.families, tos)?;
         self.state.socket_dscp.store(tos >> 2, Ordering::Relaxed);
         Ok(())
     }
@@ -382,7 +382,7 @@ impl Socket {
     /// assert!(plain.may_fragment());
     /// ```
     pub fn may_fragment(&self) -> bool {
-        sys::may_fragment(self.inner.as_fd(), self.state.v6, self.state.dual_stack)
+        sys::may_fragment(self.inner.as_fd(), self.state.families)
     }
 
     /// The socket-level TOS / traffic-class byte.
@@ -390,7 +390,7 @@ impl Socket {
     /// # Errors
     /// As `getsockopt(2)`.
     pub fn tos(&self) -> Result<u8, Error> {
-        sys::tos(self.inner.as_fd(), self.state.v6).map_err(Error::from)
+        sys::tos(self.inner.as_fd(), self.state.families.v6).map_err(Error::from)
     }
 }
 
@@ -421,7 +421,7 @@ impl Socket {
         interface: MulticastInterface,
         join: bool,
     ) -> Result<(), Error> {
-        let v4 = crate::multicast::check(group, source, interface, self.state.v6, self.state.dual_stack)
+        let v4 = crate::multicast::check(group, source, interface, self.state.families.v4, self.state.families.v6)
             .map_err(|reason| Error::Multicast { group, reason, source: None })?;
         #[cfg(target_os = "linux")]
         if join {
@@ -498,14 +498,17 @@ impl Socket {
     /// [`Error::Multicast`] with [`MulticastError::NoSuchInterface`] if the
     /// kernel does not know it.
     pub fn set_multicast_interface(&self, interface: MulticastInterface) -> Result<(), Error> {
-        sys::set_multicast_interface(&self.inner, self.state.v6, self.state.dual_stack, interface).map_err(|e| {
+        sys::set_multicast_interface(&self.inner, self.state.families, interface).map_err(|e| {
             let reason = match e.raw_os_error() {
                 Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
                 Some(libc::EINVAL) if matches!(interface, MulticastInterface::V4(_)) => MulticastError::InterfaceFamily,
                 _ => MulticastError::Refused,
             };
-            let group =
-                if self.state.v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+            let group = if self.state.families.v6 {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            };
             Error::Multicast { group, reason, source: Some(e) }
         })
     }
@@ -516,10 +519,10 @@ impl Socket {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_multicast_hops(&self, hops: u8) -> Result<(), Error> {
-        if !self.state.v6 || self.state.dual_stack {
+        if self.state.families.v4 {
             self.inner.set_multicast_ttl_v4(u32::from(hops))?;
         }
-        if self.state.v6 {
+        if self.state.families.v6 {
             self.inner.set_multicast_hops_v6(u32::from(hops))?;
         }
         Ok(())
@@ -532,10 +535,10 @@ impl Socket {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_multicast_loop(&self, on: bool) -> Result<(), Error> {
-        if !self.state.v6 || self.state.dual_stack {
+        if self.state.families.v4 {
             self.inner.set_multicast_loop_v4(on)?;
         }
-        if self.state.v6 {
+        if self.state.families.v6 {
             self.inner.set_multicast_loop_v6(on)?;
         }
         Ok(())
@@ -543,17 +546,6 @@ impl Socket {
 
     pub(crate) fn attach_cpu_steering(&self, n: usize) -> Result<(), Error> {
         sys::attach_cpu_steering(self.inner.as_fd(), n).map_err(Error::from)
-    }
-}
-
-/// The address policy: IPv4-mapped IPv6 addresses are IPv4.
-fn fold_mapped(a: SocketAddr) -> SocketAddr {
-    match a {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
-            None => a,
-        },
-        a => a,
     }
 }
 

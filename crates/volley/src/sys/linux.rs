@@ -2,7 +2,6 @@
 //! `UDP_GRO`, `SO_RXQ_OVFL`, `SO_TIMESTAMPNS`, `SO_TXTIME`).
 
 use std::io;
-use std::mem::size_of;
 use std::os::fd::{BorrowedFd, RawFd};
 
 use super::{set_int, syscall, MsgHdr, GSO_MAX_SEGMENTS};
@@ -102,15 +101,7 @@ pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &
     }
     if config.txtime {
         let txtime = libc::sock_txtime { clockid: libc::CLOCK_MONOTONIC, flags: 0 };
-        // SAFETY: setsockopt(SO_TXTIME) takes a struct sock_txtime; it lives
-        // on the stack for the call and the length says so.
-        syscall!(setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            libc::SOL_SOCKET,
-            libc::SO_TXTIME,
-            (&txtime as *const libc::sock_txtime).cast(),
-            size_of::<libc::sock_txtime>() as libc::socklen_t,
-        ))?;
+        super::set_opt(fd, libc::SOL_SOCKET, libc::SO_TXTIME, &txtime)?;
         caps.txtime = true;
     }
     if portable {
@@ -139,15 +130,6 @@ pub(super) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()
         insn(libc::BPF_RET | libc::BPF_A, 0),
     ];
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
-    // SAFETY: SO_ATTACH_REUSEPORT_CBPF takes a struct sock_fprog whose
-    // filter points at `len` instructions; both live on this stack frame for
-    // the call, and the kernel copies the program.
-    syscall!(setsockopt(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        libc::SOL_SOCKET,
-        libc::SO_ATTACH_REUSEPORT_CBPF,
-        (&fprog as *const libc::sock_fprog).cast(),
-        size_of::<libc::sock_fprog>() as libc::socklen_t,
-    ))
-    .map(drop)
+    // The kernel copies the program during the call; `prog` outlives it.
+    super::set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
 }

@@ -143,10 +143,8 @@ impl SockAddrBuf {
                 let sin6 = unsafe { self.v6 };
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
                 let port = u16::from_be(sin6.sin6_port);
-                Some(match ip.to_ipv4_mapped() {
-                    Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
-                    None => SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)),
-                })
+                let a = SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id);
+                Some(crate::meta::canonical(SocketAddr::V6(a)))
             }
             _ => None,
         }
@@ -168,18 +166,20 @@ fn iovec(ptr: *const u8, len: usize) -> libc::iovec {
     libc::iovec { iov_base: ptr.cast_mut().cast(), iov_len: len }
 }
 
+/// Sets a socket option whose value is a `T` (an `int`, or the C struct the
+/// option expects): the one `setsockopt` call of the crate.
+pub(crate) fn set_opt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: setsockopt(2) reads size_of::<T>() bytes from `value`, a live
+    // reference for the whole call; callers pass the type the option
+    // expects (c_int, group_req, group_source_req, ip_mreqn, sock_txtime,
+    // sock_fprog).
+    syscall!(setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t))
+        .map(drop)
+}
+
 /// Sets an `int` socket option.
 pub(crate) fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: `fd` is a live socket; the option value points at a c_int that
-    // outlives the call and the length says so.
-    syscall!(setsockopt(
-        fd.as_raw_fd(),
-        level,
-        name,
-        (&value as *const libc::c_int).cast(),
-        size_of::<libc::c_int>() as libc::socklen_t,
-    ))
-    .map(drop)
+    set_opt(fd, level, name, &value)
 }
 
 /// Reads an `int` socket option.
@@ -222,14 +222,21 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Du
     }
 }
 
+/// Which IP versions a socket carries: an IPv4 socket `v4` only, an
+/// IPv6-only socket `v6` only, a dual-stack `[::]` socket both. Options
+/// with a per-family flavour (TOS, PMTUD, multicast) are set on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Families {
+    pub(crate) v4: bool,
+    pub(crate) v6: bool,
+}
+
 /// Per-socket facts the data path needs.
 #[derive(Debug)]
 pub(crate) struct SocketState {
     pub(crate) live: Live,
-    /// The socket is IPv6 (possibly dual-stack).
-    pub(crate) v6: bool,
-    /// IPv6 socket that also carries IPv4 (`IPV6_V6ONLY` off).
-    pub(crate) dual_stack: bool,
+    /// The IP versions the socket carries, as the kernel says after bind.
+    pub(crate) families: Families,
     /// The DSCP of the socket-level TOS, kept under per-datagram ECN.
     pub(crate) socket_dscp: AtomicU8,
     /// An error the portable receive loop met after it had datagrams to
@@ -288,20 +295,20 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         use std::os::fd::AsFd;
         sock.as_fd()
     };
-    let v4_opts = !v6 || dual_stack;
+    let families = Families { v4: !v6 || dual_stack, v6 };
     let try_both = |v4: (libc::c_int, libc::c_int), v6o: (libc::c_int, libc::c_int)| -> bool {
-        let a = !v4_opts || set_int(fd, libc::IPPROTO_IP, v4.0, v4.1).is_ok();
-        let b = !v6 || set_int(fd, libc::IPPROTO_IPV6, v6o.0, v6o.1).is_ok();
+        let a = !families.v4 || set_int(fd, libc::IPPROTO_IP, v4.0, v4.1).is_ok();
+        let b = !families.v6 || set_int(fd, libc::IPPROTO_IPV6, v6o.0, v6o.1).is_ok();
         a && b
     };
     let pktinfo = try_both((libc::IP_PKTINFO, 1), (libc::IPV6_RECVPKTINFO, 1));
     let ecn = try_both((libc::IP_RECVTOS, 1), (libc::IPV6_RECVTCLASS, 1));
     let ttl = try_both((libc::IP_RECVTTL, 1), (libc::IPV6_RECVHOPLIMIT, 1));
     if let Some(tos) = config.tos {
-        set_tos(fd, v6, dual_stack, tos).map_err(other)?;
+        set_tos(fd, families, tos).map_err(other)?;
     }
     if let Some(mode) = config.pmtud {
-        set_pmtud(fd, v6, dual_stack, mode).map_err(other)?;
+        set_pmtud(fd, families, mode).map_err(other)?;
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let recv_errors = config.recv_errors && try_both((libc::IP_RECVERR, 1), (libc::IPV6_RECVERR, 1));
@@ -330,7 +337,7 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     #[cfg(any(target_os = "linux", target_os = "android"))]
     linux::probe(fd, config, portable, &mut caps).map_err(other)?;
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
-    Ok((sock, SocketState { live: Live::new(caps), v6, dual_stack, socket_dscp, pending_error: Default::default() }))
+    Ok((sock, SocketState { live: Live::new(caps), families, socket_dscp, pending_error: Default::default() }))
 }
 
 /// Requests a buffer size; on Linux retries with the `*FORCE` option (root
@@ -358,11 +365,11 @@ fn set_buffer(sock: &socket2::Socket, size: usize, recv: bool) {
 
 /// Sets the socket-level TOS / traffic class on every family the socket
 /// carries.
-pub(crate) fn set_tos(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool, tos: u8) -> io::Result<()> {
-    if !v6 || dual_stack {
+pub(crate) fn set_tos(fd: BorrowedFd<'_>, families: Families, tos: u8) -> io::Result<()> {
+    if families.v4 {
         set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
     }
-    if v6 {
+    if families.v6 {
         set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
     }
     Ok(())
@@ -379,45 +386,42 @@ pub(crate) fn tos(fd: BorrowedFd<'_>, v6: bool) -> io::Result<u8> {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_pmtud(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool, mode: crate::Pmtud) -> io::Result<()> {
+fn set_pmtud(fd: BorrowedFd<'_>, families: Families, mode: crate::Pmtud) -> io::Result<()> {
     use crate::Pmtud;
     let (v4m, v6m) = match mode {
         Pmtud::Off => (libc::IP_PMTUDISC_DONT, libc::IPV6_PMTUDISC_DONT),
         Pmtud::Do => (libc::IP_PMTUDISC_DO, libc::IPV6_PMTUDISC_DO),
         Pmtud::Probe => (libc::IP_PMTUDISC_PROBE, libc::IPV6_PMTUDISC_PROBE),
     };
-    if !v6 || dual_stack {
+    if families.v4 {
         set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4m)?;
     }
-    if v6 {
+    if families.v6 {
         set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, v6m)?;
     }
     Ok(())
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_pmtud(_fd: BorrowedFd<'_>, _v6: bool, _dual_stack: bool, _mode: crate::Pmtud) -> io::Result<()> {
+fn set_pmtud(_fd: BorrowedFd<'_>, _families: Families, _mode: crate::Pmtud) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "path-MTU discovery modes need Linux"))
 }
 
 /// Whether the IP layer may fragment this socket's datagrams: false only if
 /// every family it carries has DF set for good (`DO` or `PROBE`).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn may_fragment(fd: BorrowedFd<'_>, v6: bool, dual_stack: bool) -> bool {
+pub(crate) fn may_fragment(fd: BorrowedFd<'_>, families: Families) -> bool {
     let df = |level, name, do_, probe| get_int(fd, level, name).is_ok_and(|m| m == do_ || m == probe);
     let v4_df = df(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO, libc::IP_PMTUDISC_PROBE);
     let v6_df = df(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO, libc::IPV6_PMTUDISC_PROBE);
-    let no_frag = match (v6, dual_stack) {
-        (false, _) => v4_df,
-        (true, false) => v6_df,
-        (true, true) => v4_df && v6_df,
-    };
+    // DF for good on every family the socket carries.
+    let no_frag = (!families.v4 || v4_df) && (!families.v6 || v6_df);
     !no_frag
 }
 
 /// Off Linux the mode cannot be read: assume fragmentation is possible.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn may_fragment(_fd: BorrowedFd<'_>, _v6: bool, _dual_stack: bool) -> bool {
+pub(crate) fn may_fragment(_fd: BorrowedFd<'_>, _families: Families) -> bool {
     true
 }
 
@@ -501,34 +505,24 @@ pub(crate) fn multicast_membership(
             let index = if let If::Index(i) = interface { i } else { 0 };
             let req = libc::group_req { gr_interface: index, gr_group: storage(group) };
             let opt = if join { libc::MCAST_JOIN_GROUP } else { libc::MCAST_LEAVE_GROUP };
-            set_struct(fd, level, opt, &req)
+            set_opt(fd, level, opt, &req)
         }
         (_, Some(src), If::Any | If::Index(_)) => {
             let index = if let If::Index(i) = interface { i } else { 0 };
             let req =
                 libc::group_source_req { gsr_interface: index, gsr_group: storage(group), gsr_source: storage(src) };
             let opt = if join { libc::MCAST_JOIN_SOURCE_GROUP } else { libc::MCAST_LEAVE_SOURCE_GROUP };
-            set_struct(fd, level, opt, &req)
+            set_opt(fd, level, opt, &req)
         }
         // Checked by the caller (InterfaceFamily / SourceFamily).
         _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
     }
 }
 
-/// Sets a struct-valued socket option.
-fn set_struct<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: setsockopt(2) reads size_of::<T>() bytes from `value`, a live
-    // reference for the whole call; T is the C struct the option expects
-    // (group_req, group_source_req), as chosen by the caller.
-    syscall!(setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t))
-        .map(drop)
-}
-
 /// Sets the outgoing multicast interface.
 pub(crate) fn set_multicast_interface(
     sock: &socket2::Socket,
-    v6: bool,
-    dual_stack: bool,
+    families: Families,
     interface: crate::MulticastInterface,
 ) -> io::Result<()> {
     use crate::MulticastInterface as If;
@@ -536,16 +530,16 @@ pub(crate) fn set_multicast_interface(
         If::V4(a) => sock.set_multicast_if_v4(&a),
         If::Any | If::Index(_) => {
             let index = if let If::Index(i) = interface { i } else { 0 };
-            if !v6 || dual_stack {
+            if families.v4 {
                 #[cfg(any(target_os = "linux", target_os = "android"))]
                 {
                     let mut mreqn: libc::ip_mreqn = cmsg::zeroed();
                     mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
                     use std::os::fd::AsFd;
-                    set_struct(sock.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
+                    set_opt(sock.as_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)?;
                 }
             }
-            if v6 {
+            if families.v6 {
                 sock.set_multicast_if_v6(index)?;
             }
             Ok(())
@@ -658,10 +652,7 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
         let ctrl_len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
         let d = cmsg::decode(&control[i].0[..ctrl_len]);
         let mut meta = RecvMeta::new(src, len);
-        meta.dst_ip = d.dst_ip.map(|ip| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        });
+        meta.dst_ip = d.dst_ip.map(|ip| ip.to_canonical());
         meta.ifindex = d.ifindex;
         if let Some(tos) = d.tos {
             meta.ecn = crate::Ecn::from_bits(tos);
@@ -674,8 +665,7 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
         meta.timestamp = d.timestamp;
         // The kernel sends no SO_RXQ_OVFL message while the count is 0.
         meta.drops = d.drops.or(state.live.fixed.drop_counter.then_some(0));
-        datagrams +=
-            if meta.segment_size == 0 || len <= meta.segment_size { 1 } else { len.div_ceil(meta.segment_size) };
+        datagrams += crate::batch::segment_count(&meta);
         msgs.push(meta);
     }
     Ok(datagrams)
@@ -718,10 +708,7 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>) -> Result<Option<crate::IcmpError>,
     Ok(Some(crate::IcmpError {
         kind: crate::IcmpKind::classify(ee.origin, ee.icmp_type, ee.code, ee.info, errno),
         destination: name.read(hdr.msg_namelen),
-        offender: ee.offender.map(|ip| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        }),
+        offender: ee.offender.map(|ip| ip.to_canonical()),
         errno,
     }))
 }
@@ -739,27 +726,17 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
         return Err(InvalidTransmit::TxtimeNotEnabled);
     }
     // Normalise IPv4-mapped destinations to IPv4, then map for the socket.
-    let dest = match t.destination {
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, a.port())),
-            None => t.destination,
-        },
-        v4 => v4,
-    };
+    let dest = crate::meta::canonical(t.destination);
     let v4_path = dest.is_ipv4();
-    let wire = match (dest, state.v6) {
-        (SocketAddr::V4(_), false) | (SocketAddr::V6(_), true) => dest,
-        (SocketAddr::V4(a), true) if state.dual_stack => {
-            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-        }
+    let fam = state.families;
+    let wire = match dest {
+        SocketAddr::V4(_) if !fam.v6 => dest,
+        SocketAddr::V6(_) if fam.v6 => dest,
+        SocketAddr::V4(a) if fam.v4 => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
         _ => return Err(InvalidTransmit::AddressFamily { destination: t.destination }),
     };
     if let Some(src) = t.src_ip {
-        let src_v4 = match src {
-            IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
-        };
-        if src_v4 != v4_path {
+        if src.to_canonical().is_ipv4() != v4_path {
             return Err(InvalidTransmit::SourceFamily { src_ip: src });
         }
     }
@@ -786,10 +763,7 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
 /// unconnected one, only if the error queue is on (else the kernel leaves
 /// no pending error), as the path MTU is unknown there.
 fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len: usize) -> bool {
-    let v4 = match t.destination {
-        SocketAddr::V4(_) => true,
-        SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_some(),
-    };
+    let v4 = t.destination.ip().to_canonical().is_ipv4();
     let headers = if v4 { 28 } else { 48 };
     match path_mtu(fd, !v4) {
         Ok(mtu) => len + headers <= mtu as usize,
@@ -854,14 +828,22 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         let mut k = 0;
         let (mut t_idx, mut seg) = (done, segment);
         let mut invalid = None;
+        let mut checked: Option<(usize, SocketAddr, bool)> = None;
         while k < SEND_CHUNK && t_idx < transmits.len() {
             let t = &transmits[t_idx];
-            let (wire, v4) = match validate(t, state, gso_max) {
-                Ok(v) => v,
-                Err(e) => {
-                    invalid = Some(e);
-                    break;
-                }
+            // Validate a transmit once, not once per emulated segment.
+            let (wire, v4) = match checked {
+                Some((i, wire, v4)) if i == t_idx => (wire, v4),
+                _ => match validate(t, state, gso_max) {
+                    Ok((wire, v4)) => {
+                        checked = Some((t_idx, wire, v4));
+                        (wire, v4)
+                    }
+                    Err(e) => {
+                        invalid = Some(e);
+                        break;
+                    }
+                },
             };
             let stride = t.gso_stride();
             let use_gso = stride.is_some() && gso_max > 1 && !(t_idx == done && emulate_next.is_some());
@@ -875,10 +857,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
             };
             let opts = SendOptions {
                 tos: t.tos(socket_dscp),
-                src_ip: t.src_ip.map(|ip| match ip {
-                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-                    v4 => v4,
-                }),
+                src_ip: t.src_ip.map(|ip| ip.to_canonical()),
                 src_ifindex: t.src_ifindex,
                 segment_size: if use_gso { stride.map(|s| s as u16) } else { None },
                 txtime: t.txtime,
