@@ -64,7 +64,7 @@ struct Shared {
 pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
     let target = resolve(&args.to)?;
     let local = local_for(target, args.bind.as_deref())?;
-    let max_payload = if target.is_ipv4() { 65_507 } else { 65_527 };
+    let max_payload = if target.is_ipv4() { volley::MAX_PAYLOAD_V4 } else { volley::MAX_PAYLOAD_V6 };
     if !(REQUEST_LEN..=max_payload).contains(&args.size) {
         bail!(
             "--size {} is out of range: {REQUEST_LEN}..={max_payload} bytes over IPv{}",
@@ -72,12 +72,7 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
             ip_version(target)
         );
     }
-    let sock = Config::new()
-        .recv_buffer_size(BUFFER)
-        .send_buffer_size(BUFFER)
-        .recv_errors(true)
-        .bind(local)
-        .with_context(|| format!("cannot bind {local}"))?;
+    let sock = Config::new().recv_buffer_size(BUFFER).send_buffer_size(BUFFER).recv_errors(true).bind(local)?; // Error::Bind already names the address
     let local = sock.local_addr()?;
     let caps = sock.capabilities();
     let fit = (max_payload / args.size).max(1);
@@ -158,7 +153,7 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
     });
     let sent = sent?;
     let icmp = shared.icmp.lock().map(|v| v.clone()).unwrap_or_default();
-    let report = Report::new(&plan, local, &sent, recv.as_ref(), &icmp, base_rtt, caps.drop_counter);
+    let report = Report::new(&plan, local, &sent, recv.as_ref(), &icmp, base_rtt);
 
     if args.json {
         crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
@@ -351,22 +346,18 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
                     stalled_since = None;
                 }
                 Err(e) if e.is_would_block() => {
-                    // Wait for room: send the next transmit with a bounded wait.
-                    match sock.send_batch_blocking(&transmits[i..=i], Duration::from_millis(100)) {
-                        Ok(()) => {
-                            i += 1;
-                            stalled_since = None;
+                    // Wait for room (bounded); the next try_send_batch sends
+                    // and its match handles every outcome.
+                    if sock.wait_writable(Duration::from_millis(100))? {
+                        stalled_since = None;
+                    } else {
+                        let since = *stalled_since.get_or_insert(Instant::now());
+                        if since.elapsed() >= STALL {
+                            out.stopped_early =
+                                Some(format!("the socket's send buffer stayed full for {} s", STALL.as_secs()));
+                            seq += sent_before(&transmits, i, plan.size);
+                            break 'run;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                            let since = *stalled_since.get_or_insert(Instant::now());
-                            if since.elapsed() >= STALL {
-                                out.stopped_early =
-                                    Some(format!("the socket's send buffer stayed full for {} s", STALL.as_secs()));
-                                seq += sent_before(&transmits, i, plan.size);
-                                break 'run;
-                            }
-                        }
-                        Err(e) => return Err(e).context("send failed"),
                     }
                 }
                 Err(Error::NoBufferSpace) => std::thread::sleep(Duration::from_millis(1)),
@@ -687,7 +678,6 @@ impl Report {
         recv: Option<&RecvStats>,
         icmp: &[IcmpError],
         base_rtt: Option<u64>,
-        drop_counter: bool,
     ) -> Self {
         let secs = sent.elapsed.as_secs_f64().max(1e-9);
         let bytes = sent.datagrams * plan.size as u64;
@@ -730,7 +720,7 @@ impl Report {
             }),
             drops: DropsReport {
                 // SO_RXQ_OVFL comes only once the counter is non-zero.
-                local: recv.and_then(|r| r.local_drops.or(drop_counter.then_some(0))).map(u64::from),
+                local: recv.and_then(|r| r.local_drops).map(u64::from),
                 echo: recv.and_then(|r| r.echo_drops).map(|(a, b)| u64::from(b.wrapping_sub(a))),
             },
             rtt_ms: recv.filter(|r| r.rtt.count() > 0).map(|r| {

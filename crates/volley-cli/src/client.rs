@@ -64,7 +64,7 @@ impl Client {
             sock,
             target,
             batch: RecvBatch::new(),
-            buf: vec![0; 65_536],
+            buf: vec![0; volley::MAX_PAYLOAD_V6],
             next_seq: first_seq,
             icmp: Vec::new(),
             min_rtt_ns: None,

@@ -20,7 +20,7 @@ use crate::wire::{Reply, Request};
 use crate::ExitStatus;
 
 /// The most payload one GSO train may carry (IPv4's UDP limit).
-const MAX_TRAIN: usize = 65_507;
+const MAX_TRAIN: usize = volley::MAX_PAYLOAD_V4;
 /// How long to wait for room in the send buffer before dropping replies.
 const SEND_WAIT: Duration = Duration::from_millis(200);
 
@@ -130,8 +130,6 @@ struct Train {
 struct Echo<'s> {
     sock: &'s Socket,
     max_segments: usize,
-    /// The kernel reports drops (and says nothing while there are none).
-    drop_counter: bool,
     /// All replies of one batch, back to back; reused.
     arena: Vec<u8>,
     trains: Vec<Train>,
@@ -143,7 +141,6 @@ impl<'s> Echo<'s> {
         Self {
             sock,
             max_segments: sock.capabilities().max_gso_segments.max(1),
-            drop_counter: sock.capabilities().drop_counter,
             arena: Vec::with_capacity(1 << 20),
             trains: Vec::with_capacity(64),
             stats: Stats::default(),
@@ -153,9 +150,8 @@ impl<'s> Echo<'s> {
     fn answer(&mut self, batch: &RecvBatch) {
         self.arena.clear();
         self.trains.clear();
-        for (mut meta, payload) in batch.iter() {
+        for (meta, payload) in batch.iter() {
             // SO_RXQ_OVFL comes only once the counter is non-zero.
-            meta.drops = meta.drops.or(self.drop_counter.then_some(0));
             if let Some(d) = meta.drops {
                 self.stats.kernel_drops = Some(d);
             }
@@ -227,15 +223,11 @@ impl<'s> Echo<'s> {
                     i += n;
                 }
                 Err(e) if e.is_would_block() => {
-                    // Wait for room by sending the next one with a bounded wait.
-                    match self.sock.send_batch_blocking(&transmits[i..=i], SEND_WAIT) {
-                        Ok(()) => self.stats.replies += transmits[i].segments() as u64,
-                        Err(_) => {
-                            self.stats.unsent += transmits[i..].iter().map(|t| t.segments() as u64).sum::<u64>();
-                            return;
-                        }
+                    // Wait (bounded) for room; the next try_send_batch sends.
+                    if !self.sock.wait_writable(SEND_WAIT).unwrap_or(false) {
+                        self.stats.unsent += transmits[i..].iter().map(|t| t.segments() as u64).sum::<u64>();
+                        return;
                     }
-                    i += 1;
                 }
                 Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
                     let done: u64 = transmits[i..i + transmits_sent].iter().map(|t| t.segments() as u64).sum();

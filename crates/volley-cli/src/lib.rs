@@ -87,36 +87,10 @@ pub fn main() -> ExitCode {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::Problem) => ExitCode::from(3),
         Err(e) => {
-            eprintln!("volley: error: {}", chain(&e));
+            // `{:#}`: the context chain, `: `-separated (volley's errors
+            // state their OS error once, not again as `source()`).
+            eprintln!("volley: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The error and its causes, `: `-separated, each said once: a cause whose
-/// text the previous message already ends with (an I/O error both shown and
-/// returned as `source()`) is not repeated.
-fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn error_chains_say_each_cause_once() {
-        let io = std::io::Error::other("boom");
-        let e = anyhow::Error::new(volley::Error::Io(io)).context("send failed");
-        assert_eq!(super::chain(&e), "send failed: boom");
     }
 }

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use volley::{Config, Dscp, Ecn, Pmtud};
 
@@ -91,11 +91,7 @@ struct MtuReport {
 pub(crate) fn run(args: &PathArgs) -> Result<ExitStatus> {
     let target = resolve(&args.to)?;
     let local = local_for(target, args.bind.as_deref())?;
-    let sock = Config::new()
-        .pmtud(Pmtud::Probe)
-        .recv_errors(true)
-        .bind(local)
-        .with_context(|| format!("cannot bind {local}"))?;
+    let sock = Config::new().pmtud(Pmtud::Probe).recv_errors(true).bind(local)?; // Error::Bind already names the address
     let local = sock.local_addr()?;
     if !sock.capabilities().ecn {
         eprintln!("warning: this kernel does not report the TOS byte: return-path verdicts will be unknown");
@@ -313,7 +309,7 @@ fn search_mtu(client: &mut Client, local: SocketAddr, args: &PathArgs, rtt_ns: u
     let target = client.target;
     let v4 = target.is_ipv4();
     let hdr = header_overhead(v4);
-    let udp_max = if v4 { 65_507 } else { 65_527 };
+    let udp_max = if v4 { volley::MAX_PAYLOAD_V4 } else { volley::MAX_PAYLOAD_V6 };
     let interface_mtu = interface_mtu(local, target);
     let top = interface_mtu.map_or(udp_max, |m| (m as usize).saturating_sub(hdr).min(udp_max));
     let floor = args.mtu_min.clamp(REQUEST_LEN, top);

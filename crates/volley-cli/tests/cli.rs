@@ -148,8 +148,8 @@ fn probe_json_agrees_with_the_library() {
         assert_eq!(f["timestamps"], with(Config::new().timestamps(true)).is_some_and(|c| c.timestamps));
         assert_eq!(f["txtime"], with(Config::new().txtime(true)).is_some_and(|c| c.txtime));
         assert_eq!(f["recv_errors"], with(Config::new().recv_errors(true)).is_some_and(|c| c.recv_errors));
-        for mode in ["off", "do", "probe"] {
-            assert!(f["pmtud"][mode].is_boolean(), "{family} pmtud.{mode}");
+        for (mode, m) in [("off", volley::Pmtud::Off), ("do", volley::Pmtud::Do), ("probe", volley::Pmtud::Probe)] {
+            assert_eq!(f["pmtud"][mode], Config::new().pmtud(m).bind(addr).is_ok(), "{family} pmtud.{mode}");
         }
         let cpu = Config::new().bind_reuse_port_group(addr, 2, volley::Steering::Cpu).is_ok();
         assert_eq!(f["reuse_port"]["cpu"], cpu, "{family}");
