@@ -45,9 +45,6 @@ use crate::UdpSocket;
 
 /// Transmits per send call: one `sendmmsg` chunk of the core.
 const MAX_BATCH: usize = 64;
-/// Largest UDP payload one send may carry: IPv4 and IPv6.
-const MAX_PAYLOAD_V4: usize = 65_507;
-const MAX_PAYLOAD_V6: usize = 65_527;
 /// Default queue bound, in datagrams.
 const DEFAULT_CAPACITY: usize = 1024;
 
@@ -216,7 +213,11 @@ impl Plan {
         self.group_of.clear();
         for (i, d) in queue.iter().enumerate() {
             let len = d.payload.len();
-            let limit = if is_v4(d.destination) { MAX_PAYLOAD_V4 } else { MAX_PAYLOAD_V6 };
+            let limit = if d.destination.ip().to_canonical().is_ipv4() {
+                volley::MAX_PAYLOAD_V4
+            } else {
+                volley::MAX_PAYLOAD_V6
+            };
             // The open group of this destination, if any: at most one, the
             // latest, so joining it never passes an earlier datagram.
             let open = self.groups.iter().rposition(|g| g.open && queue[g.first].destination == d.destination);
@@ -240,13 +241,6 @@ impl Plan {
             self.groups.push(Group { first: i, stride: len, count: 1, bytes: len, open, staged_at: 0 });
             self.group_of.push(self.groups.len() - 1);
         }
-    }
-}
-
-fn is_v4(addr: SocketAddr) -> bool {
-    match addr {
-        SocketAddr::V4(_) => true,
-        SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_some(),
     }
 }
 
@@ -640,8 +634,8 @@ mod tests {
 
         let items: Vec<_> = (0..100).map(|_| d(1, 1400)).collect();
         let (groups, _) = plan(&items, 128);
-        assert!(groups.iter().all(|g| g.3 <= MAX_PAYLOAD_V4));
-        assert_eq!(groups[0].2, MAX_PAYLOAD_V4 / 1400);
+        assert!(groups.iter().all(|g| g.3 <= volley::MAX_PAYLOAD_V4));
+        assert_eq!(groups[0].2, volley::MAX_PAYLOAD_V4 / 1400);
         assert_eq!(groups.iter().map(|g| g.2).sum::<usize>(), 100);
     }
 

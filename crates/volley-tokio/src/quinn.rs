@@ -215,7 +215,7 @@ impl RecvState {
         let room = bufs.len().min(meta.len());
         let mut filled = 0;
         while filled < room {
-            let Some((m, payload)) = self.batch.messages().nth(self.next) else { break };
+            let Some((m, payload)) = self.batch.message(self.next) else { break };
             let buf = &mut bufs[filled];
             let rest = &payload[self.offset..];
             let stride = if m.segment_size == 0 { rest.len().max(1) } else { m.segment_size };
@@ -285,10 +285,9 @@ impl quinn::AsyncUdpSocket for QuinnSocket {
         let mut state = self.recv_state();
         loop {
             if state.pending() {
-                let n = state.deliver(bufs, meta);
-                if n > 0 {
-                    return Poll::Ready(Ok(n));
-                }
+                // Non-empty `bufs`/`meta` (checked above) and a pending
+                // message: at least one entry is filled.
+                return Poll::Ready(Ok(state.deliver(bufs, meta)));
             }
             let state = &mut *state;
             match ready!(self.socket.poll_recv_batch(cx, &mut state.batch)) {

@@ -136,4 +136,10 @@ async fn icmp_errors_do_not_stop_the_receive_path() {
     let n = poll_recv_once(&socket, &mut bufs, &mut meta).await.expect("no ICMP error surfaces");
     assert_eq!(n, 1);
     assert_eq!(&bufs[0][..meta[0].len], b"real");
+    // Control: the ICMP error did come back (it is in the error queue), so
+    // the receive above really went past one.
+    let icmp = socket.get_ref().get_ref().try_recv_error().unwrap().expect("an ICMP error was queued");
+    assert_eq!((icmp.kind, icmp.destination), (volley::IcmpKind::PortUnreachable, Some(closed)));
+    // bind_with sets Pmtud::Probe, so quinn is told the socket does not fragment.
+    assert!(!socket.may_fragment());
 }

@@ -183,15 +183,23 @@ async fn try_forms_say_would_block() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn recv_batch_is_cancel_safe() {
+    use std::future::{poll_fn, Future};
     let sock = local();
+    let tx = local();
     let to = sock.local_addr().unwrap();
     let mut batch = RecvBatch::new();
-    // Cancelled while nothing is queued: nothing lost.
-    let r = tokio::time::timeout(std::time::Duration::from_millis(20), sock.recv_batch(&mut batch)).await;
-    assert!(r.is_err());
-    sock.send_batch(&[Transmit::new(to, b"after")]).await.unwrap();
+    {
+        // Poll once with nothing queued (the future registers for
+        // readiness), let a datagram arrive and wake it, then drop the
+        // future without polling it again: the cancellation must lose nothing.
+        let mut fut = std::pin::pin!(sock.recv_batch(&mut batch));
+        let pending = poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_pending())).await;
+        assert!(pending, "nothing was queued yet");
+        tx.send_batch(&[Transmit::new(to, b"in flight")]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let got = recv_n(&sock, 1).await;
-    assert_eq!(got[0].1, b"after");
+    assert_eq!(got[0].1, b"in flight", "the datagram that arrived during the cancelled receive");
 }
 
 #[tokio::test(flavor = "current_thread")]

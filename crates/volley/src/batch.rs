@@ -161,6 +161,16 @@ impl RecvBatch {
         self.msgs.iter().enumerate().map(|(i, m)| (*m, &self.slot(i)[..m.len]))
     }
 
+    /// Message `i` of the last receive, unsplit, as in
+    /// [`RecvBatch::messages`]; `None` past the end.
+    ///
+    /// ```
+    /// assert!(volley::RecvBatch::new().message(0).is_none());
+    /// ```
+    pub fn message(&self, i: usize) -> Option<(RecvMeta, &[u8])> {
+        self.msgs.get(i).map(|m| (*m, &self.slot(i)[..m.len]))
+    }
+
     fn slot(&self, i: usize) -> &[u8] {
         &self.data[i * self.slot_len..(i + 1) * self.slot_len]
     }
