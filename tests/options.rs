@@ -304,8 +304,11 @@ fn blocking_helpers_take_any_timeout() {
     let mut batch = RecvBatch::new();
     rx.recv_batch_blocking(&mut batch, Duration::MAX).unwrap();
     assert_eq!(batch.iter().next().unwrap().1, b"forever");
-    // A sub-millisecond wait is a wait, not an error or a spin.
-    assert!(rx.recv_batch_blocking(&mut batch, Duration::from_micros(100)).is_err());
+    // A sub-millisecond wait is a real (rounded-up) wait ending in a timeout.
+    let start = Instant::now();
+    let err = rx.recv_batch_blocking(&mut batch, Duration::from_micros(100)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err:?}");
+    assert!(start.elapsed() >= Duration::from_micros(100), "returned before the timeout");
 }
 
 fn thread_cpu() -> Duration {

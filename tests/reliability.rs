@@ -338,7 +338,7 @@ fn back_pressure_gives_exact_partial_counts_and_retries_complete() {
         let (tx, rx) = match throttled_pair(case, "16mbit") {
             Ok(pair) => pair,
             Err(why) => {
-                println!("skip [{}]: cannot build a throttled loopback: {why}", case.name);
+                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
                 return;
             }
         };
@@ -375,7 +375,7 @@ fn back_pressure_on_emulated_trains_does_not_block() {
         let (tx, rx) = match throttled_pair(case, "2mbit") {
             Ok(pair) => pair,
             Err(why) => {
-                println!("skip [{}]: cannot build a throttled loopback: {why}", case.name);
+                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
                 return;
             }
         };

@@ -199,10 +199,10 @@ fn soak_portable_exact_accounting() {
     soak("portable", portable.clone(), portable);
 }
 
-#[test]
-fn soak_socket_is_shared_between_threads() {
-    // The receiver above shares the socket through an Arc.
-    fn assert_send_sync<T: Send + Sync>() {}
+// The receiver above shares the socket through an Arc: checked at compile
+// time, not by a test that could not fail.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Socket>();
     assert_send_sync::<RecvBatch>();
-}
+};

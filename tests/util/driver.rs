@@ -292,7 +292,8 @@ pub fn run_child(test: &str, mode: &str, wrapper: &[&str]) -> io::Result<Output>
     let exe = std::env::current_exe()?;
     let mut argv: Vec<std::ffi::OsString> = wrapper.iter().map(Into::into).collect();
     argv.push(exe.into());
-    for a in [test, "--exact", "--nocapture", "--test-threads=1"] {
+    // Child-mode tests are #[ignore]d so a normal run does not count them.
+    for a in [test, "--exact", "--ignored", "--nocapture", "--test-threads=1"] {
         argv.push(a.into());
     }
     Command::new(&argv[0]).args(&argv[1..]).env(CHILD_ENV, mode).output()

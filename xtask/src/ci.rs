@@ -142,6 +142,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         return Err(format!("unknown argument `{bad}` (only --fast)").into());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // As root, the network-namespace lab (and strace, tc) must run, not skip:
+    // the same rule .ci/run sets, so `cargo xtask ci` is exactly CI.
+    let require_lab = std::env::var_os("VOLLEY_REQUIRE_LAB").is_none() && is_root();
+    if require_lab {
+        println!("=== running as root: VOLLEY_REQUIRE_LAB=1 (lab tests fail instead of skipping)");
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
     let total = Instant::now();
     for step in STEPS.iter().filter(|s| !(fast && s.slow)) {
@@ -153,6 +159,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         let started = Instant::now();
         let mut cmd = Command::new(program);
         cmd.args(step.args).envs(step.env.iter().copied()).current_dir(root.join(step.dir));
+        if require_lab {
+            cmd.env("VOLLEY_REQUIRE_LAB", "1");
+        }
         if let Program::Rustup = step.program {
             // Let rustup pick the toolchain from `+nightly`, not the pinned one.
             cmd.env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO").env_remove("RUSTC");
@@ -165,4 +174,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     }
     println!("\n=== xtask ci: all steps passed in {:.0?}", total.elapsed());
     Ok(())
+}
+
+/// Whether this process runs as root (effective uid 0), read from
+/// `/proc/self/status` (xtask has no `unsafe` for `geteuid`).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)) == Some("0"))
 }
