@@ -370,13 +370,7 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
                 }
                 Err(e) if is_icmp_error(&e) => {
                     // An ICMP error about earlier datagrams; nothing was sent.
-                    let mut q = shared.icmp.lock().unwrap_or_else(|p| p.into_inner());
-                    while let Ok(Some(err)) = sock.try_recv_error() {
-                        if matches!(err.kind, volley::IcmpKind::PortUnreachable) {
-                            shared.refused.store(true, Ordering::Relaxed);
-                        }
-                        q.push(err);
-                    }
+                    take_icmp(sock, shared);
                 }
                 Err(Error::MessageTooLong { size, mtu }) => {
                     bail!(
@@ -542,13 +536,7 @@ fn receive(sock: &Socket, target: SocketAddr, shared: &Shared, stop: &AtomicBool
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
             Err(e) if is_icmp_error(&e) => {
-                let mut q = shared.icmp.lock().unwrap_or_else(|p| p.into_inner());
-                while let Ok(Some(err)) = sock.try_recv_error() {
-                    if matches!(err.kind, volley::IcmpKind::PortUnreachable) {
-                        shared.refused.store(true, Ordering::Relaxed);
-                    }
-                    q.push(err);
-                }
+                take_icmp(sock, shared);
             }
             Err(e) => {
                 st.error = Some(e.to_string());
@@ -879,5 +867,17 @@ fn marks(sent_ecn: Ecn, sent_dscp: Dscp, r: &RecvStats) -> MarksReport {
         dscp_preserved,
         ecn_verdict,
         dscp_verdict,
+    }
+}
+
+/// Moves the socket's queued ICMP errors into `shared`, noting a port
+/// unreachable (nothing listens at the target).
+fn take_icmp(sock: &Socket, shared: &Shared) {
+    let mut q = shared.icmp.lock().unwrap_or_else(|p| p.into_inner());
+    while let Ok(Some(err)) = sock.try_recv_error() {
+        if matches!(err.kind, volley::IcmpKind::PortUnreachable) {
+            shared.refused.store(true, Ordering::Relaxed);
+        }
+        q.push(err);
     }
 }

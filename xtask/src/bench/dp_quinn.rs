@@ -89,45 +89,31 @@ impl Endpoint for QuinnEndpoint {
         let mut sent = 0;
         for t in &self.trains {
             let bytes = t.segments * size;
-            loop {
-                let buf = &mut self.send_buf[..bytes];
-                endpoint::stamp(buf, size, *seq);
-                let tx = Transmit {
-                    destination: t.to,
-                    ecn: None,
-                    contents: buf,
-                    segment_size: (t.segments > 1).then_some(size),
-                    src_ip: None,
-                };
-                self.syscalls += 1;
-                match self.states[t.from].try_send(UdpSockRef::from(&self.socks[t.from]), &tx) {
-                    Ok(()) => {
-                        *seq += t.segments as u64;
-                        sent += t.segments as u64;
-                        break;
-                    }
-                    Err(e) if is_retry(&e) => {
-                        if stop() {
-                            return Ok(sent);
-                        }
-                        self.ready.wait()?;
-                    }
-                    Err(e) => return Err(e),
-                }
+            let buf = &mut self.send_buf[..bytes];
+            endpoint::stamp(buf, size, *seq);
+            let tx = Transmit {
+                destination: t.to,
+                ecn: None,
+                contents: buf,
+                segment_size: (t.segments > 1).then_some(size),
+                src_ip: None,
+            };
+            let (state, sock) = (&self.states[t.from], &self.socks[t.from]);
+            let op = || state.try_send(UdpSockRef::from(sock), &tx);
+            if endpoint::retry_send(&mut self.ready, &mut self.syscalls, stop, op)?.is_none() {
+                return Ok(sent);
             }
+            *seq += t.segments as u64;
+            sent += t.segments as u64;
         }
         Ok(sent)
     }
 
     fn send_one(&mut self, from: usize, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
         let tx = Transmit { destination: to, ecn: None, contents: payload, segment_size: None, src_ip: None };
-        loop {
-            self.syscalls += 1;
-            match self.states[from].try_send(UdpSockRef::from(&self.socks[from]), &tx) {
-                Err(e) if is_retry(&e) => self.ready.wait()?,
-                r => return r,
-            }
-        }
+        let (state, sock) = (&self.states[from], &self.socks[from]);
+        let op = || state.try_send(UdpSockRef::from(sock), &tx);
+        endpoint::retry_send(&mut self.ready, &mut self.syscalls, &|| false, op).map(drop)
     }
 
     fn recv<F: FnMut(usize, SocketAddr, &[u8])>(&mut self, mut on: F) -> io::Result<usize> {

@@ -247,6 +247,30 @@ pub(crate) fn is_retry(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }
 
+/// One send as every blocking-free datapath does it: count the syscall, try
+/// `op`; on `WouldBlock`/`EINTR` wait for readiness and try again, unless
+/// `stop` says the window is over (then `Ok(None)`: not sent).
+pub(crate) fn retry_send<T>(
+    ready: &mut Ready,
+    syscalls: &mut u64,
+    stop: &dyn Fn() -> bool,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<Option<T>> {
+    loop {
+        *syscalls += 1;
+        match op() {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if is_retry(&e) => {
+                if stop() {
+                    return Ok(None);
+                }
+                ready.wait()?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

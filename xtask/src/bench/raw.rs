@@ -382,37 +382,26 @@ impl Endpoint for RawEndpoint {
         for (dst, t) in &self.dsts {
             let buf = &mut self.send_buf[..t.segments * size];
             let segment = (t.segments > 1).then_some(size as u16);
-            loop {
-                endpoint::stamp(buf, size, *seq);
-                self.syscalls += 1;
-                match sendmsg_gso(self.socks[t.from].as_raw_fd(), dst, buf, segment) {
-                    Ok(_) => {
-                        *seq += t.segments as u64;
-                        sent += t.segments as u64;
-                        break;
-                    }
-                    Err(e) if is_retry(&e) => {
-                        if stop() {
-                            return Ok(sent);
-                        }
-                        self.ready.wait()?;
-                    }
-                    Err(e) => return Err(e),
-                }
+            let fd = self.socks[t.from].as_raw_fd();
+            let first = *seq;
+            let op = || {
+                endpoint::stamp(buf, size, first);
+                sendmsg_gso(fd, dst, buf, segment)
+            };
+            if endpoint::retry_send(&mut self.ready, &mut self.syscalls, stop, op)?.is_none() {
+                return Ok(sent);
             }
+            *seq += t.segments as u64;
+            sent += t.segments as u64;
         }
         Ok(sent)
     }
 
     fn send_one(&mut self, from: usize, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
         let dst = SockAddr::from(to);
-        loop {
-            self.syscalls += 1;
-            match sendmsg_gso(self.socks[from].as_raw_fd(), &dst, payload, None) {
-                Err(e) if is_retry(&e) => self.ready.wait()?,
-                r => return r.map(drop),
-            }
-        }
+        let fd = self.socks[from].as_raw_fd();
+        let op = || sendmsg_gso(fd, &dst, payload, None);
+        endpoint::retry_send(&mut self.ready, &mut self.syscalls, &|| false, op).map(drop)
     }
 
     fn recv<F: FnMut(usize, SocketAddr, &[u8])>(&mut self, mut on: F) -> io::Result<usize> {
