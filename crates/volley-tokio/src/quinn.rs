@@ -368,12 +368,8 @@ fn is_icmp_error(e: &io::Error) -> bool {
 fn to_volley_transmit<'a>(t: &QuinnTransmit<'a>) -> Transmit<'a> {
     let mut out = Transmit::new(t.destination, t.contents);
     out.segment_size = t.segment_size;
-    out.ecn = match t.ecn {
-        None => Ecn::NotEct,
-        Some(EcnCodepoint::Ect0) => Ecn::Ect0,
-        Some(EcnCodepoint::Ect1) => Ecn::Ect1,
-        Some(EcnCodepoint::Ce) => Ecn::Ce,
-    };
+    // The inverse of `to_quinn_ecn`: both are the two-bit IP field.
+    out.ecn = Ecn::from_bits(t.ecn.map_or(0, |e| e as u8));
     out.src_ip = t.src_ip;
     out
 }

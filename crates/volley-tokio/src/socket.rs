@@ -403,38 +403,32 @@ impl UdpSocket {
     /// transmit not yet sent; those before it were sent, none after it.
     pub async fn send_batch_all(&self, transmits: &[Transmit<'_>]) -> io::Result<()> {
         let mut rest = transmits;
-        // The unsent tail of a transmit the portable path sent in part.
+        // The unsent tail of a transmit the portable path sent in part: sent
+        // alone first, through the same match, until it is whole.
         let mut partial: Option<Transmit<'_>> = None;
         while !rest.is_empty() || partial.is_some() {
-            if let Some(t) = partial.take() {
-                self.send_batch_all_one(t).await?;
-                continue;
-            }
-            match self.send_batch(rest).await {
+            let (batch, in_partial) = match &partial {
+                Some(t) => (std::slice::from_ref(t), true),
+                None => (rest, false),
+            };
+            match self.send_batch(batch).await {
+                Ok(n) if in_partial => {
+                    debug_assert_eq!(n, 1);
+                    partial = None;
+                }
                 Ok(n) => rest = &rest[n..],
                 Err(e) => match as_volley(&e) {
                     Some(&volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                        partial = Some(rest_of(rest[transmits_sent], segments_sent));
-                        rest = &rest[transmits_sent + 1..];
+                        partial = Some(rest_of(batch[transmits_sent], segments_sent));
+                        if !in_partial {
+                            rest = &rest[transmits_sent + 1..];
+                        }
                     }
                     _ => return Err(e),
                 },
             }
         }
         Ok(())
-    }
-
-    /// Sends one transmit whole, finishing it if the portable path cuts it.
-    async fn send_batch_all_one(&self, mut t: Transmit<'_>) -> io::Result<()> {
-        loop {
-            match self.send_batch(std::slice::from_ref(&t)).await {
-                Ok(_) => return Ok(()),
-                Err(e) => match as_volley(&e) {
-                    Some(&volley::Error::PartialTransmit { segments_sent, .. }) => t = rest_of(t, segments_sent),
-                    _ => return Err(e),
-                },
-            }
-        }
     }
 
     /// Polls to send `transmits`: `Ready(Ok(n))` with `n >= 1` transmits
