@@ -390,3 +390,16 @@ fn path_names_bleached_remarked_and_dropped_marks_and_exits_3() {
     assert_eq!(r["path_mtu"]["bytes"], 1400);
     assert_eq!(r["path_mtu"]["limited_by"], "interface");
 }
+
+/// `--size` takes up to the UDP maximum of the target's family, no more:
+/// checked before any datagram is sent (nothing needs to listen).
+#[test]
+fn blast_size_limit_follows_the_address_family() {
+    for (to, max) in [("127.0.0.1:9", volley::MAX_PAYLOAD_V4), ("[::1]:9", volley::MAX_PAYLOAD_V6)] {
+        let over = (max + 1).to_string();
+        let out = volley(&["blast", "--to", to, "--size", &over, "--duration", "1", "--quiet"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{to}: {err}");
+        assert!(err.contains("out of range") && err.contains(&max.to_string()), "{to}: {err}");
+    }
+}
