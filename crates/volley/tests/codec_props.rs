@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use volley::fuzzing;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 8 } else { 2000 }))]
 
     /// Any combination of per-datagram options encodes and decodes back.
     #[test]
