@@ -222,6 +222,24 @@ fn txtime_without_config_is_rejected() {
     });
 }
 
+/// pktinfo carries the interface index as a C int: an index above
+/// `i32::MAX` is refused before any syscall, on both families (it was once
+/// sent on IPv4 as index 0, "any interface").
+#[test]
+fn src_ifindex_out_of_range_is_rejected() {
+    for_each_backend(|case| {
+        let b = payload(1, 10);
+        for at in ["127.0.0.1:0", "[::1]:0"] {
+            let tx = case.bind(at);
+            let rx = case.bind(at);
+            let bad = i32::MAX as u32 + 1;
+            let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ifindex(bad);
+            let want = InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: bad };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["src_ifindex", "2147483648"]);
+        }
+    });
+}
+
 #[test]
 fn dscp_out_of_range_is_rejected() {
     for value in [64, 100, 255] {

@@ -273,6 +273,50 @@ fn a_pending_icmp_error_does_not_fail_a_send_elsewhere() {
     assert_eq!((err.kind, err.destination), (IcmpKind::PortUnreachable, Some(dead_addr)));
 }
 
+/// With the error queue on, ICMP errors never fail a receive: the pending
+/// error is moved, with the queue's entries, to the socket's ring, and the
+/// receive returns the datagram queued behind it.
+#[test]
+fn with_the_error_queue_a_receive_never_returns_an_icmp_error() {
+    let sock = Config::new().recv_errors(true).bind(localhost()).unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..5 {
+        let d = UdpSocket::bind("127.0.0.1:0").unwrap();
+        dead.push(d.local_addr().unwrap());
+    } // all closed here
+    for &d in &dead {
+        sock.send_batch_blocking(&[Transmit::new(d, b"anyone?")], WAIT).unwrap();
+    }
+    // Wait until the errors are back (poll reports POLLERR), then queue data.
+    let deadline = Instant::now() + WAIT;
+    while !sock.wait_readable(Duration::from_millis(10)).unwrap() && !errors_pending(&sock) {
+        assert!(Instant::now() < deadline, "no ICMP error came back");
+    }
+    std::thread::sleep(Duration::from_millis(20)); // the rest of the five
+    let live = UdpSocket::bind("127.0.0.1:0").unwrap();
+    live.send_to(b"data", sock.local_addr().unwrap()).unwrap();
+    let mut batch = RecvBatch::new();
+    let n = sock.recv_batch_blocking(&mut batch, WAIT).expect("the receive returns data, not the ICMP error");
+    assert_eq!(n, 1);
+    assert_eq!(batch.iter().next().unwrap().1, b"data");
+    let mut seen = Vec::new();
+    while let Some(e) = sock.try_recv_error().unwrap() {
+        assert_eq!(e.kind, IcmpKind::PortUnreachable, "{e:?}");
+        seen.push(e.destination.expect("destination"));
+    }
+    assert!(!seen.is_empty() && seen.iter().all(|d| dead.contains(d)), "{seen:?} vs {dead:?}");
+    assert_eq!(sock.lost_icmp_errors(), 0);
+    println!("{} of {} port unreachables kept (the kernel rate-limits them)", seen.len(), dead.len());
+}
+
+/// POLLERR without POLLIN: an ICMP error is queued.
+fn errors_pending(sock: &Socket) -> bool {
+    let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(sock), events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, count 1, no wait.
+    unsafe { libc::poll(&mut pfd, 1, 0) };
+    pfd.revents & libc::POLLERR != 0
+}
+
 #[test]
 fn disconnect_keeps_a_wildcard_bind() {
     let sock = Socket::bind("0.0.0.0:0".parse().unwrap()).unwrap();

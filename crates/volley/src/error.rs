@@ -71,6 +71,12 @@ pub enum InvalidTransmit {
     /// `txtime` was set but the socket was not configured with
     /// [`crate::Config::txtime`].
     TxtimeNotEnabled,
+    /// `src_ifindex` is above the largest interface index the kernel's
+    /// pktinfo can carry (`i32::MAX`, for IPv4 and IPv6 alike).
+    SrcIfindexOutOfRange {
+        /// The rejected interface index.
+        src_ifindex: u32,
+    },
 }
 
 impl fmt::Display for InvalidTransmit {
@@ -96,6 +102,9 @@ impl fmt::Display for InvalidTransmit {
             }
             Self::PortZero { destination } => write!(f, "destination {destination} has port 0"),
             Self::TxtimeNotEnabled => f.write_str("txtime set on a socket not configured with Config::txtime(true)"),
+            Self::SrcIfindexOutOfRange { src_ifindex } => {
+                write!(f, "src_ifindex {src_ifindex} is out of range: interface indexes go up to {}", i32::MAX)
+            }
         }
     }
 }
@@ -233,6 +242,25 @@ impl Error {
         matches!(self, Self::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// True if this is an error the kernel derives from an ICMP or ICMPv6
+    /// message about an *earlier* datagram (see [`is_icmp_error`]): it says
+    /// nothing about the socket itself, which keeps working.
+    ///
+    /// ```
+    /// let refused = volley::Error::from(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+    /// assert!(refused.is_icmp());
+    /// let bad_fd = volley::Error::from(std::io::Error::from_raw_os_error(libc::EBADF));
+    /// assert!(!bad_fd.is_icmp());
+    /// assert!(!volley::Error::EmptyBatch.is_icmp());
+    /// ```
+    pub fn is_icmp(&self) -> bool {
+        match self {
+            Self::Io(e) => e.raw_os_error().is_some_and(icmp_errno),
+            Self::MessageTooLong { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The raw OS error code, if this came from the OS.
     ///
     /// ```
@@ -301,6 +329,74 @@ impl std::error::Error for Error {
             Self::Io(e) => e.source(),
             _ => None,
         }
+    }
+}
+
+/// Whether `errno` is one the kernel derives from an ICMP or ICMPv6 error
+/// (Linux: `icmp_err_convert` and `icmpv6_err_convert`):
+///
+/// | errno | ICMP (type/code) | ICMPv6 (type/code) |
+/// |---|---|---|
+/// | `ENETUNREACH` | 3/0 net unreachable, 3/6, 3/9, 3/11 | 1/0 no route |
+/// | `EHOSTUNREACH` | 3/1 host unreachable, 3/10, 3/12, 3/13-15, 11 time exceeded | 1/2, 1/3 address unreachable, 3 time exceeded |
+/// | `ENOPROTOOPT` | 3/2 protocol unreachable | |
+/// | `ECONNREFUSED` | 3/3 port unreachable | 1/4 port unreachable |
+/// | `EMSGSIZE` | 3/4 fragmentation needed | 2 packet too big |
+/// | `EOPNOTSUPP` | 3/5 source route failed | |
+/// | `EHOSTDOWN` | 3/7 host unknown | |
+/// | `ENONET` (Linux) | 3/8 host isolated | |
+/// | `EACCES` | | 1/1 administratively prohibited, 1/5, 1/6 |
+/// | `EPROTO` | 12 parameter problem | 4 parameter problem |
+///
+/// plus `ECONNRESET` (how Windows reports a port unreachable).
+pub(crate) fn icmp_errno(errno: i32) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if errno == libc::ENONET {
+        return true;
+    }
+    matches!(
+        errno,
+        libc::ENETUNREACH
+            | libc::EHOSTUNREACH
+            | libc::ENOPROTOOPT
+            | libc::ECONNREFUSED
+            | libc::EMSGSIZE
+            | libc::EOPNOTSUPP
+            | libc::EHOSTDOWN
+            | libc::EACCES
+            | libc::EPROTO
+            | libc::ECONNRESET
+    )
+}
+
+/// Whether an error from a receive is one the kernel derived from an ICMP
+/// or ICMPv6 message about an earlier datagram (port or host unreachable,
+/// packet too big, time exceeded, parameter problem, administratively
+/// prohibited, ...), rather than a fault of the socket or the call.
+///
+/// It is the one test volley's adapters use to keep such errors from ending
+/// a receive loop, and the one to use in yours. On a receive these errors
+/// never concern the datagrams received: skip them. With
+/// [`crate::Config::recv_errors`] the core never returns them from a
+/// receive at all: they go to [`crate::Socket::try_recv_error`].
+///
+/// On a send, [`crate::Socket::try_send_batch`] has already retried once
+/// past such an error left pending by an earlier datagram; one that remains
+/// concerns the transmit that failed (no route, too big for the path).
+///
+/// Works on a [`crate::Error`] converted into an `io::Error` too.
+///
+/// ```
+/// use std::io;
+/// assert!(volley::is_icmp_error(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)));
+/// assert!(volley::is_icmp_error(&io::Error::from(volley::Error::MessageTooLong { size: 1400, mtu: Some(1280) })));
+/// assert!(!volley::is_icmp_error(&io::Error::from_raw_os_error(libc::EBADF)));
+/// assert!(!volley::is_icmp_error(&io::Error::from(io::ErrorKind::WouldBlock)));
+/// ```
+pub fn is_icmp_error(e: &io::Error) -> bool {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(v) => v.is_icmp(),
+        None => e.raw_os_error().is_some_and(icmp_errno),
     }
 }
 

@@ -496,7 +496,13 @@ pub enum IcmpKind {
     },
     /// The TTL / hop limit ran out on the way.
     TimeExceeded,
-    /// Anything else, with the raw origin, type and code.
+    /// Only the error number is known: the kernel reported an ICMP error
+    /// as a pending socket error (`SO_ERROR`, what a connected socket gets
+    /// without [`crate::Config::recv_errors`]), or the error queue refused
+    /// the entry (its receive buffer was full). `errno` says which error.
+    Pending,
+    /// Anything else, with the raw origin, type and code (ICMP type 12 /
+    /// ICMPv6 type 4 is a parameter problem).
     Other {
         /// `SO_EE_ORIGIN_*`.
         origin: u8,
@@ -514,6 +520,7 @@ impl fmt::Display for IcmpKind {
             Self::PortUnreachable => f.write_str("port unreachable"),
             Self::Unreachable { code } => write!(f, "destination unreachable (code {code})"),
             Self::TimeExceeded => f.write_str("time exceeded"),
+            Self::Pending => f.write_str("pending socket error"),
             Self::Other { origin, icmp_type, code } => {
                 write!(f, "error (origin {origin}, type {icmp_type}, code {code})")
             }

@@ -128,10 +128,16 @@ impl Socket {
     /// number of datagrams now in `batch` after GRO splitting.
     ///
     /// # Errors
-    /// `WouldBlock` ([`Error::is_would_block`]) when nothing is queued; a
-    /// pending socket error (for example `ECONNREFUSED` after an ICMP port
-    /// unreachable on a connected socket) once, after which the socket keeps
-    /// receiving.
+    /// `WouldBlock` ([`Error::is_would_block`]) when nothing is queued.
+    ///
+    /// ICMP errors about earlier datagrams: with [`Config::recv_errors`]
+    /// never returned here; they are moved to [`Socket::try_recv_error`]
+    /// and the receive goes on (unless more than 64 arrive during one call:
+    /// then the last one is returned; call again). Without the error queue
+    /// the kernel reports them only on a connected socket, as a pending
+    /// error (`ECONNREFUSED` after a port unreachable, ...) returned once,
+    /// as std does; [`Error::is_icmp`] tells them apart, and the socket
+    /// keeps receiving.
     pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> Result<usize, Error> {
         sys::recv(self.inner.as_fd(), &self.state, batch)
     }
@@ -179,10 +185,21 @@ impl Socket {
     /// is turned off for this socket, the same transmits are resent at once,
     /// and one warning is logged.
     ///
+    /// An ICMP error about an *earlier* datagram (a port unreachable from a
+    /// peer that has gone, a "packet too big") stays pending on the socket,
+    /// and the kernel returns it from the next send of anything, without
+    /// sending. So a send that meets an ICMP-derived error ([`Error::is_icmp`])
+    /// is retried once: if the retry goes through, the error was stale and
+    /// is kept for [`Socket::try_recv_error`]; if it fails the same way, the
+    /// error concerns the transmit it is reported for (no route to it, too
+    /// big for the path).
+    ///
     /// # Errors
     /// [`Error::EmptyBatch`]; [`Error::InvalidTransmit`] naming the field;
     /// `WouldBlock` if the socket buffer is full; [`Error::MessageTooLong`]
-    /// (`EMSGSIZE`); [`Error::NoBufferSpace`] (`ENOBUFS`).
+    /// (`EMSGSIZE`); [`Error::NoBufferSpace`] (`ENOBUFS`); an ICMP-derived
+    /// error that concerns `transmits[0]` (see above). Each concerns the
+    /// first transmit not sent.
     ///
     /// ```
     /// use volley::{Error, Socket, Transmit};
@@ -350,12 +367,23 @@ impl Socket {
         Ok(())
     }
 
-    /// Reads one ICMP error from the socket's error queue (needs
-    /// [`Config::recv_errors`]): "packet too big (mtu)", "port unreachable"
-    /// and so on, with the destination they concern. Reading the error queue
-    /// never consumes normal datagrams. Returns `Ok(None)` when the queue is
-    /// empty; poll it after a send or receive failed, or when mio reports
-    /// the socket readable and the receive queue is empty.
+    /// Reads one ICMP error about a datagram this socket sent: "packet too
+    /// big (mtu)", "port unreachable" and so on, with the destination it
+    /// concerns and the host that reported it, oldest first.
+    ///
+    /// With [`Config::recv_errors`] the kernel queues each ICMP error with
+    /// its details, and those entries count against the socket's receive
+    /// buffer: a queue nobody reads would crowd out data. So volley's
+    /// receive and send paths move the queue into a ring on the socket
+    /// whenever the kernel signals an error (a receive never fails because
+    /// of one); this reads the ring first, then the kernel's queue. The ring
+    /// keeps the newest 64 errors; older ones are dropped and counted by
+    /// [`Socket::lost_icmp_errors`]. Without the error queue, a send that
+    /// met an error left pending by an earlier datagram (what a connected
+    /// socket gets) records it here as [`crate::IcmpKind::Pending`].
+    ///
+    /// Reading never consumes datagrams. Returns `Ok(None)` when there is
+    /// nothing to report.
     ///
     /// ```
     /// let sock = volley::Config::new().recv_errors(true).bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -365,7 +393,35 @@ impl Socket {
     /// # Errors
     /// As `recvmsg(2)` with `MSG_ERRQUEUE`.
     pub fn try_recv_error(&self) -> Result<Option<crate::IcmpError>, Error> {
-        sys::recv_error(self.inner.as_fd())
+        sys::recv_error(self.inner.as_fd(), &self.state)
+    }
+
+    /// ICMP errors dropped because the socket's ring of 64 was full when
+    /// newer ones came (see [`Socket::try_recv_error`]). The kernel itself
+    /// refuses to queue an error while the receive buffer is full, and
+    /// counts that nowhere.
+    ///
+    /// ```
+    /// let sock = volley::Config::new().recv_errors(true).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert_eq!(sock.lost_icmp_errors(), 0);
+    /// ```
+    pub fn lost_icmp_errors(&self) -> u64 {
+        self.state.errors().lost()
+    }
+
+    /// Moves the ICMP errors the kernel has queued (with
+    /// [`Config::recv_errors`]) into the socket's ring, and returns how
+    /// many. Receives and sends do this whenever the kernel signals an error;
+    /// call it when the socket reports an error condition and you will not
+    /// receive soon (an idle server), so the queue never holds receive
+    /// buffer space for long. With the error queue off, it does nothing.
+    ///
+    /// ```
+    /// let sock = volley::Config::new().recv_errors(true).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert_eq!(sock.drain_icmp_errors(), 0);
+    /// ```
+    pub fn drain_icmp_errors(&self) -> usize {
+        sys::drain_errors(self.inner.as_fd(), &self.state)
     }
 
     /// Whether datagrams sent on this socket may be fragmented by the IP

@@ -39,6 +39,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::capabilities::Live;
+use crate::error::icmp_errno;
+use crate::errqueue::ErrorRing;
 use crate::{Backend, Capabilities, Config, Dscp, Error, InvalidTransmit, RecvBatch, RecvMeta, Transmit};
 use cmsg::{Encoder, SendControl, SendOptions};
 
@@ -242,11 +244,19 @@ pub(crate) struct SocketState {
     /// An error the portable receive loop met after it had datagrams to
     /// return; reported by the next receive.
     pub(crate) pending_error: std::sync::Mutex<Option<io::Error>>,
+    /// ICMP errors drained from the kernel (or left pending by an earlier
+    /// datagram), kept for [`crate::Socket::try_recv_error`].
+    pub(crate) errors: std::sync::Mutex<ErrorRing>,
 }
 
 impl SocketState {
     pub(crate) fn socket_dscp(&self) -> Dscp {
         Dscp::from_tos(self.socket_dscp.load(Ordering::Relaxed) << 2)
+    }
+
+    /// The ring of ICMP errors (a poisoned lock still holds valid entries).
+    pub(crate) fn errors(&self) -> std::sync::MutexGuard<'_, ErrorRing> {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -337,7 +347,16 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     #[cfg(any(target_os = "linux", target_os = "android"))]
     linux::probe(fd, config, portable, &mut caps).map_err(other)?;
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
-    Ok((sock, SocketState { live: Live::new(caps), families, socket_dscp, pending_error: Default::default() }))
+    Ok((
+        sock,
+        SocketState {
+            live: Live::new(caps),
+            families,
+            socket_dscp,
+            pending_error: Default::default(),
+            errors: Default::default(),
+        },
+    ))
 }
 
 /// Requests a buffer size; on Linux retries with the `*FORCE` option (root
@@ -604,7 +623,37 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<
 /// Receives into `batch`, decoding addresses and control messages into one
 /// [`RecvMeta`] per message. Returns the number of datagrams after GRO
 /// splitting.
+///
+/// A pending ICMP-derived error (the kernel returns it before any queued
+/// datagram) is, with the error queue on, moved into the socket's ring
+/// with the queue's entries, and the receive goes on: the queue is drained
+/// whenever the kernel signals an error, so its entries never fill the
+/// receive buffer. Without the error queue it is returned once, as std does.
 pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
+    let mut icmp_passes = 0;
+    recv_with(state, batch, |hdrs| loop {
+        match recv_msgs(fd.as_raw_fd(), state, hdrs) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if state.live.fixed.recv_errors
+                    && icmp_passes < RECV_ICMP_RETRIES
+                    && e.raw_os_error().is_some_and(icmp_errno) =>
+            {
+                icmp_passes += 1;
+                absorb_pending(fd, state, e.raw_os_error().unwrap_or(0), "receive");
+            }
+            other => return other,
+        }
+    })
+}
+
+/// [`recv`] over any `kernel` that fills message headers the way
+/// `recvmmsg` does (unit tests and Miri pass a fake one).
+fn recv_with(
+    state: &SocketState,
+    batch: &mut RecvBatch,
+    kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
+) -> Result<usize, Error> {
     if state.live.fixed.gro && batch.slot_len() < crate::batch::DEFAULT_SLOT_LEN {
         // The kernel would copy what fits of a coalesced train and discard
         // the rest of it, datagrams and all: refuse rather than lose them.
@@ -612,40 +661,53 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
     }
     let (data, slot_len, control, msgs) = batch.data_mut();
     msgs.clear();
-    let n = control.len();
+    let n = control.len().min(crate::batch::MAX_SLOTS);
     // Per-call scratch, left uninitialised: only the `n` entries used are
     // written (zeroing all 64 would cost more than a small receive).
     let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; crate::batch::MAX_SLOTS];
     let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; crate::batch::MAX_SLOTS];
     let mut hdrs = [const { MaybeUninit::<MsgHdr>::uninit() }; crate::batch::MAX_SLOTS];
-    // One base pointer for all slots, so no `&mut` reborrow of `data`
-    // invalidates an earlier slot's pointer.
-    let base = data.as_mut_ptr();
+    // One base pointer per array, taken once: the kernel writes through
+    // pointers derived from these, so no `&mut` reborrow of `data`,
+    // `control` or `names` may happen until it is done (a reborrow would
+    // invalidate the pointers already handed out).
+    let data_base = data.as_mut_ptr();
+    let ctrl_base = control.as_mut_ptr();
+    let name_base = names.as_mut_ptr().cast::<SockAddrBuf>();
+    let iov_base = iovs.as_mut_ptr().cast::<libc::iovec>();
+    let hdr_base = hdrs.as_mut_ptr().cast::<MsgHdr>();
     for i in 0..n {
-        let name: *mut SockAddrBuf = names[i].write(SockAddrBuf::new());
-        let iov: *mut libc::iovec = iovs[i].write(iovec(base.wrapping_add(i * slot_len), slot_len));
-        let mut h = MsgHdr { hdr: cmsg::zeroed(), len: 0 };
-        h.hdr.msg_name = name.cast();
-        h.hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
-        h.hdr.msg_iov = iov;
-        h.hdr.msg_iovlen = 1;
-        h.hdr.msg_control = control[i].0.as_mut_ptr().cast();
-        h.hdr.msg_controllen = cmsg::RECV_SPACE as _;
-        hdrs[i].write(h);
-    }
-    // SAFETY: entries 0..n of `hdrs` and `names` were written just above.
-    let (hdrs, names) = unsafe { (init_prefix_mut(&mut hdrs, n), init_prefix_mut(&mut names, n)) };
-    let got = loop {
-        match recv_msgs(fd.as_raw_fd(), state, hdrs) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other?,
+        // SAFETY: i < n <= MAX_SLOTS, the length of `names`, `iovs` and
+        // `hdrs`, and n <= control.len(): every `add(i)` stays in bounds.
+        // Slot i of `data` spans i * slot_len .. (i + 1) * slot_len, inside
+        // `data` (the batch holds control.len() slots of slot_len bytes).
+        // Writing a MaybeUninit element through its raw pointer initialises it.
+        unsafe {
+            let name = name_base.add(i);
+            name.write(SockAddrBuf::new());
+            let iov = iov_base.add(i);
+            iov.write(iovec(data_base.wrapping_add(i * slot_len), slot_len));
+            let mut h = MsgHdr { hdr: cmsg::zeroed(), len: 0 };
+            h.hdr.msg_name = name.cast();
+            h.hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
+            h.hdr.msg_iov = iov;
+            h.hdr.msg_iovlen = 1;
+            h.hdr.msg_control = std::ptr::addr_of_mut!((*ctrl_base.add(i)).0).cast();
+            h.hdr.msg_controllen = cmsg::RECV_SPACE as _;
+            hdr_base.add(i).write(h);
         }
-    };
+    }
+    // SAFETY: entries 0..n of `hdrs` were written just above; the slice is
+    // derived from the same base pointer, so the pointers inside stay valid.
+    let hdrs = unsafe { std::slice::from_raw_parts_mut(hdr_base, n) };
+    let got = kernel(hdrs)?.min(n);
     let mut datagrams = 0;
     for (i, h) in hdrs[..got].iter().enumerate() {
         // A UDP socket always gets an IPv4/IPv6 source; keep the slot (the
         // batch indexes slots by message) with an unspecified one otherwise.
-        let src = names[i].read(h.hdr.msg_namelen);
+        // SAFETY: entry i < got <= n of `names` was written above; the
+        // kernel is done writing through the pointers.
+        let src = unsafe { &*name_base.add(i) }.read(h.hdr.msg_namelen);
         debug_assert!(src.is_some(), "UDP receive without an IP source address");
         let src = src.unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
         let len = (h.len as usize).min(slot_len);
@@ -673,13 +735,15 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
 
 /// The error queue is Linux's; elsewhere it is always empty.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn recv_error(_fd: BorrowedFd<'_>) -> Result<Option<crate::IcmpError>, Error> {
+fn read_error_entry(_fd: BorrowedFd<'_>) -> io::Result<Option<Option<crate::IcmpError>>> {
     Ok(None)
 }
 
-/// Reads one entry of the socket's error queue (`MSG_ERRQUEUE`), if any.
+/// Reads one entry of the socket's error queue (`MSG_ERRQUEUE`): `None`
+/// when the queue is empty, `Some(None)` for an entry that carries no
+/// extended error (consumed and skipped).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn recv_error(fd: BorrowedFd<'_>) -> Result<Option<crate::IcmpError>, Error> {
+fn read_error_entry(fd: BorrowedFd<'_>) -> io::Result<Option<Option<crate::IcmpError>>> {
     let mut name = SockAddrBuf::new();
     let mut control = cmsg::RecvControl::new();
     let mut payload = [0u8; 1];
@@ -699,18 +763,87 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>) -> Result<Option<crate::IcmpError>,
             Ok(_) => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     let ctrl_len = (hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
-    let Some(ee) = cmsg::decode(&control.0[..ctrl_len]).ext_err else { return Ok(None) };
+    let Some(ee) = cmsg::decode(&control.0[..ctrl_len]).ext_err else { return Ok(Some(None)) };
     let errno = i32::try_from(ee.errno).unwrap_or(0);
-    Ok(Some(crate::IcmpError {
+    Ok(Some(Some(crate::IcmpError {
         kind: crate::IcmpKind::classify(ee.origin, ee.icmp_type, ee.code, ee.info, errno),
         destination: name.read(hdr.msg_namelen),
         offender: ee.offender.map(|ip| ip.to_canonical()),
         errno,
-    }))
+    })))
+}
+
+/// Most error-queue entries one call reads: the kernel bounds the queue by
+/// the receive buffer; this bounds the work of one call under a flood.
+const DRAIN_MAX: usize = 256;
+
+/// How many times one receive goes past a pending ICMP error before it
+/// returns it (each pass drained the error queue): a bound on the work of
+/// one call under an ICMP flood.
+const RECV_ICMP_RETRIES: usize = 64;
+
+fn log_icmp(e: &crate::IcmpError, during: &'static str) {
+    tracing::debug!(
+        kind = %e.kind,
+        destination = ?e.destination,
+        offender = ?e.offender,
+        errno = e.errno,
+        during,
+        "ICMP error for an earlier datagram; kept for try_recv_error"
+    );
+}
+
+/// Moves the kernel's queued ICMP errors into the socket's ring (with the
+/// error queue on); returns how many it moved.
+pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
+    if !state.live.fixed.recv_errors {
+        return 0;
+    }
+    let mut ring = state.errors();
+    let mut moved = 0;
+    for _ in 0..DRAIN_MAX {
+        match read_error_entry(fd) {
+            Ok(Some(Some(e))) => {
+                log_icmp(&e, "drain");
+                ring.push(e);
+                moved += 1;
+            }
+            Ok(Some(None)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    moved
+}
+
+/// A pending ICMP-derived `errno` met by a receive or send: drains the
+/// error queue (where the details are) or, when it holds nothing (queue
+/// off, or the kernel refused the entry), records the bare errno, so the
+/// error is never lost unseen.
+fn absorb_pending(fd: BorrowedFd<'_>, state: &SocketState, errno: i32, during: &'static str) {
+    if drain_errors(fd, state) == 0 {
+        let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
+        log_icmp(&e, during);
+        state.errors().push(e);
+    }
+}
+
+/// One ICMP error: the socket's ring first, then the kernel's queue.
+pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Option<crate::IcmpError>, Error> {
+    if let Some(e) = state.errors().pop() {
+        return Ok(Some(e));
+    }
+    for _ in 0..DRAIN_MAX {
+        match read_error_entry(fd)? {
+            Some(Some(e)) => return Ok(Some(e)),
+            Some(None) => {}
+            None => break,
+        }
+    }
+    Ok(None)
 }
 
 /// Checks one transmit against the socket; returns the destination as the
@@ -735,6 +868,12 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
         SocketAddr::V4(a) if fam.v4 => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
         _ => return Err(InvalidTransmit::AddressFamily { destination: t.destination }),
     };
+    if let Some(index) = t.src_ifindex {
+        // pktinfo's interface index is a C int for both families.
+        if i32::try_from(index).is_err() {
+            return Err(InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: index });
+        }
+    }
     if let Some(src) = t.src_ip {
         if src.to_canonical().is_ipv4() != v4_path {
             return Err(InvalidTransmit::SourceFamily { src_ip: src });
@@ -757,27 +896,14 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
     Ok((wire, v4_path))
 }
 
-/// Whether an `EMSGSIZE` for a datagram of `len` bytes may be a pending
-/// socket error left by an ICMP "too big" rather than about this datagram:
-/// on a connected socket, when the datagram fits the path MTU; on an
-/// unconnected one, only if the error queue is on (else the kernel leaves
-/// no pending error), as the path MTU is unknown there.
-fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len: usize) -> bool {
-    let v4 = t.destination.ip().to_canonical().is_ipv4();
-    let headers = if v4 { 28 } else { 48 };
-    match path_mtu(fd, !v4) {
-        Ok(mtu) => len + headers <= mtu as usize,
-        Err(_) => state.live.fixed.recv_errors,
-    }
-}
-
-/// Whether the socket has a peer (`getpeername` succeeds).
-fn is_connected(fd: BorrowedFd<'_>) -> bool {
+/// The peer of a connected socket (`getpeername`), IPv4-mapped folded.
+fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     let mut addr = SockAddrBuf::new();
     let mut len = size_of::<SockAddrBuf>() as libc::socklen_t;
     // SAFETY: getpeername writes at most `len` bytes into `addr`, a local
     // buffer of that size, and updates `len`.
-    syscall!(getpeername(fd.as_raw_fd(), (&mut addr as *mut SockAddrBuf).cast(), &mut len)).is_ok()
+    syscall!(getpeername(fd.as_raw_fd(), (&mut addr as *mut SockAddrBuf).cast(), &mut len)).ok()?;
+    addr.read(len)
 }
 
 /// Where a header in the send chunk came from.
@@ -809,10 +935,13 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
     // Set after a GSO EINVAL: emulate transmits[done] to learn whether GSO
     // itself was the problem.
     let mut emulate_next: Option<i32> = None;
-    // An ICMP "too big" leaves EMSGSIZE pending on the socket, and the next
-    // send of any size returns it (clearing it) without sending: retry once
-    // before believing the datagram itself is too big.
+    // An ICMP error about an earlier datagram (port unreachable, too big,
+    // ...) leaves its errno pending on the socket (sk_err), and the next send
+    // of anything returns it without sending: retry once, past it, before
+    // believing it concerns this transmit. `stale` holds it until the retry
+    // tells which it was.
     let mut pending_retried = false;
+    let mut stale: Option<i32> = None;
 
     // Per-call scratch, left uninitialised: each chunk writes the entries it
     // uses (zeroing all 64 would cost more than a small send).
@@ -913,6 +1042,11 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     // The unsegmented resend worked: GSO was the problem.
                     state.live.disable_gso(errno);
                 }
+                if let Some(errno) = stale.take() {
+                    // The retry went through: the error was an earlier
+                    // datagram's. Keep it for try_recv_error.
+                    absorb_pending(fd, state, errno, "send");
+                }
                 pending_retried = false;
                 for o in &origins[..n] {
                     if o.last {
@@ -948,23 +1082,23 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                         emulate_next = Some(libc::EINVAL);
                         continue;
                     }
-                    Some(libc::EMSGSIZE)
-                        if !pending_retried && may_be_pending(fd, state, &transmits[done], first.datagram) =>
-                    {
+                    Some(errno) if icmp_errno(errno) && !pending_retried => {
                         pending_retried = true;
-                        continue;
-                    }
-                    // With the error queue on, an ICMP error about another
-                    // destination leaves its errno pending on an unconnected
-                    // socket, and the next send returns it without sending:
-                    // the details are in the error queue; retry once.
-                    Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
-                        if !pending_retried && state.live.fixed.recv_errors && !is_connected(fd) =>
-                    {
-                        pending_retried = true;
+                        stale = Some(errno);
                         continue;
                     }
                     _ => {}
+                }
+                if let Some(old) = stale.take() {
+                    if e.raw_os_error() == Some(old) {
+                        // The retry failed the same way: the error concerns
+                        // this transmit (no route, too big). Details of any
+                        // ICMP error are in the error queue.
+                        drain_errors(fd, state);
+                    } else {
+                        // Another error this time: the first was stale.
+                        absorb_pending(fd, state, old, "send");
+                    }
                 }
                 if segment > 0 {
                     // Mid-way through an emulated train: never block in a
@@ -985,4 +1119,134 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Ecn, IcmpKind};
+
+    /// Socket state as a plain IPv4 socket without offloads would have it.
+    fn state(recv_errors: bool) -> SocketState {
+        let caps = Capabilities {
+            backend: Backend::Auto,
+            mmsg: true,
+            max_gso_segments: 64,
+            gro: false,
+            pktinfo: true,
+            ecn: true,
+            ttl: true,
+            timestamps: false,
+            txtime: false,
+            drop_counter: true,
+            recv_errors,
+            multicast: true,
+        };
+        SocketState {
+            live: Live::new(caps),
+            families: Families { v4: true, v6: false },
+            socket_dscp: AtomicU8::new(0),
+            pending_error: Default::default(),
+            errors: Default::default(),
+        }
+    }
+
+    /// A fake `recvmmsg`: writes a source address, a payload and control
+    /// messages through the pointers of each header, as the kernel does.
+    /// Under Miri this checks that those pointers are still valid when the
+    /// "kernel" writes through them (no reborrow of their arrays between).
+    fn fake_kernel(hdrs: &mut [MsgHdr], count: usize) -> io::Result<usize> {
+        for (i, h) in hdrs.iter_mut().take(count).enumerate() {
+            let payload = [i as u8 + 1; 100];
+            // SAFETY: the header's pointers were built by recv_with over live
+            // buffers of the stated sizes (one iovec of slot_len >= 100
+            // bytes, a SockAddrBuf, RECV_SPACE bytes of control).
+            unsafe {
+                let iov = &*h.hdr.msg_iov;
+                assert!(iov.iov_len >= payload.len());
+                std::ptr::copy_nonoverlapping(payload.as_ptr(), iov.iov_base.cast::<u8>(), payload.len());
+                let name = &mut *h.hdr.msg_name.cast::<SockAddrBuf>();
+                h.hdr.msg_namelen = name.write(SocketAddr::from(([10, 0, 0, 9], 4000 + i as u16)));
+                let ctrl =
+                    std::slice::from_raw_parts_mut(h.hdr.msg_control.cast::<u8>(), h.hdr.msg_controllen as usize);
+                let mut enc = Encoder::new(ctrl);
+                let mut pi: libc::in_pktinfo = cmsg::zeroed();
+                pi.ipi_ifindex = 3;
+                pi.ipi_addr.s_addr = u32::from(Ipv4Addr::new(10, 0, 0, 1)).to_be();
+                enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).unwrap();
+                enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8 | (i as u8 & 3)).unwrap();
+                enc.push(libc::IPPROTO_IP, libc::IP_TTL, 60 as libc::c_int).unwrap();
+                h.hdr.msg_controllen = enc.len() as _;
+            }
+            h.len = payload.len() as libc::c_uint;
+        }
+        Ok(count)
+    }
+
+    #[test]
+    fn receive_decodes_what_the_kernel_wrote_through_each_header() {
+        let st = state(false);
+        let mut batch = RecvBatch::with_capacity(4, 2048);
+        let got = recv_with(&st, &mut batch, |h| fake_kernel(h, 3)).unwrap();
+        assert_eq!(got, 3);
+        assert_eq!(batch.message_count(), 3);
+        for (i, (meta, payload)) in batch.iter().enumerate() {
+            assert_eq!(payload, &[i as u8 + 1; 100][..]);
+            assert_eq!(meta.src, SocketAddr::from(([10, 0, 0, 9], 4000 + i as u16)));
+            assert_eq!(meta.dst_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+            assert_eq!(meta.ifindex, Some(3));
+            assert_eq!(meta.ecn, Ecn::from_bits(i as u8 & 3));
+            assert_eq!(meta.dscp, Some(Dscp::EF));
+            assert_eq!(meta.ttl, Some(60));
+            assert_eq!(meta.drops, Some(0), "drop counter on, no SO_RXQ_OVFL message: 0");
+        }
+    }
+
+    #[test]
+    fn receive_error_leaves_an_empty_batch() {
+        let st = state(false);
+        let mut batch = RecvBatch::with_capacity(2, 2048);
+        recv_with(&st, &mut batch, |h| fake_kernel(h, 2)).unwrap();
+        let err = recv_with(&st, &mut batch, |_| Err(io::Error::from(io::ErrorKind::WouldBlock))).unwrap_err();
+        assert!(err.is_would_block());
+        assert_eq!(batch.message_count(), 0, "the old contents are gone");
+    }
+
+    #[test]
+    fn ring_records_a_bare_pending_error_when_the_queue_has_nothing() {
+        // No socket: absorb_pending's drain reads nothing off a closed fd
+        // (queue off), so the bare errno is what gets recorded.
+        let st = state(false);
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0");
+        if cfg!(miri) || sock.is_err() {
+            return; // Miri has no sockets; the ring itself is tested in errqueue.
+        }
+        let sock = sock.unwrap();
+        use std::os::fd::AsFd;
+        absorb_pending(sock.as_fd(), &st, libc::ECONNREFUSED, "test");
+        let e = recv_error(sock.as_fd(), &st).unwrap().expect("recorded");
+        assert_eq!((e.kind, e.errno, e.destination), (IcmpKind::Pending, libc::ECONNREFUSED, None));
+        assert!(recv_error(sock.as_fd(), &st).unwrap().is_none(), "reported once");
+    }
+
+    #[test]
+    fn src_ifindex_beyond_a_c_int_is_refused_for_both_families() {
+        let st4 = state(false);
+        let mut st6 = state(false);
+        st6.families = Families { v4: true, v6: true };
+        let payload = [0u8; 10];
+        for (st, to) in [(&st4, "10.0.0.1:9"), (&st6, "[fd00::1]:9"), (&st6, "10.0.0.1:9")] {
+            let over = Transmit::new(to.parse().unwrap(), &payload).with_src_ifindex(i32::MAX as u32 + 1);
+            assert_eq!(
+                validate(&over, st, 64).unwrap_err(),
+                InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: i32::MAX as u32 + 1 },
+                "{to}"
+            );
+            let max = Transmit::new(to.parse().unwrap(), &payload).with_src_ifindex(i32::MAX as u32);
+            assert!(validate(&max, st, 64).is_ok(), "{to}: i32::MAX is a valid index");
+        }
+        let over = Transmit::new("10.0.0.1:9".parse().unwrap(), &payload).with_src_ifindex(u32::MAX);
+        let e = Error::from(validate(&over, &st4, 64).unwrap_err());
+        assert!(e.to_string().contains("src_ifindex 4294967295"), "{e}");
+    }
 }
