@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use volley::{Config, Error, IcmpError, RecvBatch, Socket, Transmit};
-use volley_tests::icmp::{classes, pop_errqueue, set_recverr, wait_pollerr, Class, Pair};
+use volley_tests::icmp::{classes, flood, pop_errqueue, set_recverr, wait_pollerr, Class, Pair, DATAGRAMS};
 
 /// Port the forged errors quote as the destination.
 const QUOTED_PORT: u16 = 9999;
@@ -278,55 +278,6 @@ fn is_icmp_covers_exactly_the_icmp_errnos() {
 
 // ---------------------------------------------------------------------------
 // Starvation.
-
-/// Rounds of (a burst of forged errors, then a burst of real datagrams).
-const ROUNDS: usize = 10;
-const ERRORS_PER_ROUND: usize = 200;
-const DATAGRAMS_PER_ROUND: usize = 20;
-/// Real datagrams in all.
-const DATAGRAMS: usize = ROUNDS * DATAGRAMS_PER_ROUND;
-
-/// What a flood run saw.
-#[derive(Debug)]
-struct Flood {
-    forged: usize,
-    sent: usize,
-    stalled: bool,
-}
-
-/// Sends `ROUNDS` x (`ERRORS_PER_ROUND` forged errors of `class`, then
-/// `DATAGRAMS_PER_ROUND` real datagrams numbered from 0) at `victim`; before
-/// each round waits until `received` has every datagram of the rounds before
-/// (a stalled receiver is waited for at most once, 2 s).
-///
-/// One round's errors (about 200 x 770 bytes of error-queue skb) and
-/// datagrams fit the default receive buffer together, so a receiver that
-/// drains the error queue as it receives loses nothing and the kernel never
-/// refuses an error entry. A receiver that never drains it finds the buffer
-/// full of errors from the second round on: the kernel then takes one
-/// datagram at a time (it checks the buffer before adding) and drops the
-/// rest of each burst.
-fn flood(pair: &Pair, class: &Class, victim: SocketAddr, received: &AtomicUsize) -> Flood {
-    let v6 = class.v6;
-    let forger = pair.forger(v6);
-    let peer = pair.forger_udp(SocketAddr::new(pair.forger_ip(v6), 0));
-    let dest = quoted(pair, v6);
-    let mut f = Flood { forged: 0, sent: 0, stalled: false };
-    for _ in 0..ROUNDS {
-        if !f.stalled {
-            let want = f.sent;
-            f.stalled = !volley_tests::netlab::wait_until(Duration::from_secs(2), Duration::from_micros(500), || {
-                received.load(Ordering::Acquire) >= want
-            });
-        }
-        f.forged += forger.send_many(class, victim, dest, ERRORS_PER_ROUND).expect("forge");
-        for _ in 0..DATAGRAMS_PER_ROUND {
-            peer.send_to(&(f.sent as u32).to_be_bytes(), victim).expect("send real datagram");
-            f.sent += 1;
-        }
-    }
-    f
-}
 
 fn starvation_core(v6: bool) {
     let Some(pair) = Pair::new() else { return };

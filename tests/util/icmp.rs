@@ -30,6 +30,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -215,16 +216,19 @@ pub struct Forger {
 }
 
 impl Forger {
-    /// A raw socket of the family, in the calling thread's namespace.
+    /// A raw socket of `source`'s family, in the calling thread's
+    /// namespace, sending from `source` (the offender the victim sees).
     ///
     /// # Errors
-    /// As `socket(2)` (needs `CAP_NET_RAW`).
-    pub fn new(v6: bool) -> io::Result<Self> {
+    /// As `socket(2)` (needs `CAP_NET_RAW`) or `bind(2)`.
+    pub fn new(source: IpAddr) -> io::Result<Self> {
+        let v6 = source.is_ipv6();
         let socket = if v6 {
             Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
         } else {
             Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
         };
+        socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
         Ok(Self { socket, v6 })
     }
 
@@ -331,12 +335,15 @@ impl Pair {
         ip(if v6 { Self::QUOTED_V6 } else { Self::QUOTED_V4 })
     }
 
-    /// A raw socket in the forger namespace.
+    /// A raw socket in the forger namespace, sending from
+    /// [`Pair::forger_ip`] (with two addresses on the link, source address
+    /// selection would otherwise pick either).
     ///
     /// # Panics
     /// If the socket can't be created.
     pub fn forger(&self, v6: bool) -> Forger {
-        self.forger.run(move || Forger::new(v6)).unwrap_or_else(|e| panic!("raw socket (v6 {v6}): {e}"))
+        let source = self.forger_ip(v6);
+        self.forger.run(move || Forger::new(source)).unwrap_or_else(|e| panic!("raw socket (v6 {v6}): {e}"))
     }
 
     /// A plain UDP socket in the forger namespace bound to `addr` (the
@@ -374,6 +381,67 @@ impl Pair {
         }
         panic!("icmp pair warm-up: no UDP round trip forger -> {to} and back");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Flood: bursts of forged errors interleaved with real datagrams.
+
+/// Rounds of (a burst of forged errors, then a burst of real datagrams).
+pub const ROUNDS: usize = 10;
+pub const ERRORS_PER_ROUND: usize = 200;
+pub const DATAGRAMS_PER_ROUND: usize = 20;
+/// Real datagrams in all (`u32` sequence numbers, big-endian, as payload).
+pub const DATAGRAMS: usize = ROUNDS * DATAGRAMS_PER_ROUND;
+
+/// What a flood run saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Flood {
+    /// Forged errors sent.
+    pub forged: usize,
+    /// Real datagrams sent.
+    pub sent: usize,
+    /// The receiver fell behind for 2 s once (then it was not waited for).
+    pub stalled: bool,
+}
+
+/// The port the flood's errors quote as the destination.
+pub const QUOTED_PORT: u16 = 9999;
+
+/// Sends `ROUNDS` x (`ERRORS_PER_ROUND` forged errors of `class`, then
+/// `DATAGRAMS_PER_ROUND` real datagrams numbered from 0) at `victim`; before
+/// each round waits until `received` has every datagram of the rounds before
+/// (a stalled receiver is waited for at most once, 2 s).
+///
+/// One round's errors (about 200 x 770 bytes of error-queue skb) and
+/// datagrams fit the default receive buffer together, so a receiver that
+/// drains the error queue as it receives loses nothing and the kernel never
+/// refuses an error entry. A receiver that never drains it finds the buffer
+/// full of errors from the second round on: the kernel then takes one
+/// datagram at a time (it checks the buffer before adding) and drops the
+/// rest of each burst.
+///
+/// # Panics
+/// If a send fails.
+pub fn flood(pair: &Pair, class: &Class, victim: SocketAddr, received: &AtomicUsize) -> Flood {
+    let v6 = class.v6;
+    let forger = pair.forger(v6);
+    let peer = pair.forger_udp(SocketAddr::new(pair.forger_ip(v6), 0));
+    let dest = SocketAddr::new(pair.quoted_ip(v6), QUOTED_PORT);
+    let mut f = Flood { forged: 0, sent: 0, stalled: false };
+    for _ in 0..ROUNDS {
+        if !f.stalled {
+            let want = f.sent;
+            f.stalled = !crate::netlab::wait_until(Duration::from_secs(2), Duration::from_micros(500), || {
+                received.load(Ordering::Acquire) >= want
+            });
+        }
+        f.forged += forger.send_many(class, victim, dest, ERRORS_PER_ROUND).expect("forge");
+        for _ in 0..DATAGRAMS_PER_ROUND {
+            peer.send_to(&(f.sent as u32).to_be_bytes(), victim).expect("send real datagram");
+            f.sent += 1;
+        }
+    }
+    f
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -415,7 +483,7 @@ pub fn set_recverr(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
             level,
             name,
             std::ptr::from_ref(&on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {
