@@ -155,7 +155,12 @@ async fn stream_starvation(v6: bool) {
     assert!(errors.is_empty(), "the stream yielded errors {errors:?}");
     seqs.sort_unstable();
     assert_eq!(seqs, (0..DATAGRAMS as u32).collect::<Vec<_>>(), "all {DATAGRAMS} datagrams, each once");
-    assert_eq!(reported as u64 + lost, f.forged as u64, "reported + lost == forged");
+    // A `Pending` entry may count one error twice (a receive returned
+    // `sk_err` after its queue entry was drained: the kernel queues before
+    // it sets `sk_err`), so "==" only from below.
+    let forged = f.forged as u64;
+    assert!(reported as u64 + lost >= forged, "an error vanished: reported + lost < forged");
+    assert!(reported as u64 + lost <= forged + forged / 10, "far more errors counted than forged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
