@@ -271,7 +271,7 @@ fn soak_with_icmp_flood_exact_accounting() {
     }
     let lost = rx.lost_icmp_errors();
     println!(
-        "[icmp flood] forged {forged} port-unreachables during the soak: try_recv_error reported {reported}, lost_icmp_errors {lost}, refused by the kernel (uncounted) {}",
+        "[icmp flood] forged {forged} port-unreachables during the soak: try_recv_error reported {reported}, lost_icmp_errors {lost}, unaccounted (refused by the kernel, less double counts) {}",
         forged - (reported + lost).min(forged)
     );
     assert!(forged > 0, "the flood sent nothing");
