@@ -415,9 +415,14 @@ impl<S: Borrow<UdpSocket>> SendQueue<S> {
     ///
     /// # Errors
     /// The first send error other than `WouldBlock` (see
-    /// [`UdpSocket::try_send_batch`]). The datagrams of the failing transmit
-    /// (one GSO train or one datagram) are dropped from the queue, the rest
-    /// stay: flush again to go on.
+    /// [`UdpSocket::try_send_batch`]); it concerns the first transmit not
+    /// sent (one GSO train or one datagram), whose datagrams are dropped
+    /// from the queue; the rest stay: flush again to go on. An ICMP error
+    /// that an earlier datagram left pending on the socket never costs a
+    /// queued datagram: the core retries past it (and keeps it for
+    /// [`volley::Socket::try_recv_error`]), and this queue retries once more
+    /// before it believes an ICMP-derived error ([`volley::is_icmp_error`])
+    /// concerns the transmit.
     pub async fn flush(&mut self) -> io::Result<()> {
         while !self.queue.is_empty() {
             self.send_round_waiting().await?;
@@ -536,7 +541,14 @@ impl<S: Borrow<UdpSocket>> SendQueue<S> {
             t.dscp = head.dscp;
             t.src_ip = head.src_ip;
         }
-        let result = socket.try_send_batch(&transmits[..groups.len()]);
+        let transmits = &transmits[..groups.len()];
+        let mut result = socket.try_send_batch(transmits);
+        if matches!(&result, Err(e) if volley::is_icmp_error(e)) {
+            // The core retried once past an error an earlier datagram left
+            // pending; another may have come in between (an ICMP flood):
+            // once more before the first group is given up.
+            result = socket.try_send_batch(transmits);
+        }
 
         // Remove what left: whole groups before `sent`, then `segments` of
         // group `sent`.

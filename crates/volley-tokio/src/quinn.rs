@@ -26,6 +26,19 @@
 //! from the batch into quinn's buffer. Messages that do not fit this call's
 //! buffers wait in the batch for the next call.
 //!
+//! # ICMP errors
+//!
+//! quinn's endpoint driver stops on any receive error but
+//! `ConnectionReset`, so `poll_recv` never returns an error the kernel
+//! derived from ICMP about an earlier datagram ([`volley::is_icmp_error`]:
+//! unreachables, packet too big, time exceeded, parameter problem,
+//! administratively prohibited, ...): each is logged at debug and skipped.
+//! With [`Config::recv_errors`] on (to learn path MTUs), the core keeps
+//! them, with details, for [`volley::Socket::try_recv_error`]
+//! (`socket.get_ref().get_ref().try_recv_error()`), and the receive path
+//! also wakes when only errors arrive, so they never fill the receive
+//! buffer of an idle endpoint.
+//!
 //! # Send errors
 //!
 //! Like quinn's own socket, `try_send` reports only `WouldBlock`. A datagram
@@ -47,6 +60,7 @@ use std::time::{Duration, Instant};
 use quinn::udp::{EcnCodepoint, RecvMeta as QuinnRecvMeta, Transmit as QuinnTransmit};
 use volley::{Config, Ecn, Pmtud, RecvBatch, Transmit};
 
+use crate::socket::ErrorWatch;
 use crate::UdpSocket;
 
 /// Segments per GRO train the kernel builds at most (`UDP_GRO_CNT_MAX`).
@@ -87,6 +101,8 @@ struct RecvState {
     next: usize,
     /// Bytes of message `next` already handed out.
     offset: usize,
+    /// Wakes the receive when only ICMP errors arrive (error queue on).
+    errors: ErrorWatch,
 }
 
 impl QuinnSocket {
@@ -159,6 +175,7 @@ impl QuinnSocket {
                 batch: RecvBatch::with_capacity(quinn::udp::BATCH_SIZE.max(1), slot_len),
                 next: 0,
                 offset: 0,
+                errors: ErrorWatch::default(),
             }),
             may_fragment,
             last_warning: Mutex::new(None),
@@ -283,26 +300,38 @@ impl quinn::AsyncUdpSocket for QuinnSocket {
             return Poll::Ready(Ok(0));
         }
         let mut state = self.recv_state();
+        let mut skipped = 0;
         loop {
             if state.pending() {
                 // Non-empty `bufs`/`meta` (checked above) and a pending
                 // message: at least one entry is filled.
                 return Poll::Ready(Ok(state.deliver(bufs, meta)));
             }
-            let state = &mut *state;
-            match ready!(self.socket.poll_recv_batch(cx, &mut state.batch)) {
-                Ok(_) => {}
-                // An ICMP error reported on the socket (with IP_RECVERR even
-                // an unconnected one gets them): says nothing about other
-                // peers, and quinn would stop the endpoint on it.
-                Err(e) if is_icmp_error(&e) => {
-                    tracing::debug!(error = %e, "volley: ignoring an ICMP error on a QUIC socket");
-                    continue; // the failed receive left the batch empty
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            if skipped >= ICMP_SKIPS {
+                // A flood of ICMP errors: let other tasks run, come back.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            state.next = 0;
-            state.offset = 0;
+            let state = &mut *state;
+            match self.socket.poll_recv_batch(cx, &mut state.batch) {
+                Poll::Ready(Ok(_)) => {
+                    state.next = 0;
+                    state.offset = 0;
+                }
+                // An ICMP error about an earlier datagram: says nothing about
+                // this socket or other peers, and quinn ends the endpoint on
+                // any receive error but ConnectionReset. The failed receive
+                // left the batch empty.
+                Poll::Ready(Err(e)) if volley::is_icmp_error(&e) => {
+                    tracing::debug!(error = %e, "volley: skipping an ICMP error on a QUIC socket (see try_recv_error)");
+                    skipped += 1;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    ready!(self.socket.poll_drain_errors(cx, &mut state.errors));
+                    skipped += 1; // drained: receive again (bounded too)
+                }
+            }
         }
     }
 
@@ -355,15 +384,8 @@ impl quinn::UdpPoller for Poller {
     }
 }
 
-fn is_icmp_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-    )
-}
+/// ICMP-derived errors one `poll_recv` skips before it yields.
+const ICMP_SKIPS: usize = 64;
 
 fn to_volley_transmit<'a>(t: &QuinnTransmit<'a>) -> Transmit<'a> {
     let mut out = Transmit::new(t.destination, t.contents);

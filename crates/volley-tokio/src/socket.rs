@@ -18,9 +18,12 @@
 //!   +-- io: tokio::net::UdpSocket - fd 8 --+    epoll watches it via fd 8
 //! ```
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use tokio::io::Interest;
@@ -56,7 +59,7 @@ use volley::{Capabilities, Config, RecvBatch, Transmit};
 #[derive(Debug)]
 pub struct UdpSocket {
     /// Readiness only, on a duplicate descriptor; see the module docs.
-    io: tokio::net::UdpSocket,
+    io: Arc<tokio::net::UdpSocket>,
     inner: volley::Socket,
 }
 
@@ -130,7 +133,7 @@ impl UdpSocket {
             return Err(io::Error::other(e));
         }
         let dup = std::net::UdpSocket::from(socket.as_fd().try_clone_to_owned()?);
-        let io = tokio::net::UdpSocket::from_std(dup)?;
+        let io = Arc::new(tokio::net::UdpSocket::from_std(dup)?);
         Ok(Self { io, inner: socket })
     }
 
@@ -554,6 +557,59 @@ impl UdpSocket {
                 other => return Poll::Ready(other),
             }
         }
+    }
+}
+
+/// Waits for the kernel to signal an error condition on a socket with the
+/// ICMP error queue on, for receivers that must not go deaf.
+///
+/// tokio wakes a reader only for readable readiness; an ICMP error raises
+/// only `EPOLLERR`. Queued errors are charged to the receive buffer, so on a
+/// socket nobody receives from (an idle server) they would pile up until
+/// data no longer fits. A receiver polls this beside its receive: when an
+/// error condition comes, the error queue is moved into the core's ring.
+/// The wait is a boxed future, made once per error event (never per
+/// datagram).
+/// The future of one wait for an error condition.
+type ErrorWait = Pin<Box<dyn Future<Output = io::Result<tokio::io::Ready>> + Send>>;
+
+#[derive(Default)]
+pub(crate) struct ErrorWatch {
+    // Mutex only to keep the owner `Sync`: it is reached through `&mut`.
+    wait: Mutex<Option<ErrorWait>>,
+}
+
+impl std::fmt::Debug for ErrorWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorWatch").finish_non_exhaustive()
+    }
+}
+
+impl UdpSocket {
+    /// With [`volley::Config::recv_errors`]: `Ready` after an error
+    /// condition came and the error queue was drained (receive again),
+    /// `Pending` with `cx` registered for the next one. Without the error
+    /// queue, always `Pending` (the kernel queues nothing).
+    pub(crate) fn poll_drain_errors(&self, cx: &mut Context<'_>, watch: &mut ErrorWatch) -> Poll<()> {
+        if !self.inner.capabilities().recv_errors {
+            return Poll::Pending;
+        }
+        let slot = watch.wait.get_mut().unwrap_or_else(|p| p.into_inner());
+        let wait = slot.get_or_insert_with(|| {
+            let io = Arc::clone(&self.io);
+            Box::pin(async move { io.ready(Interest::ERROR).await })
+        });
+        if wait.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *slot = None;
+        // Drain inside try_io: tokio clears the error readiness only if no
+        // new error event came while we drained.
+        let _ = self.io.try_io(Interest::ERROR, || {
+            self.inner.drain_icmp_errors();
+            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+        });
+        Poll::Ready(())
     }
 }
 

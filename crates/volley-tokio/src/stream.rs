@@ -24,6 +24,7 @@
 
 use std::borrow::Borrow;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use volley::{RecvBatch, RecvMeta};
 
+use crate::socket::ErrorWatch;
 use crate::UdpSocket;
 
 /// One received datagram: its metadata and its payload.
@@ -101,6 +103,7 @@ pub struct DatagramStream<S = Arc<UdpSocket>> {
     pool: BytesMut,
     chunk: usize,
     ready: VecDeque<Datagram>,
+    errors: ErrorWatch,
 }
 
 impl<S: Borrow<UdpSocket>> DatagramStream<S> {
@@ -138,7 +141,7 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
         // Grows (rarely) up to the most datagrams one receive held: up to 64
         // per GRO train.
         let ready = VecDeque::with_capacity(batch.slots() * 8);
-        Self { socket, batch, pool: BytesMut::new(), chunk, ready }
+        Self { socket, batch, pool: BytesMut::new(), chunk, ready, errors: ErrorWatch::default() }
     }
 
     /// The socket.
@@ -203,16 +206,42 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// buffered in the stream.
     ///
     /// # Errors
-    /// As [`UdpSocket::recv_batch`]; the stream stays usable.
+    /// As [`UdpSocket::recv_batch`], but never an ICMP error about an
+    /// earlier datagram ([`volley::is_icmp_error`]): those are skipped
+    /// (logged at debug; with [`volley::Config::recv_errors`] kept for
+    /// [`volley::Socket::try_recv_error`]), unless 64 come in a row. The
+    /// stream stays usable after any error.
     pub async fn recv(&mut self) -> io::Result<Datagram> {
+        let mut skipped = 0;
         loop {
             if let Some(d) = self.ready.pop_front() {
                 return Ok(d);
             }
+            let socket = self.socket.borrow();
+            let (batch, errors) = (&mut self.batch, &mut self.errors);
             // The async form waits with its own waiter, so streams in
-            // several tasks may share one socket.
-            self.socket.borrow().recv_batch(&mut self.batch).await?;
-            self.fill();
+            // several tasks may share one socket; beside it, the error
+            // watch drains ICMP errors that arrive alone.
+            let got = {
+                let mut recv = std::pin::pin!(socket.recv_batch(batch));
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    ready!(socket.poll_drain_errors(cx, errors));
+                    Poll::Ready(None) // drained: receive again
+                })
+                .await
+            };
+            match got {
+                None => {}
+                Some(Ok(_)) => self.fill(),
+                Some(Err(e)) if volley::is_icmp_error(&e) && skipped < ICMP_SKIPS => {
+                    skipped += 1;
+                    skip_icmp(&e);
+                }
+                Some(Err(e)) => return Err(e),
+            }
         }
     }
 
@@ -236,14 +265,32 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// ```
     ///
     /// # Errors
-    /// As [`UdpSocket::recv_batch`].
+    /// As [`DatagramStream::recv`]; ICMP errors are always skipped here
+    /// (a flood of them makes the poll yield, not fail).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Datagram>> {
+        let mut skipped = 0;
         loop {
             if let Some(d) = self.ready.pop_front() {
                 return Poll::Ready(Ok(d));
             }
-            ready!(self.socket.borrow().poll_recv_batch(cx, &mut self.batch))?;
-            self.fill();
+            if skipped >= ICMP_SKIPS {
+                // A flood of ICMP errors: let other tasks run, come back.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let socket = self.socket.borrow();
+            match socket.poll_recv_batch(cx, &mut self.batch) {
+                Poll::Ready(Ok(_)) => self.fill(),
+                Poll::Ready(Err(e)) if volley::is_icmp_error(&e) => {
+                    skipped += 1;
+                    skip_icmp(&e);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    ready!(socket.poll_drain_errors(cx, &mut self.errors));
+                    skipped += 1; // drained: receive again (bounded too)
+                }
+            }
         }
     }
 
@@ -262,14 +309,22 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     ///
     /// # Errors
     /// `WouldBlock` when nothing is there; otherwise as
-    /// [`UdpSocket::try_recv_batch`].
+    /// [`UdpSocket::try_recv_batch`], skipping ICMP errors as
+    /// [`DatagramStream::recv`] does.
     pub fn try_recv(&mut self) -> io::Result<Datagram> {
+        let mut skipped = 0;
         loop {
             if let Some(d) = self.ready.pop_front() {
                 return Ok(d);
             }
-            self.socket.borrow().try_recv_batch(&mut self.batch)?;
-            self.fill();
+            match self.socket.borrow().try_recv_batch(&mut self.batch) {
+                Ok(_) => self.fill(),
+                Err(e) if volley::is_icmp_error(&e) && skipped < ICMP_SKIPS => {
+                    skipped += 1;
+                    skip_icmp(&e);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -296,6 +351,16 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
         }
         debug_assert_eq!(at, total);
     }
+}
+
+/// ICMP-derived errors one call skips before it gives up the CPU (`poll_*`)
+/// or returns the error (`recv`, `try_recv`): only a flood of forged ICMP
+/// reaches it.
+const ICMP_SKIPS: usize = 64;
+
+/// An ICMP error about an earlier datagram: never the end of a stream.
+fn skip_icmp(e: &io::Error) {
+    tracing::debug!(error = %e, "volley: skipping an ICMP error for an earlier datagram (see try_recv_error)");
 }
 
 impl<S: Borrow<UdpSocket> + Unpin> futures_core::Stream for DatagramStream<S> {

@@ -121,3 +121,42 @@ async fn held_datagrams_are_never_overwritten() {
         assert_eq!(&d.payload[..], &[i as u8; 64][..]);
     }
 }
+
+/// With the error queue on, ICMP errors that arrive while a stream waits
+/// (and no data comes) are moved out of the kernel's queue at once, so they
+/// never sit in the receive buffer; the stream never yields them, and the
+/// next datagram arrives.
+#[tokio::test(flavor = "current_thread")]
+async fn an_idle_stream_drains_icmp_errors_and_keeps_receiving() {
+    let config = volley::Config::new().recv_errors(true);
+    let rx = Arc::new(UdpSocket::bind_with(&config, addr("127.0.0.1:0")).unwrap());
+    let mut stream = DatagramStream::new(Arc::clone(&rx));
+    let waiter = tokio::spawn(async move { stream.next().await.map(|r| r.map(|d| d.payload.to_vec())) });
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        dead.push(std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+    }
+    for &d in &dead {
+        rx.send_batch(&[Transmit::new(d, b"anyone?")]).await.unwrap();
+    }
+    let mut kept = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while kept.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // the stream's task runs
+        let left_in_kernel = rx.get_ref().drain_icmp_errors();
+        assert_eq!(left_in_kernel, 0, "the waiting stream left ICMP errors in the kernel's queue");
+        while let Some(e) = rx.get_ref().try_recv_error().unwrap() {
+            kept.push(e);
+        }
+    }
+    assert!(!kept.is_empty(), "no ICMP error came back");
+    for e in &kept {
+        assert_eq!(e.kind, volley::IcmpKind::PortUnreachable, "{e:?}");
+        assert!(dead.contains(&e.destination.unwrap()), "{e:?}");
+    }
+    assert!(!waiter.is_finished(), "the stream yielded something for an ICMP error");
+    let tx = local();
+    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), b"data")]).await.unwrap();
+    let got = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap();
+    assert_eq!(got.unwrap().unwrap(), b"data");
+}

@@ -798,7 +798,10 @@ fn log_icmp(e: &crate::IcmpError, during: &'static str) {
 }
 
 /// Moves the kernel's queued ICMP errors into the socket's ring (with the
-/// error queue on); returns how many it moved.
+/// error queue on); returns how many it moved. Also takes the pending
+/// socket error that came with them (`SO_ERROR`), so the next receive does
+/// not report it again; recorded bare if the queue held nothing for it
+/// (the kernel refuses queue entries while the receive buffer is full).
 pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
     if !state.live.fixed.recv_errors {
         return 0;
@@ -816,13 +819,20 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
             Ok(None) | Err(_) => break,
         }
     }
+    if let Ok(errno) = get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        if moved == 0 && icmp_errno(errno) {
+            let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
+            log_icmp(&e, "drain");
+            ring.push(e);
+        }
+    }
     moved
 }
 
-/// A pending ICMP-derived `errno` met by a receive or send: drains the
-/// error queue (where the details are) or, when it holds nothing (queue
-/// off, or the kernel refused the entry), records the bare errno, so the
-/// error is never lost unseen.
+/// A pending ICMP-derived `errno` met (and so consumed) by a receive or
+/// send: drains the error queue, where its details are, or, when that holds
+/// nothing (queue off, or the kernel refused the entry), records the bare
+/// errno, so the error is never lost unseen.
 fn absorb_pending(fd: BorrowedFd<'_>, state: &SocketState, errno: i32, during: &'static str) {
     if drain_errors(fd, state) == 0 {
         let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
