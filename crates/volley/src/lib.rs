@@ -128,6 +128,6 @@ pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS
 pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};
 pub use error::{is_icmp_error, BindError, Error, InvalidTransmit};
-pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
+pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 pub use multicast::{MulticastError, MulticastInterface};
 pub use socket::{BufferSize, Socket};

@@ -142,6 +142,49 @@ impl Socket {
         sys::recv(self.inner.as_fd(), &self.state, batch)
     }
 
+    /// Receives into buffers the caller owns, the shape QUIC stacks use
+    /// (quinn-udp's `recv(bufs, meta)`): `bufs[i]` receives one kernel
+    /// message (a datagram, or with GRO a train of datagrams of
+    /// `meta[i].segment_size` bytes, the last possibly shorter) and `meta[i]`
+    /// describes it, `len` being the bytes written. Walk a train with
+    /// [`crate::RecvMeta::segments`]. One `recvmmsg` for up to 64 messages
+    /// (one `recvmsg` each in the portable path); no allocation, and the
+    /// kernel writes straight into `bufs`.
+    ///
+    /// Returns the number of messages. Fewer than
+    /// `bufs.len().min(meta.len())` is a *short* receive: the kernel's queue
+    /// ran out. With edge-triggered readiness (mio, tokio) a loop may stop
+    /// there instead of spending a call to learn the queue is empty (if an
+    /// error cut the receive short, it raises a readiness event of its own).
+    ///
+    /// ```
+    /// use std::io::IoSliceMut;
+    /// use volley::{RecvMeta, Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = volley::Config::new().gro(false).bind("127.0.0.1:0".parse()?)?;
+    /// let tx = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// tx.send_batch_blocking(&[Transmit::new(rx.local_addr()?, b"mine")], std::time::Duration::from_secs(5))?;
+    /// rx.wait_readable(std::time::Duration::from_secs(5))?;
+    ///
+    /// let (mut a, mut b) = ([0u8; 1500], [0u8; 1500]);
+    /// let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+    /// let mut meta = [RecvMeta::default(); 2];
+    /// let n = rx.try_recv(&mut bufs, &mut meta)?;
+    /// assert_eq!(n, 1); // short: the queue is empty now
+    /// assert_eq!(&bufs[0][..meta[0].len], b"mine");
+    /// assert_eq!(meta[0].src, tx.local_addr()?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Socket::try_recv_batch`]; [`Error::EmptyBatch`] if `bufs` or
+    /// `meta` is empty; [`Error::BatchTooSmallForGro`] if GRO is on and a
+    /// buffer is shorter than 64 KiB (the kernel would discard the part of a
+    /// train that does not fit).
+    pub fn try_recv(&self, bufs: &mut [io::IoSliceMut<'_>], meta: &mut [crate::RecvMeta]) -> Result<usize, Error> {
+        sys::recv_into(self.inner.as_fd(), &self.state, bufs, meta)
+    }
+
     /// Like [`Socket::try_recv_batch`], but first waits up to `timeout` for
     /// a datagram. For tests, tools and simple programs; event loops use
     /// mio readiness instead.
