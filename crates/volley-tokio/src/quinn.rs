@@ -428,13 +428,7 @@ fn to_volley_transmit<'a>(t: &QuinnTransmit<'a>) -> Transmit<'a> {
 /// quinn's record for `len` bytes of the message `m` describes.
 fn to_quinn_meta(m: &volley::RecvMeta, len: usize) -> QuinnRecvMeta {
     let stride = if m.segment_size == 0 { len } else { m.segment_size };
-    QuinnRecvMeta {
-        addr: m.src,
-        len,
-        stride: stride.min(len).max(1),
-        ecn: to_quinn_ecn(m.ecn),
-        dst_ip: m.dst_ip,
-    }
+    QuinnRecvMeta { addr: m.src, len, stride: stride.min(len).max(1), ecn: to_quinn_ecn(m.ecn), dst_ip: m.dst_ip }
 }
 
 fn to_quinn_ecn(ecn: Ecn) -> Option<EcnCodepoint> {

@@ -97,6 +97,47 @@ impl Socket {
         Ok(Self { inner, bound, state, recv_buffer, send_buffer })
     }
 
+    pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<Self, Error> {
+        let (inner, state) = sys::adopt(fd, config)?;
+        let recv_buffer =
+            BufferSize { requested: config.recv_buffer_size, granted: inner.recv_buffer_size().unwrap_or(0) };
+        let send_buffer =
+            BufferSize { requested: config.send_buffer_size, granted: inner.send_buffer_size().unwrap_or(0) };
+        let bound = inner
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or(Error::Adopt { reason: crate::AdoptError::NotUdp, source: None })?;
+        Ok(Self { inner, bound, state, recv_buffer, send_buffer })
+    }
+
+    /// Adopts `socket` with the default [`Config`] (see [`Config::adopt`]).
+    ///
+    /// ```
+    /// let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// let sock = volley::Socket::from_std(std_sock).unwrap();
+    /// assert!(sock.local_addr().unwrap().port() != 0);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Config::adopt`].
+    pub fn from_std(socket: std::net::UdpSocket) -> Result<Self, Error> {
+        Config::new().adopt(socket)
+    }
+
+    /// Gives the socket back as a [`std::net::UdpSocket`] (still
+    /// non-blocking, with every option volley set).
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let addr = sock.local_addr().unwrap();
+    /// let std_sock = sock.into_std();
+    /// assert_eq!(std_sock.local_addr().unwrap(), addr);
+    /// ```
+    pub fn into_std(self) -> std::net::UdpSocket {
+        self.inner.into()
+    }
+
     /// The address the socket is bound to (an IPv4-mapped address as IPv4,
     /// per the address policy).
     ///
@@ -656,6 +697,30 @@ fn remaining(deadline: Option<Instant>) -> Option<Duration> {
 impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+/// Adopts a socket with the default [`Config`] (see [`Config::adopt`]).
+impl TryFrom<std::net::UdpSocket> for Socket {
+    type Error = Error;
+
+    fn try_from(socket: std::net::UdpSocket) -> Result<Self, Error> {
+        Config::new().adopt(socket)
+    }
+}
+
+/// Adopts a descriptor with the default [`Config`] (see [`Config::adopt`]).
+impl TryFrom<std::os::fd::OwnedFd> for Socket {
+    type Error = Error;
+
+    fn try_from(fd: std::os::fd::OwnedFd) -> Result<Self, Error> {
+        Config::new().adopt(fd)
+    }
+}
+
+impl From<Socket> for std::os::fd::OwnedFd {
+    fn from(socket: Socket) -> Self {
+        socket.inner.into()
     }
 }
 

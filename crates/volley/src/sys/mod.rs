@@ -298,9 +298,69 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         bind_err(reason, e)
     })?;
 
+    let state = configure(&sock, config).map_err(other)?;
+    Ok((sock, state))
+}
+
+/// Takes over a UDP socket created (and usually bound) elsewhere: an
+/// inherited descriptor (systemd socket activation, a supervisor), or one
+/// bound before dropping privileges. Makes it non-blocking and
+/// close-on-exec, checks that it is UDP and that the bind-time options the
+/// `config` asks for are set on it (they can no longer be set), then
+/// applies and probes the rest as [`open`] does.
+pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<(socket2::Socket, SocketState), Error> {
+    use crate::AdoptError as Why;
+    let sock = socket2::Socket::from(fd);
+    let io = |reason: Why| move |e: io::Error| Error::Adopt { reason, source: Some(e) };
+    let refuse = |reason: Why| Error::Adopt { reason, source: None };
+    if sock.r#type().map_err(io(Why::NotUdp))? != socket2::Type::DGRAM {
+        return Err(refuse(Why::NotUdp));
+    }
+    match sock.local_addr().map_err(io(Why::NotUdp))?.as_socket() {
+        Some(_) => {}
+        None => return Err(refuse(Why::NotUdp)),
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if sock.protocol().map_err(io(Why::NotUdp))? != Some(socket2::Protocol::UDP) {
+        return Err(refuse(Why::NotUdp));
+    }
+    sock.set_nonblocking(true).map_err(io(Why::Other))?;
+    sock.set_cloexec(true).map_err(io(Why::Other))?;
+    if config.reuse_addr && !sock.reuse_address().map_err(io(Why::Other))? {
+        return Err(refuse(Why::ReuseAddr));
+    }
+    if config.reuse_port && !sock.reuse_port().map_err(io(Why::Other))? {
+        return Err(refuse(Why::ReusePort));
+    }
+    let v6 = sock.local_addr().ok().and_then(|a| a.as_socket()).is_some_and(|a| a.is_ipv6());
+    if let (true, Some(only)) = (v6, config.ipv6_only) {
+        if sock.only_v6().map_err(io(Why::Other))? != only {
+            return Err(refuse(Why::Ipv6Only));
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(dev) = &config.bind_device {
+        if sock.device().map_err(io(Why::Other))?.as_deref() != Some(dev.as_bytes()) {
+            return Err(refuse(Why::BindDevice));
+        }
+    }
+    if let Some(size) = config.recv_buffer_size {
+        set_buffer(&sock, size, true);
+    }
+    if let Some(size) = config.send_buffer_size {
+        set_buffer(&sock, size, false);
+    }
+    let state = configure(&sock, config).map_err(io(Why::Other))?;
+    Ok((sock, state))
+}
+
+/// Applies the options that work on a bound socket and probes what the
+/// kernel offers; the family comes from the bound address.
+fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState> {
+    let v6 = sock.local_addr()?.as_socket().is_some_and(|a| a.is_ipv6());
     // Binding a specific IPv6 address makes the kernel set IPV6_V6ONLY
     // (only `[::]` can carry IPv4): read back what the socket really is.
-    let dual_stack = dual_stack && !sock.only_v6().map_err(other)?;
+    let dual_stack = v6 && !sock.only_v6()?;
     let fd = {
         use std::os::fd::AsFd;
         sock.as_fd()
@@ -315,10 +375,10 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     let ecn = try_both((libc::IP_RECVTOS, 1), (libc::IPV6_RECVTCLASS, 1));
     let ttl = try_both((libc::IP_RECVTTL, 1), (libc::IPV6_RECVHOPLIMIT, 1));
     if let Some(tos) = config.tos {
-        set_tos(fd, families, tos).map_err(other)?;
+        set_tos(fd, families, tos)?;
     }
     if let Some(mode) = config.pmtud {
-        set_pmtud(fd, families, mode).map_err(other)?;
+        set_pmtud(fd, families, mode)?;
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let recv_errors = config.recv_errors && try_both((libc::IP_RECVERR, 1), (libc::IPV6_RECVERR, 1));
@@ -345,18 +405,15 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         },
     };
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    linux::probe(fd, config, portable, &mut caps).map_err(other)?;
+    linux::probe(fd, config, portable, &mut caps)?;
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
-    Ok((
-        sock,
-        SocketState {
-            live: Live::new(caps),
-            families,
-            socket_dscp,
-            pending_error: Default::default(),
-            errors: Default::default(),
-        },
-    ))
+    Ok(SocketState {
+        live: Live::new(caps),
+        families,
+        socket_dscp,
+        pending_error: Default::default(),
+        errors: Default::default(),
+    })
 }
 
 /// Requests a buffer size; on Linux retries with the `*FORCE` option (root
