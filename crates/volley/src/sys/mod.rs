@@ -304,13 +304,11 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
 
 /// Takes over a UDP socket created (and usually bound) elsewhere: an
 /// inherited descriptor (systemd socket activation, a supervisor), or one
-/// bound before dropping privileges. Makes it non-blocking and
-/// close-on-exec, checks that it is UDP and that the bind-time options the
-/// `config` asks for are set on it (they can no longer be set), then
-/// applies and probes the rest as [`open`] does.
-pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<(socket2::Socket, SocketState), Error> {
+/// bound before dropping privileges. Checks that it is UDP and that the
+/// bind-time options the `config` asks for are set on it (they can no
+/// longer be set), then applies and probes the rest as [`open`] does.
+pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketState, Error> {
     use crate::AdoptError as Why;
-    let sock = socket2::Socket::from(fd);
     let io = |reason: Why| move |e: io::Error| Error::Adopt { reason, source: Some(e) };
     let refuse = |reason: Why| Error::Adopt { reason, source: None };
     if sock.r#type().map_err(io(Why::NotUdp))? != socket2::Type::DGRAM {
@@ -324,8 +322,6 @@ pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<(socket
     if sock.protocol().map_err(io(Why::NotUdp))? != Some(socket2::Protocol::UDP) {
         return Err(refuse(Why::NotUdp));
     }
-    sock.set_nonblocking(true).map_err(io(Why::Other))?;
-    sock.set_cloexec(true).map_err(io(Why::Other))?;
     if config.reuse_addr && !sock.reuse_address().map_err(io(Why::Other))? {
         return Err(refuse(Why::ReuseAddr));
     }
@@ -345,13 +341,12 @@ pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<(socket
         }
     }
     if let Some(size) = config.recv_buffer_size {
-        set_buffer(&sock, size, true);
+        set_buffer(sock, size, true);
     }
     if let Some(size) = config.send_buffer_size {
-        set_buffer(&sock, size, false);
+        set_buffer(sock, size, false);
     }
-    let state = configure(&sock, config).map_err(io(Why::Other))?;
-    Ok((sock, state))
+    configure(sock, config).map_err(io(Why::Other))
 }
 
 /// Applies the options that work on a bound socket and probes what the
