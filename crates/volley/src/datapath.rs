@@ -169,6 +169,16 @@ impl<'a> SocketRef<'a> {
         self.dp.capabilities()
     }
 
+    /// As [`crate::Socket::recv_buffer_size`].
+    pub fn recv_buffer_size(self) -> BufferSize {
+        self.dp.recv_buffer
+    }
+
+    /// As [`crate::Socket::send_buffer_size`].
+    pub fn send_buffer_size(self) -> BufferSize {
+        self.dp.send_buffer
+    }
+
     /// As [`crate::Socket::local_addr`].
     ///
     /// # Errors

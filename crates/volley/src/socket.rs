@@ -587,7 +587,7 @@ impl Socket {
     /// are delivered.
     ///
     /// # Errors
-    /// [`Error::Multicast`], including [`MulticastError::SourceFamily`] when
+    /// [`Error::Multicast`], including [`crate::MulticastError::SourceFamily`] when
     /// `source` and `group` differ in family.
     pub fn join_source_multicast(
         &self,
@@ -615,7 +615,7 @@ impl Socket {
     /// (`IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`).
     ///
     /// # Errors
-    /// [`Error::Multicast`] with [`MulticastError::NoSuchInterface`] if the
+    /// [`Error::Multicast`] with [`crate::MulticastError::NoSuchInterface`] if the
     /// kernel does not know it.
     pub fn set_multicast_interface(&self, interface: MulticastInterface) -> Result<(), Error> {
         self.as_socket_ref().set_multicast_interface(interface)
