@@ -301,7 +301,8 @@ impl Socket {
     /// peer that has gone, a "packet too big") stays pending on the socket,
     /// and the kernel returns it from the next send of anything, without
     /// sending. So a send that meets an ICMP-derived error ([`Error::is_icmp`])
-    /// is retried once: if the retry goes through, the error was stale and
+    /// is retried once (`EMSGSIZE` only when the datagram fits the known path
+    /// MTU): if the retry goes through, the error was stale and
     /// is kept for [`Socket::try_recv_error`]; if it fails the same way, the
     /// error concerns the transmit it is reported for (no route to it, too
     /// big for the path).

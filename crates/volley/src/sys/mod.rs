@@ -1041,6 +1041,22 @@ fn validate(t: &Transmit<'_>, state: &SocketState, gso_max: usize) -> Result<(So
     Ok((wire, v4_path))
 }
 
+/// Whether an `EMSGSIZE` for a datagram of `len` bytes may be a pending
+/// socket error left by an ICMP "too big" rather than about this datagram:
+/// on a connected socket, when the datagram fits the path MTU; on an
+/// unconnected one, only if the error queue is on (else the kernel leaves
+/// no pending error), as the path MTU is unknown there. (A genuine
+/// `EMSGSIZE` is not retried: the retry would fail the same way and queue
+/// a second "too big" for one datagram.)
+fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len: usize) -> bool {
+    let v4 = t.destination.ip().to_canonical().is_ipv4();
+    let headers = if v4 { 28 } else { 48 };
+    match path_mtu(fd, !v4) {
+        Ok(mtu) => len + headers <= mtu as usize,
+        Err(_) => state.live.fixed.recv_errors,
+    }
+}
+
 /// The peer of a connected socket (`getpeername`), IPv4-mapped folded.
 fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     let mut addr = SockAddrBuf::new();
@@ -1227,7 +1243,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                         emulate_next = Some(libc::EINVAL);
                         continue;
                     }
-                    Some(errno) if icmp_errno(errno) && !pending_retried => {
+                    Some(errno)
+                        if icmp_errno(errno)
+                            && !pending_retried
+                            && (errno != libc::EMSGSIZE
+                                || may_be_pending(fd, state, &transmits[done], first.datagram)) =>
+                    {
                         pending_retried = true;
                         stale = Some(errno);
                         continue;
