@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, Socket, Transmit};
+use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, RecvMeta, Socket, Transmit};
 use volley_tests::driver::{
     self, addr, child_mode, for_each_backend, lo_ifindex, payload, recv_datagrams, send_all, send_recv, sysctl, train,
     Case,
@@ -549,4 +549,83 @@ fn probed_gso_limit_is_the_kernels() {
         }
         other => panic!("expected TooManySegments, got {other:?}"),
     }
+}
+
+/// Receive into the caller's own buffers (the QUIC-stack shape): a GSO
+/// train plus two single datagrams land in three buffers the test owns,
+/// each described by its `RecvMeta`, trains walked with `segments`.
+#[test]
+fn receive_into_caller_buffers_keeps_every_datagram_and_its_metadata() {
+    for_each_backend(|case| {
+        let rx = case.bind("127.0.0.1:0");
+        let tx = case.bind("127.0.0.1:0");
+        let to = rx.local_addr().unwrap();
+        let contents = train(0, 5, 1200, 300);
+        let (x, y) = (payload(100, 77), payload(101, 1200));
+        let transmits = [
+            Transmit::new(to, &contents).with_segment_size(1200).with_ecn(Ecn::Ect1),
+            Transmit::new(to, &x).with_ecn(Ecn::Ce),
+            Transmit::new(to, &y),
+        ];
+        send_all(&tx, &transmits);
+        let want: Vec<Vec<u8>> = transmits.iter().flat_map(|t| driver::segments_of(t)).map(<[u8]>::to_vec).collect();
+        let mut storage = vec![vec![0u8; 1 << 16]; 8];
+        let mut got: Vec<(Vec<u8>, Ecn, usize)> = Vec::new();
+        let deadline = std::time::Instant::now() + driver::TIMEOUT;
+        while got.len() < want.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "[{}] timed out with {} of {}",
+                case.name,
+                got.len(),
+                want.len()
+            );
+            let mut bufs: Vec<std::io::IoSliceMut<'_>> =
+                storage.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
+            let mut meta = [RecvMeta::default(); 8];
+            match rx.try_recv(&mut bufs, &mut meta) {
+                Ok(n) => {
+                    assert!((1..=8).contains(&n));
+                    for (m, b) in meta.iter().zip(bufs.iter()).take(n) {
+                        assert_eq!(m.src, tx.local_addr().unwrap(), "[{}]", case.name);
+                        assert_eq!(m.dst_ip, Some("127.0.0.1".parse().unwrap()), "[{}]", case.name);
+                        assert!(!m.truncated);
+                        for d in m.segments(b) {
+                            got.push((d.to_vec(), m.ecn, m.segment_size));
+                        }
+                    }
+                }
+                Err(e) if e.is_would_block() => {
+                    rx.wait_readable(Duration::from_millis(100)).unwrap();
+                }
+                Err(e) => panic!("[{}] {e}", case.name),
+            }
+        }
+        let bytes: Vec<Vec<u8>> = got.iter().map(|(d, _, _)| d.clone()).collect();
+        assert_eq!(bytes, want, "[{}] every datagram, in order, byte for byte", case.name);
+        assert!(got[..6].iter().all(|(_, e, _)| *e == Ecn::Ect1), "[{}] train ECN", case.name);
+        assert_eq!(got[6].1, Ecn::Ce, "[{}]", case.name);
+        if rx.capabilities().gro && tx.capabilities().gso() {
+            assert!(got[..6].iter().all(|(_, _, s)| *s == 1200), "[{}] GRO stride reported", case.name);
+        }
+    });
+}
+
+#[test]
+fn receive_into_caller_buffers_refuses_what_would_lose_data() {
+    let rx = Socket::bind(addr("127.0.0.1:0")).unwrap();
+    let mut meta = [RecvMeta::default(); 1];
+    let err = rx.try_recv(&mut [], &mut meta).unwrap_err();
+    assert!(matches!(err, Error::EmptyBatch), "{err:?}");
+    let mut small = [0u8; 1500];
+    let mut bufs = [std::io::IoSliceMut::new(&mut small)];
+    if rx.capabilities().gro {
+        let err = rx.try_recv(&mut bufs, &mut meta).unwrap_err();
+        assert!(
+            matches!(err, Error::BatchTooSmallForGro { slot_len: 1500, needed: 65_536 }),
+            "a GRO train would be cut: {err:?}"
+        );
+    }
+    let plain = volley::Config::new().gro(false).bind(addr("127.0.0.1:0")).unwrap();
+    assert!(plain.try_recv(&mut bufs, &mut meta).unwrap_err().is_would_block());
 }

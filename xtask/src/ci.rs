@@ -5,6 +5,7 @@
 //! best backend, the whole suite again forced onto the portable backend
 //! (`VOLLEY_BACKEND=portable`), docs with warnings as errors, the core's
 //! tests and the socket integration tests under AddressSanitizer (nightly),
+//! the core's socket-free tests under Miri (nightly),
 //! a seconds-long run of each fuzz target (needs `cargo-fuzz`), and a
 //! seconds-long benchmark smoke run. `--fast` keeps only the first five.
 
@@ -103,6 +104,18 @@ const STEPS: &[Step] = &[
             "faults::",
         ],
         env: ASAN_ENV,
+        dir: ".",
+        slow: true,
+    },
+    // Undefined behaviour in the unsafe code that needs no socket: the
+    // control-message codec, the GRO splitter, RecvBatch, validation, and
+    // the receive path driven by a fake kernel (sys::recv::tests). Isolation off
+    // only for proptest's failure-persistence file lookup.
+    Step {
+        title: "Miri (core unit tests, codec properties)",
+        program: Program::Rustup,
+        args: &["+nightly", "miri", "test", "-p", "volley", "--features", "fuzzing", "--lib", "--test", "codec_props"],
+        env: &[("MIRIFLAGS", "-Zmiri-disable-isolation")],
         dir: ".",
         slow: true,
     },

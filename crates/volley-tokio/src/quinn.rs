@@ -21,10 +21,18 @@
 //!
 //! # Receive path
 //!
-//! quinn hands `poll_recv` its own buffers; the core receives into a
-//! [`RecvBatch`] it owns. So each message (a whole GRO train) is copied once
-//! from the batch into quinn's buffer. Messages that do not fit this call's
-//! buffers wait in the batch for the next call.
+//! quinn hands `poll_recv` its own buffers, and the kernel writes straight
+//! into them: one `recvmmsg` per call, one buffer per message (a datagram,
+//! or a GRO train with its stride), no copy, no second batch
+//! ([`UdpSocket::poll_recv`]). A receive that empties the kernel's queue
+//! clears tokio's readiness, so the next poll waits for the next datagram
+//! instead of spending a syscall to learn the queue is empty.
+//!
+//! quinn sizes each buffer for `max_receive_segments` datagrams (64 with
+//! GRO: more than the 64 KiB a GRO train can fill). A caller that passes
+//! smaller buffers on a GRO socket gets a copying path instead (a
+//! [`RecvBatch`] allocated on first use; messages that do not fit one call's
+//! buffers wait there for the next), never an error.
 //!
 //! # ICMP errors
 //!
@@ -94,9 +102,14 @@ pub struct QuinnSocket {
     last_warning: Mutex<Option<Instant>>,
 }
 
-/// The core's batch plus how far quinn has taken it.
+/// Receive scratch: the core's metadata per message, and a fallback batch
+/// for callers whose buffers are too small for a GRO train.
 struct RecvState {
-    batch: RecvBatch,
+    /// One core record per buffer quinn passes (allocated once).
+    meta: Vec<volley::RecvMeta>,
+    /// Only for buffers under 64 KiB on a GRO socket (quinn's own are
+    /// larger): received here and copied out. Allocated on first use.
+    batch: Option<RecvBatch>,
     /// Next message of `batch` to hand out.
     next: usize,
     /// Bytes of message `next` already handed out.
@@ -167,12 +180,12 @@ impl QuinnSocket {
     /// # Ok(()) }
     /// ```
     pub fn new(socket: UdpSocket) -> Self {
-        let slot_len = volley::DEFAULT_SLOT_LEN;
         let may_fragment = socket.get_ref().may_fragment();
         Self {
             socket,
             recv: Mutex::new(RecvState {
-                batch: RecvBatch::with_capacity(quinn::udp::BATCH_SIZE.max(1), slot_len),
+                meta: vec![volley::RecvMeta::default(); volley::MAX_SLOTS],
+                batch: None,
                 next: 0,
                 offset: 0,
                 errors: ErrorWatch::default(),
@@ -232,7 +245,7 @@ impl RecvState {
         let room = bufs.len().min(meta.len());
         let mut filled = 0;
         while filled < room {
-            let Some((m, payload)) = self.batch.message(self.next) else { break };
+            let Some((m, payload)) = self.batch.as_ref().and_then(|b| b.message(self.next)) else { break };
             let buf = &mut bufs[filled];
             let rest = &payload[self.offset..];
             let stride = if m.segment_size == 0 { rest.len().max(1) } else { m.segment_size };
@@ -248,13 +261,9 @@ impl RecvState {
                 (buf.len(), stride.min(rest.len()))
             };
             buf[..take].copy_from_slice(&rest[..take]);
-            let out = &mut meta[filled];
-            *out = QuinnRecvMeta::default();
-            out.addr = m.src;
-            out.len = take;
-            out.stride = stride.min(take).max(1);
-            out.ecn = to_quinn_ecn(m.ecn);
-            out.dst_ip = m.dst_ip;
+            let mut m = m;
+            m.segment_size = stride;
+            meta[filled] = to_quinn_meta(&m, take);
             filled += 1;
             self.offset += used;
             if self.offset >= payload.len() {
@@ -266,7 +275,7 @@ impl RecvState {
     }
 
     fn pending(&self) -> bool {
-        self.next < self.batch.message_count()
+        self.batch.as_ref().is_some_and(|b| self.next < b.message_count())
     }
 }
 
@@ -300,6 +309,8 @@ impl quinn::AsyncUdpSocket for QuinnSocket {
             return Poll::Ready(Ok(0));
         }
         let mut state = self.recv_state();
+        let state = &mut *state;
+        let gro = self.socket.capabilities().gro;
         let mut skipped = 0;
         loop {
             if state.pending() {
@@ -312,16 +323,34 @@ impl quinn::AsyncUdpSocket for QuinnSocket {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let state = &mut *state;
-            match self.socket.poll_recv_batch(cx, &mut state.batch) {
+            let n = bufs.len().min(meta.len()).min(state.meta.len());
+            // The kernel writes straight into quinn's buffers, unless they
+            // are too small for a GRO train (quinn sizes them for
+            // `max_receive_segments`, so only another caller gets the
+            // copying path).
+            let direct = !gro || bufs[..n].iter().all(|b| b.len() >= volley::DEFAULT_SLOT_LEN);
+            let polled = if direct {
+                self.socket.poll_recv(cx, &mut bufs[..n], &mut state.meta[..n])
+            } else {
+                let batch = state.batch.get_or_insert_with(|| {
+                    RecvBatch::with_capacity(quinn::udp::BATCH_SIZE.max(1), volley::DEFAULT_SLOT_LEN)
+                });
+                self.socket.poll_recv_batch(cx, batch)
+            };
+            match polled {
+                Poll::Ready(Ok(k)) if direct => {
+                    for (out, m) in meta.iter_mut().zip(&state.meta[..k]) {
+                        *out = to_quinn_meta(m, m.len);
+                    }
+                    return Poll::Ready(Ok(k));
+                }
                 Poll::Ready(Ok(_)) => {
                     state.next = 0;
                     state.offset = 0;
                 }
                 // An ICMP error about an earlier datagram: says nothing about
                 // this socket or other peers, and quinn ends the endpoint on
-                // any receive error but ConnectionReset. The failed receive
-                // left the batch empty.
+                // any receive error but ConnectionReset.
                 Poll::Ready(Err(e)) if volley::is_icmp_error(&e) => {
                     tracing::debug!(error = %e, "volley: skipping an ICMP error on a QUIC socket (see try_recv_error)");
                     skipped += 1;
@@ -394,6 +423,12 @@ fn to_volley_transmit<'a>(t: &QuinnTransmit<'a>) -> Transmit<'a> {
     out.ecn = Ecn::from_bits(t.ecn.map_or(0, |e| e as u8));
     out.src_ip = t.src_ip;
     out
+}
+
+/// quinn's record for `len` bytes of the message `m` describes.
+fn to_quinn_meta(m: &volley::RecvMeta, len: usize) -> QuinnRecvMeta {
+    let stride = if m.segment_size == 0 { len } else { m.segment_size };
+    QuinnRecvMeta { addr: m.src, len, stride: stride.min(len).max(1), ecn: to_quinn_ecn(m.ecn), dst_ip: m.dst_ip }
 }
 
 fn to_quinn_ecn(ecn: Ecn) -> Option<EcnCodepoint> {

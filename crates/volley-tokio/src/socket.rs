@@ -26,8 +26,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
+use std::io::IoSliceMut;
 use tokio::io::Interest;
-use volley::{Capabilities, Config, RecvBatch, Transmit};
+
+use volley::{Capabilities, Config, RecvBatch, RecvMeta, Transmit};
 
 /// An asynchronous, batched UDP socket: a [`volley::Socket`] registered with
 /// the tokio reactor.
@@ -305,7 +307,13 @@ impl UdpSocket {
     /// As [`volley::Socket::try_recv_batch`], except `WouldBlock`, on which
     /// this waits.
     pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        self.async_io(Interest::READABLE, |s| s.try_recv_batch(batch)).await
+        loop {
+            self.io.readable().await?;
+            match self.try_recv_batch(batch) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+        }
     }
 
     /// Polls for datagrams: `Ready(Ok(n))` when `batch` now holds `n`
@@ -327,7 +335,14 @@ impl UdpSocket {
     /// # Errors
     /// As [`UdpSocket::recv_batch`].
     pub fn poll_recv_batch(&self, cx: &mut Context<'_>, batch: &mut RecvBatch) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Interest::READABLE, |s| s.try_recv_batch(batch))
+        loop {
+            ready!(self.io.poll_recv_ready(cx))?;
+            match self.try_recv_batch(batch) {
+                // Readiness was cleared: the next poll_recv_ready registers cx.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     /// Receives what is queued without waiting.
@@ -342,11 +357,113 @@ impl UdpSocket {
     /// # Ok(()) }
     /// ```
     ///
+    /// A receive that empties the kernel's queue ([`RecvBatch::is_short`])
+    /// clears read readiness, as `WouldBlock` does: the next poll waits for
+    /// the next datagram instead of spending a syscall to learn the queue is
+    /// empty.
+    ///
     /// # Errors
     /// `WouldBlock` when nothing is queued (readiness is then cleared);
     /// otherwise as [`volley::Socket::try_recv_batch`].
     pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        self.try_io(Interest::READABLE, |s| s.try_recv_batch(batch))
+        self.try_recv_with(|s| {
+            let n = s.try_recv_batch(batch)?;
+            Ok((n, batch.is_short()))
+        })
+    }
+
+    /// Waits for datagrams and receives them into buffers the caller owns:
+    /// `bufs[i]` gets one kernel message (a datagram, or with GRO a train
+    /// cut at `meta[i].segment_size`: walk it with
+    /// [`volley::RecvMeta::segments`]) and `meta[i]` describes it; returns
+    /// the number of messages (see [`volley::Socket::try_recv`]). The
+    /// kernel writes straight into `bufs`.
+    ///
+    /// ```
+    /// use std::io::IoSliceMut;
+    /// use volley_tokio::{volley::{Config, RecvMeta, Transmit}, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind_with(&Config::new().gro(false), "127.0.0.1:0".parse().unwrap())?;
+    /// sock.send_batch(&[Transmit::new(sock.local_addr()?, b"mine")]).await?;
+    /// let mut buf = [0u8; 1500];
+    /// let mut meta = [RecvMeta::default()];
+    /// let n = sock.recv(&mut [IoSliceMut::new(&mut buf)], &mut meta).await?;
+    /// assert_eq!((n, &buf[..meta[0].len]), (1, &b"mine"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: datagrams are taken from the kernel only in the poll
+    /// that completes.
+    ///
+    /// # Errors
+    /// As [`volley::Socket::try_recv`], except `WouldBlock`, on which this
+    /// waits.
+    pub async fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        loop {
+            self.io.readable().await?;
+            match self.try_recv(bufs, meta) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// The poll form of [`UdpSocket::recv`] (it wakes only the last task
+    /// that polled for reading).
+    ///
+    /// # Errors
+    /// As [`UdpSocket::recv`].
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_recv_ready(cx))?;
+            match self.try_recv(bufs, meta) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// [`UdpSocket::recv`] without waiting. A short receive (fewer messages
+    /// than buffers: the kernel's queue ran out) clears read readiness, as
+    /// `WouldBlock` does.
+    ///
+    /// # Errors
+    /// `WouldBlock` when nothing is queued; otherwise as
+    /// [`volley::Socket::try_recv`].
+    pub fn try_recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let room = bufs.len().min(meta.len()).min(volley::MAX_SLOTS);
+        self.try_recv_with(|s| {
+            let n = s.try_recv(bufs, meta)?;
+            Ok((n, n < room))
+        })
+    }
+
+    /// One receive under tokio's read readiness. A short receive (the
+    /// kernel's queue ran out) is handed back, but tokio is told
+    /// `WouldBlock` so it clears the readiness: tokio's readiness tick makes
+    /// that race-free (an event that came in during the receive is kept),
+    /// and a short receive after an error leaves an event of its own.
+    fn try_recv_with<R>(&self, f: impl FnOnce(&volley::Socket) -> Result<(R, bool), volley::Error>) -> io::Result<R> {
+        let mut short = None;
+        let result = self.io.try_io(Interest::READABLE, || {
+            let (r, is_short) = f(&self.inner).map_err(io::Error::from)?;
+            if is_short {
+                short = Some(r);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(r)
+        });
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => short.ok_or(e),
+            other => other,
+        }
     }
 
     /// Waits for room and sends `transmits` in order with as few `sendmmsg`
@@ -570,14 +687,14 @@ impl UdpSocket {
 /// error condition comes, the error queue is moved into the core's ring.
 /// The wait is a boxed future, made once per error event (never per
 /// datagram).
-/// The future of one wait for an error condition.
-type ErrorWait = Pin<Box<dyn Future<Output = io::Result<tokio::io::Ready>> + Send>>;
-
 #[derive(Default)]
 pub(crate) struct ErrorWatch {
     // Mutex only to keep the owner `Sync`: it is reached through `&mut`.
     wait: Mutex<Option<ErrorWait>>,
 }
+
+/// The future of one wait for an error condition.
+type ErrorWait = Pin<Box<dyn Future<Output = io::Result<tokio::io::Ready>> + Send>>;
 
 impl std::fmt::Debug for ErrorWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

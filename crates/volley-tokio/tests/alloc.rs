@@ -24,26 +24,34 @@ struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
 fn count() {
     let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
 }
 
+fn count_bytes(n: usize) {
+    let _ = BYTES.try_with(|c| c.set(c.get() + n as u64));
+}
+
 // SAFETY: forwards every call unchanged to `System`; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        count_bytes(layout.size());
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         count();
+        count_bytes(layout.size());
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        count_bytes(new_size);
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -58,6 +66,11 @@ static GLOBAL: Counting = Counting;
 
 fn allocs() -> u64 {
     ALLOCS.with(Cell::get)
+}
+
+/// Bytes requested from the allocator on this thread so far.
+fn alloc_bytes() -> u64 {
+    BYTES.with(Cell::get)
 }
 
 /// Sends `payload` (as GSO trains of `segment_size` when given) to `to`
@@ -178,4 +191,41 @@ async fn send_queue_steady_state_allocates_nothing() {
     let n = allocs() - before;
     println!("send queue: {n} allocations over 25600 datagrams");
     assert_eq!(n, 0);
+}
+
+/// The quinn socket receives in place: binding one holds no receive batch
+/// (the adapter once kept a 2 MiB one per socket to copy out of), and a
+/// receive of a GRO train into quinn-sized buffers allocates nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn quinn_socket_receives_in_place_without_a_batch() {
+    use quinn::AsyncUdpSocket;
+    let before = alloc_bytes();
+    let socket = volley_tokio::quinn::QuinnSocket::bind(addr("127.0.0.1:0")).unwrap();
+    let held = alloc_bytes() - before;
+    println!("QuinnSocket::bind allocated {held} bytes");
+    assert!(held < 64 * 1024, "{held} bytes allocated at bind: a receive batch?");
+
+    let tx = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();
+    let train = vec![3u8; 10 * 1200];
+    let to = socket.local_addr().unwrap();
+    // quinn's buffers: max_udp_payload_size (1472) x max_receive_segments.
+    let mut storage = vec![vec![0u8; 1472 * socket.max_receive_segments()]; 4];
+    let mut meta = [quinn::udp::RecvMeta::default(); 4];
+    let mut got = 0;
+    let mut spent = 0;
+    while got < train.len() {
+        tx.send_batch(&[Transmit::new(to, &train).with_segment_size(1200)]).await.unwrap();
+        let mut bufs: Vec<std::io::IoSliceMut<'_>> = storage.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
+        let before = allocs();
+        let n = tokio::time::timeout(DEADLINE, std::future::poll_fn(|cx| socket.poll_recv(cx, &mut bufs, &mut meta)))
+            .await
+            .unwrap()
+            .unwrap();
+        spent += allocs() - before;
+        for (m, b) in meta[..n].iter().zip(&bufs) {
+            assert!(b[..m.len].iter().all(|&x| x == 3));
+            got += m.len;
+        }
+    }
+    assert_eq!(spent, 0, "allocations while receiving");
 }

@@ -24,6 +24,8 @@
 #[cfg(feature = "fuzzing")]
 use std::net::SocketAddr;
 
+use std::mem::MaybeUninit;
+
 use crate::sys::cmsg::RecvControl;
 use crate::RecvMeta;
 
@@ -65,7 +67,9 @@ pub const MAX_SLOT_LEN: usize = 1 << 20;
 pub struct RecvBatch {
     data: Box<[u8]>,
     slot_len: usize,
-    pub(crate) control: Box<[RecvControl]>,
+    /// Control space per slot, written only by the kernel (never read past
+    /// what it wrote), so left uninitialised.
+    pub(crate) control: Box<[MaybeUninit<RecvControl>]>,
     /// One per filled slot; `len` counts bytes in the slot.
     pub(crate) msgs: Vec<RecvMeta>,
 }
@@ -105,7 +109,7 @@ impl RecvBatch {
         Self {
             data: vec![0u8; slots * slot_len].into_boxed_slice(),
             slot_len,
-            control: (0..slots).map(|_| RecvControl::new()).collect(),
+            control: (0..slots).map(|_| MaybeUninit::uninit()).collect(),
             msgs: Vec::with_capacity(slots),
         }
     }
@@ -132,6 +136,26 @@ impl RecvBatch {
     /// True if the last receive returned nothing (or none happened yet).
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
+    }
+
+    /// True if the last receive filled fewer slots than the batch has: the
+    /// kernel's queue ran out (or an error cut it short, which raises a
+    /// readiness event of its own). With edge-triggered readiness (mio,
+    /// tokio) a receive loop may stop here instead of spending a call to
+    /// learn that the queue is empty.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = volley::Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let tx = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// tx.send_to(b"one", rx.local_addr()?)?;
+    /// let mut batch = volley::RecvBatch::new();
+    /// rx.recv_batch_blocking(&mut batch, std::time::Duration::from_secs(5))?;
+    /// assert!(batch.is_short()); // 1 message, 32 slots: nothing left to ask for
+    /// # Ok(()) }
+    /// ```
+    pub fn is_short(&self) -> bool {
+        self.msgs.len() < self.slots()
     }
 
     /// Messages held: kernel receives, each possibly a GRO train.
@@ -176,7 +200,7 @@ impl RecvBatch {
     }
 
     /// The data area for the sys layer: the whole buffer and the slot size.
-    pub(crate) fn data_mut(&mut self) -> (&mut [u8], usize, &mut [RecvControl], &mut Vec<RecvMeta>) {
+    pub(crate) fn data_mut(&mut self) -> (&mut [u8], usize, &mut [MaybeUninit<RecvControl>], &mut Vec<RecvMeta>) {
         (&mut self.data, self.slot_len, &mut self.control, &mut self.msgs)
     }
 }

@@ -251,6 +251,39 @@ impl Config {
         Ok(group)
     }
 
+    /// Takes over a UDP socket created elsewhere: an inherited descriptor
+    /// (systemd socket activation passes bound sockets from fd 3 up, with
+    /// `LISTEN_FDS`), one a supervisor hands over, or one bound before the
+    /// process dropped its privileges. Accepts a [`std::net::UdpSocket`], a
+    /// `socket2::Socket` or an [`OwnedFd`](std::os::fd::OwnedFd).
+    ///
+    /// The socket is made non-blocking and close-on-exec; everything this
+    /// configuration asks that works on a bound socket is applied (TOS,
+    /// path-MTU mode, buffers, error queue, timestamps, `SO_TXTIME`, GRO)
+    /// and the kernel is probed as at [`Config::bind`]. What only takes
+    /// effect at bind (`reuse_addr`, `reuse_port`, `ipv6_only`,
+    /// `bind_device`) is checked instead: if asked for and not so, the
+    /// socket is refused with a typed reason rather than silently used
+    /// otherwise. [`crate::Socket::into_std`] gives it back.
+    ///
+    /// ```
+    /// use volley::{Config, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bound = std::net::UdpSocket::bind("127.0.0.1:0")?; // e.g. inherited
+    /// let addr = bound.local_addr()?;
+    /// let sock = Config::new().recv_errors(true).adopt(bound)?;
+    /// assert_eq!(sock.local_addr()?, addr);
+    /// assert!(sock.capabilities().recv_errors);
+    /// sock.send_batch_blocking(&[Transmit::new(addr, b"to myself")], std::time::Duration::from_secs(5))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::Adopt`] naming what does not fit.
+    pub fn adopt(&self, socket: impl Into<std::os::fd::OwnedFd>) -> Result<crate::Socket, crate::Error> {
+        crate::Socket::adopt(socket.into(), self)
+    }
+
     pub(crate) fn effective_backend(&self) -> Backend {
         if self.backend == Backend::Auto && std::env::var_os("VOLLEY_BACKEND").is_some_and(|v| v == "portable") {
             return Backend::Portable;

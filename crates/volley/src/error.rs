@@ -184,8 +184,60 @@ pub enum Error {
         /// The OS error, when the kernel refused.
         source: Option<io::Error>,
     },
+    /// A socket handed to [`crate::Config::adopt`] cannot be used as asked.
+    Adopt {
+        /// What does not fit.
+        reason: AdoptError,
+        /// The OS error, when a call on the socket failed.
+        source: Option<io::Error>,
+    },
     /// Any other I/O error from the OS, including `WouldBlock`.
     Io(io::Error),
+}
+
+/// Why a socket could not be adopted ([`crate::Config::adopt`]).
+///
+/// ```
+/// use volley::{AdoptError, Config, Error};
+/// let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+/// // SO_REUSEPORT only matters at bind: too late to ask for it now.
+/// match Config::new().reuse_port(true).adopt(plain) {
+///     Err(Error::Adopt { reason: AdoptError::ReusePort, .. }) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdoptError {
+    /// Not a UDP socket bound to an IPv4 or IPv6 address (a TCP or Unix
+    /// socket, a closed descriptor, ...).
+    NotUdp,
+    /// The configuration asks for `SO_REUSEADDR`, which the socket lacks
+    /// and which only takes effect at bind.
+    ReuseAddr,
+    /// The configuration asks for `SO_REUSEPORT`, which the socket lacks
+    /// and which only takes effect at bind.
+    ReusePort,
+    /// The configuration's `ipv6_only` differs from the socket's, which
+    /// only takes effect at bind.
+    Ipv6Only,
+    /// The configuration's `bind_device` differs from the socket's.
+    BindDevice,
+    /// Setting an option or probing the socket failed (see the source).
+    Other,
+}
+
+impl AdoptError {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::NotUdp => "not a bound UDP socket",
+            Self::ReuseAddr => "Config asks for reuse_addr, the socket was bound without SO_REUSEADDR",
+            Self::ReusePort => "Config asks for reuse_port, the socket was bound without SO_REUSEPORT",
+            Self::Ipv6Only => "Config's ipv6_only differs from the socket's IPV6_V6ONLY, fixed at bind",
+            Self::BindDevice => "Config's bind_device differs from the socket's SO_BINDTODEVICE",
+            Self::Other => "setting up the socket failed",
+        }
+    }
 }
 
 /// Why a bind failed.
@@ -228,6 +280,8 @@ impl Error {
             Self::Multicast { source: Some(e), .. } => e.kind(),
             Self::Multicast { .. } => io::ErrorKind::InvalidInput,
             Self::Bind { source, .. } => source.kind(),
+            Self::Adopt { source: Some(e), .. } => e.kind(),
+            Self::Adopt { .. } => io::ErrorKind::InvalidInput,
             Self::Io(e) => e.kind(),
         }
     }
@@ -268,7 +322,10 @@ impl Error {
     /// ```
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Self::Io(e) | Self::Bind { source: e, .. } | Self::Multicast { source: Some(e), .. } => e.raw_os_error(),
+            Self::Io(e)
+            | Self::Bind { source: e, .. }
+            | Self::Multicast { source: Some(e), .. }
+            | Self::Adopt { source: Some(e), .. } => e.raw_os_error(),
             Self::MessageTooLong { .. } => Some(libc::EMSGSIZE),
             Self::NoBufferSpace => Some(libc::ENOBUFS),
             _ => None,
@@ -314,6 +371,10 @@ impl fmt::Display for Error {
             Self::Multicast { group, reason, source: None } => {
                 write!(f, "multicast group {group}: {}", reason.describe())
             }
+            Self::Adopt { reason, source: Some(e) } => {
+                write!(f, "cannot adopt the socket: {} ({e})", reason.describe())
+            }
+            Self::Adopt { reason, source: None } => write!(f, "cannot adopt the socket: {}", reason.describe()),
             Self::Io(e) => write!(f, "{e}"),
         }
     }

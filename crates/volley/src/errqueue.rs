@@ -73,6 +73,15 @@ mod tests {
         assert_eq!(ring.lost(), 10, "popping is not losing");
     }
 
+    /// The bound docs/socket-options.md states: 64 entries of 64 bytes
+    /// (x86_64), 4 KiB per socket.
+    #[test]
+    fn ring_memory_is_bounded_as_documented() {
+        let entry = size_of::<IcmpError>();
+        println!("IcmpError: {entry} bytes; ring at most {} bytes", entry * CAPACITY);
+        assert!(entry <= 64, "{entry}");
+    }
+
     #[test]
     fn allocates_once_and_stays_bounded() {
         let mut ring = ErrorRing::default();

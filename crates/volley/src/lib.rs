@@ -71,6 +71,7 @@
 mod batch;
 mod capabilities;
 mod config;
+mod datapath;
 mod error;
 mod errqueue;
 mod meta;
@@ -129,7 +130,8 @@ pub mod fuzzing {
 pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS, MAX_SLOT_LEN};
 pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};
-pub use error::{is_icmp_error, BindError, Error, InvalidTransmit};
-pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
+pub use datapath::{Datapath, SocketRef};
+pub use error::{is_icmp_error, AdoptError, BindError, Error, InvalidTransmit};
+pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 pub use multicast::{MulticastError, MulticastInterface};
 pub use socket::{BufferSize, Socket};

@@ -254,7 +254,39 @@ pub struct RecvMeta {
     pub drops: Option<u32>,
 }
 
+/// An empty record (source `0.0.0.0:0`, length 0), to fill the `meta`
+/// array of [`crate::Socket::try_recv`].
+///
+/// ```
+/// let meta = [volley::RecvMeta::default(); 32];
+/// assert_eq!(meta[0].len, 0);
+/// ```
+impl Default for RecvMeta {
+    fn default() -> Self {
+        Self::new(SocketAddr::from(([0, 0, 0, 0], 0)), 0)
+    }
+}
+
 impl RecvMeta {
+    /// The datagrams of the message this record describes, received into
+    /// `buf` ([`crate::Socket::try_recv`]): `buf[..len]` cut every
+    /// `segment_size` bytes (a GRO train), or whole. A zero-length datagram
+    /// is one empty datagram.
+    ///
+    /// ```
+    /// let mut meta = volley::RecvMeta::default();
+    /// meta.len = 2500;
+    /// meta.segment_size = 1200;
+    /// let buf = [0u8; 4096];
+    /// let sizes: Vec<usize> = meta.segments(&buf).map(|d| d.len()).collect();
+    /// assert_eq!(sizes, [1200, 1200, 100]);
+    /// ```
+    pub fn segments<'a>(&self, buf: &'a [u8]) -> Segments<'a> {
+        let data = &buf[..self.len.min(buf.len())];
+        let stride = if self.segment_size == 0 { data.len().max(1) } else { self.segment_size };
+        Segments { data, stride, done: false }
+    }
+
     /// A record with only the source address and length known.
     pub(crate) fn new(src: SocketAddr, len: usize) -> Self {
         Self {
@@ -271,6 +303,28 @@ impl RecvMeta {
             timestamp: None,
             drops: None,
         }
+    }
+}
+
+/// The datagrams of one received message; see [`RecvMeta::segments`].
+#[derive(Debug, Clone)]
+pub struct Segments<'a> {
+    data: &'a [u8],
+    stride: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        let (head, rest) = self.data.split_at(self.stride.min(self.data.len()));
+        self.data = rest;
+        self.done = rest.is_empty();
+        Some(head)
     }
 }
 
@@ -542,5 +596,35 @@ impl IcmpKind {
             (LOCAL, _, _) if errno == libc::EMSGSIZE => Self::PacketTooBig { mtu: info },
             (o, t, c) => Self::Other { origin: o, icmp_type: t, code: c },
         }
+    }
+}
+
+#[cfg(test)]
+mod segments_tests {
+    use super::*;
+
+    fn sizes(len: usize, stride: usize, buf: usize) -> Vec<usize> {
+        let m = RecvMeta { len, segment_size: stride, ..RecvMeta::default() };
+        m.segments(&vec![0u8; buf]).map(<[u8]>::len).collect()
+    }
+
+    #[test]
+    fn cuts_at_the_stride_with_a_short_tail() {
+        assert_eq!(sizes(2500, 1200, 4096), [1200, 1200, 100]);
+        assert_eq!(sizes(2400, 1200, 4096), [1200, 1200]);
+        assert_eq!(sizes(1200, 1200, 4096), [1200]);
+        assert_eq!(sizes(100, 1200, 4096), [100]);
+    }
+
+    #[test]
+    fn a_zero_length_datagram_is_one_empty_datagram() {
+        assert_eq!(sizes(0, 0, 16), [0]);
+        assert_eq!(sizes(0, 1200, 16), [0]);
+    }
+
+    #[test]
+    fn never_reads_past_the_buffer_or_len() {
+        assert_eq!(sizes(5000, 1000, 2500), [1000, 1000, 500], "len beyond the buffer is clamped");
+        assert_eq!(sizes(300, 0, 4096), [300], "stride 0: whole");
     }
 }

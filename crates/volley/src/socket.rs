@@ -1,13 +1,13 @@
 //! [`Socket`]: the non-blocking, batched UDP socket, a [`mio::event::Source`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, SocketState};
-use crate::{Capabilities, Config, Error, MulticastError, MulticastInterface, RecvBatch, Transmit};
+use crate::sys;
+use crate::{Capabilities, Config, Error, MulticastInterface, RecvBatch, Transmit};
+use crate::{Datapath, SocketRef};
 
 /// A non-blocking UDP socket that receives with `recvmmsg` + GRO and sends
 /// with `sendmmsg` + GSO, reporting per-datagram metadata.
@@ -47,11 +47,7 @@ use crate::{Capabilities, Config, Error, MulticastError, MulticastInterface, Rec
 #[derive(Debug)]
 pub struct Socket {
     inner: socket2::Socket,
-    /// The address as bound (before any connect narrowed it).
-    bound: SocketAddr,
-    state: SocketState,
-    recv_buffer: BufferSize,
-    send_buffer: BufferSize,
+    dp: Datapath,
 }
 
 /// A buffer size as requested and as the kernel granted it (Linux doubles
@@ -89,12 +85,85 @@ impl Socket {
 
     pub(crate) fn with_config(addr: SocketAddr, config: &Config) -> Result<Self, Error> {
         let (inner, state) = sys::open(addr, config)?;
-        let recv_buffer =
-            BufferSize { requested: config.recv_buffer_size, granted: inner.recv_buffer_size().unwrap_or(0) };
-        let send_buffer =
-            BufferSize { requested: config.send_buffer_size, granted: inner.send_buffer_size().unwrap_or(0) };
-        let bound = inner.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
-        Ok(Self { inner, bound, state, recv_buffer, send_buffer })
+        let dp = Datapath::with_state(&inner, state, config);
+        Ok(Self { inner, dp })
+    }
+
+    pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<Self, Error> {
+        let inner = socket2::Socket::from(fd);
+        let state = sys::adopt(&inner, config)?;
+        let setup = |e| Error::Adopt { reason: crate::AdoptError::Other, source: Some(e) };
+        inner.set_nonblocking(true).map_err(setup)?;
+        inner.set_cloexec(true).map_err(setup)?;
+        let dp = Datapath::with_state(&inner, state, config);
+        Ok(Self { inner, dp })
+    }
+
+    /// Builds a socket from a descriptor and the [`Datapath`] made for it
+    /// (what `volley-tokio` hands back from its tokio socket).
+    ///
+    /// ```
+    /// use volley::{Config, Datapath, Socket};
+    /// let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// std_sock.set_nonblocking(true).unwrap();
+    /// let dp = Datapath::new(&std_sock, &Config::new()).unwrap();
+    /// let sock = Socket::from_parts(std_sock.into(), dp);
+    /// assert!(sock.local_addr().unwrap().port() != 0);
+    /// ```
+    pub fn from_parts(fd: std::os::fd::OwnedFd, datapath: Datapath) -> Self {
+        let inner = socket2::Socket::from(fd);
+        Self { inner, dp: datapath }
+    }
+
+    /// Splits the socket into its descriptor and its [`Datapath`], to hand
+    /// the descriptor to another owner (a runtime's socket type) and keep
+    /// driving it with the state ([`Datapath::socket`]).
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let (fd, dp) = sock.into_parts();
+    /// let std_sock = std::net::UdpSocket::from(fd);
+    /// assert_eq!(dp.socket(&std_sock).local_addr().unwrap(), std_sock.local_addr().unwrap());
+    /// ```
+    pub fn into_parts(self) -> (std::os::fd::OwnedFd, Datapath) {
+        (self.inner.into(), self.dp)
+    }
+
+    /// This socket as a [`SocketRef`]: a borrowed descriptor and its state.
+    pub fn as_socket_ref(&self) -> SocketRef<'_> {
+        SocketRef::new(self.inner.as_fd(), &self.dp)
+    }
+
+    /// The [`Datapath`] state of this socket.
+    pub fn datapath(&self) -> &Datapath {
+        &self.dp
+    }
+
+    /// Adopts `socket` with the default [`Config`] (see [`Config::adopt`]).
+    ///
+    /// ```
+    /// let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// let sock = volley::Socket::from_std(std_sock).unwrap();
+    /// assert!(sock.local_addr().unwrap().port() != 0);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Config::adopt`].
+    pub fn from_std(socket: std::net::UdpSocket) -> Result<Self, Error> {
+        Config::new().adopt(socket)
+    }
+
+    /// Gives the socket back as a [`std::net::UdpSocket`] (still
+    /// non-blocking, with every option volley set).
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let addr = sock.local_addr().unwrap();
+    /// let std_sock = sock.into_std();
+    /// assert_eq!(std_sock.local_addr().unwrap(), addr);
+    /// ```
+    pub fn into_std(self) -> std::net::UdpSocket {
+        self.inner.into()
     }
 
     /// The address the socket is bound to (an IPv4-mapped address as IPv4,
@@ -110,17 +179,17 @@ impl Socket {
     /// What the kernel gave this socket, now (GSO and mmsg may have been
     /// turned off since bind).
     pub fn capabilities(&self) -> Capabilities {
-        self.state.live.snapshot()
+        self.dp.capabilities()
     }
 
     /// The receive buffer size requested at bind and granted by the kernel.
     pub fn recv_buffer_size(&self) -> BufferSize {
-        self.recv_buffer
+        self.dp.recv_buffer
     }
 
     /// The send buffer size requested at bind and granted by the kernel.
     pub fn send_buffer_size(&self) -> BufferSize {
-        self.send_buffer
+        self.dp.send_buffer
     }
 
     /// Receives as many queued messages as `batch` has slots, in one
@@ -139,7 +208,50 @@ impl Socket {
     /// as std does; [`Error::is_icmp`] tells them apart, and the socket
     /// keeps receiving.
     pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> Result<usize, Error> {
-        sys::recv(self.inner.as_fd(), &self.state, batch)
+        self.as_socket_ref().try_recv_batch(batch)
+    }
+
+    /// Receives into buffers the caller owns, the shape QUIC stacks use
+    /// (quinn-udp's `recv(bufs, meta)`): `bufs[i]` receives one kernel
+    /// message (a datagram, or with GRO a train of datagrams of
+    /// `meta[i].segment_size` bytes, the last possibly shorter) and `meta[i]`
+    /// describes it, `len` being the bytes written. Walk a train with
+    /// [`crate::RecvMeta::segments`]. One `recvmmsg` for up to 64 messages
+    /// (one `recvmsg` each in the portable path); no allocation, and the
+    /// kernel writes straight into `bufs`.
+    ///
+    /// Returns the number of messages. Fewer than
+    /// `bufs.len().min(meta.len())` is a *short* receive: the kernel's queue
+    /// ran out. With edge-triggered readiness (mio, tokio) a loop may stop
+    /// there instead of spending a call to learn the queue is empty (if an
+    /// error cut the receive short, it raises a readiness event of its own).
+    ///
+    /// ```
+    /// use std::io::IoSliceMut;
+    /// use volley::{RecvMeta, Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = volley::Config::new().gro(false).bind("127.0.0.1:0".parse()?)?;
+    /// let tx = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// tx.send_batch_blocking(&[Transmit::new(rx.local_addr()?, b"mine")], std::time::Duration::from_secs(5))?;
+    /// rx.wait_readable(std::time::Duration::from_secs(5))?;
+    ///
+    /// let (mut a, mut b) = ([0u8; 1500], [0u8; 1500]);
+    /// let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+    /// let mut meta = [RecvMeta::default(); 2];
+    /// let n = rx.try_recv(&mut bufs, &mut meta)?;
+    /// assert_eq!(n, 1); // short: the queue is empty now
+    /// assert_eq!(&bufs[0][..meta[0].len], b"mine");
+    /// assert_eq!(meta[0].src, tx.local_addr()?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Socket::try_recv_batch`]; [`Error::EmptyBatch`] if `bufs` or
+    /// `meta` is empty; [`Error::BatchTooSmallForGro`] if GRO is on and a
+    /// buffer is shorter than 64 KiB (the kernel would discard the part of a
+    /// train that does not fit).
+    pub fn try_recv(&self, bufs: &mut [io::IoSliceMut<'_>], meta: &mut [crate::RecvMeta]) -> Result<usize, Error> {
+        self.as_socket_ref().try_recv(bufs, meta)
     }
 
     /// Like [`Socket::try_recv_batch`], but first waits up to `timeout` for
@@ -220,7 +332,7 @@ impl Socket {
     /// # Ok(()) }
     /// ```
     pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
-        sys::send(self.inner.as_fd(), &self.state, transmits)
+        self.as_socket_ref().try_send_batch(transmits)
     }
 
     /// Sends all of `transmits`, waiting for buffer space up to `timeout` in
@@ -298,11 +410,7 @@ impl Socket {
     /// # Errors
     /// As `connect(2)`.
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
-        let addr = match addr {
-            SocketAddr::V4(a) if self.state.families.v6 => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
-            a => a,
-        };
-        self.inner.connect(&addr.into()).map_err(Error::from)
+        self.as_socket_ref().connect(addr)
     }
 
     /// Dissolves a connection made with [`Socket::connect`].
@@ -316,17 +424,7 @@ impl Socket {
     /// unbind and the rebind, another socket could take the port: then this
     /// fails with [`Error::Bind`].
     pub fn disconnect(&self) -> Result<(), Error> {
-        sys::disconnect(self.inner.as_fd())?;
-        let now = self.inner.local_addr()?.as_socket().map_or(0, |a| a.port());
-        if now == 0 && self.bound.port() != 0 {
-            // Rebind the address as bound (a wildcard stays a wildcard).
-            self.inner.bind(&self.bound.into()).map_err(|source| Error::Bind {
-                addr: self.bound,
-                reason: crate::BindError::Other,
-                source,
-            })?;
-        }
-        Ok(())
+        self.as_socket_ref().disconnect()
     }
 
     /// The peer of a connected socket.
@@ -334,8 +432,7 @@ impl Socket {
     /// # Errors
     /// `NotConnected` if the socket is not connected.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        let a = self.inner.peer_addr()?.as_socket().ok_or_else(|| io::Error::other("peer has no IP address"))?;
-        Ok(crate::meta::canonical(a))
+        self.as_socket_ref().peer_addr()
     }
 
     /// The kernel's path MTU towards the connected peer (`IP_MTU` /
@@ -344,8 +441,7 @@ impl Socket {
     /// # Errors
     /// `NotConnected` on an unconnected socket.
     pub fn path_mtu(&self) -> Result<u32, Error> {
-        let v6_path = self.peer_addr()?.is_ipv6();
-        sys::path_mtu(self.inner.as_fd(), v6_path).map_err(Error::from)
+        self.as_socket_ref().path_mtu()
     }
 
     /// Sets the socket-level TOS / traffic-class byte (DSCP in the upper six
@@ -362,9 +458,7 @@ impl Socket {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_tos(&self, tos: u8) -> Result<(), Error> {
-        sys::set_tos(self.inner.as_fd(), self.state.families, tos)?;
-        self.state.socket_dscp.store(tos >> 2, Ordering::Relaxed);
-        Ok(())
+        self.as_socket_ref().set_tos(tos)
     }
 
     /// Reads one ICMP error about a datagram this socket sent: "packet too
@@ -393,7 +487,7 @@ impl Socket {
     /// # Errors
     /// As `recvmsg(2)` with `MSG_ERRQUEUE`.
     pub fn try_recv_error(&self) -> Result<Option<crate::IcmpError>, Error> {
-        sys::recv_error(self.inner.as_fd(), &self.state)
+        self.as_socket_ref().try_recv_error()
     }
 
     /// ICMP errors dropped because the socket's ring of 64 was full when
@@ -406,7 +500,7 @@ impl Socket {
     /// assert_eq!(sock.lost_icmp_errors(), 0);
     /// ```
     pub fn lost_icmp_errors(&self) -> u64 {
-        self.state.errors().lost()
+        self.dp.lost_icmp_errors()
     }
 
     /// Moves the ICMP errors the kernel has queued (with
@@ -421,7 +515,7 @@ impl Socket {
     /// assert_eq!(sock.drain_icmp_errors(), 0);
     /// ```
     pub fn drain_icmp_errors(&self) -> usize {
-        sys::drain_errors(self.inner.as_fd(), &self.state)
+        self.as_socket_ref().drain_icmp_errors()
     }
 
     /// Whether datagrams sent on this socket may be fragmented by the IP
@@ -438,7 +532,7 @@ impl Socket {
     /// assert!(plain.may_fragment());
     /// ```
     pub fn may_fragment(&self) -> bool {
-        sys::may_fragment(self.inner.as_fd(), self.state.families)
+        self.as_socket_ref().may_fragment()
     }
 
     /// The socket-level TOS / traffic-class byte.
@@ -446,7 +540,7 @@ impl Socket {
     /// # Errors
     /// As `getsockopt(2)`.
     pub fn tos(&self) -> Result<u8, Error> {
-        sys::tos(self.inner.as_fd(), self.state.families.v6).map_err(Error::from)
+        self.as_socket_ref().tos()
     }
 }
 
@@ -470,30 +564,6 @@ impl Socket {
 /// sock.leave_multicast("239.1.2.3".parse().unwrap(), lo).unwrap();
 /// ```
 impl Socket {
-    fn multicast(
-        &self,
-        group: IpAddr,
-        source: Option<IpAddr>,
-        interface: MulticastInterface,
-        join: bool,
-    ) -> Result<(), Error> {
-        let v4 = crate::multicast::check(group, source, interface, self.state.families.v4, self.state.families.v6)
-            .map_err(|reason| Error::Multicast { group, reason, source: None })?;
-        if join {
-            // A socket hears exactly its groups (Linux and Android deliver
-            // every group of the host by default). Best effort: kernels
-            // before 4.20 lack the IPv6 option.
-            let _ = sys::disable_multicast_all(self.inner.as_fd(), v4);
-        }
-        sys::multicast_membership(self.inner.as_fd(), &self.inner, group, source, interface, v4, join).map_err(|e| {
-            let reason = match e.raw_os_error() {
-                Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
-                _ => MulticastError::Refused,
-            };
-            Error::Multicast { group, reason, source: Some(e) }
-        })
-    }
-
     /// Joins an any-source multicast group (`IP_ADD_MEMBERSHIP` /
     /// `MCAST_JOIN_GROUP`) on `interface`.
     ///
@@ -501,7 +571,7 @@ impl Socket {
     /// [`Error::Multicast`]: not a multicast address, a family this socket
     /// cannot carry, no such interface.
     pub fn join_multicast(&self, group: IpAddr, interface: MulticastInterface) -> Result<(), Error> {
-        self.multicast(group, None, interface, true)
+        self.as_socket_ref().join_multicast(group, interface)
     }
 
     /// Leaves a group joined with [`Socket::join_multicast`].
@@ -509,7 +579,7 @@ impl Socket {
     /// # Errors
     /// [`Error::Multicast`], e.g. if the group was not joined.
     pub fn leave_multicast(&self, group: IpAddr, interface: MulticastInterface) -> Result<(), Error> {
-        self.multicast(group, None, interface, false)
+        self.as_socket_ref().leave_multicast(group, interface)
     }
 
     /// Joins a source-specific group (`IP_ADD_SOURCE_MEMBERSHIP` /
@@ -525,7 +595,7 @@ impl Socket {
         source: IpAddr,
         interface: MulticastInterface,
     ) -> Result<(), Error> {
-        self.multicast(group, Some(source), interface, true)
+        self.as_socket_ref().join_source_multicast(group, source, interface)
     }
 
     /// Leaves a source-specific membership.
@@ -538,7 +608,7 @@ impl Socket {
         source: IpAddr,
         interface: MulticastInterface,
     ) -> Result<(), Error> {
-        self.multicast(group, Some(source), interface, false)
+        self.as_socket_ref().leave_source_multicast(group, source, interface)
     }
 
     /// The interface multicast datagrams are sent from
@@ -548,19 +618,7 @@ impl Socket {
     /// [`Error::Multicast`] with [`MulticastError::NoSuchInterface`] if the
     /// kernel does not know it.
     pub fn set_multicast_interface(&self, interface: MulticastInterface) -> Result<(), Error> {
-        sys::set_multicast_interface(&self.inner, self.state.families, interface).map_err(|e| {
-            let reason = match e.raw_os_error() {
-                Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
-                Some(libc::EINVAL) if matches!(interface, MulticastInterface::V4(_)) => MulticastError::InterfaceFamily,
-                _ => MulticastError::Refused,
-            };
-            let group = if self.state.families.v6 {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            };
-            Error::Multicast { group, reason, source: Some(e) }
-        })
+        self.as_socket_ref().set_multicast_interface(interface)
     }
 
     /// TTL / hop limit of sent multicast datagrams (`IP_MULTICAST_TTL` /
@@ -569,13 +627,7 @@ impl Socket {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_multicast_hops(&self, hops: u8) -> Result<(), Error> {
-        if self.state.families.v4 {
-            self.inner.set_multicast_ttl_v4(u32::from(hops))?;
-        }
-        if self.state.families.v6 {
-            self.inner.set_multicast_hops_v6(u32::from(hops))?;
-        }
-        Ok(())
+        self.as_socket_ref().set_multicast_hops(hops)
     }
 
     /// Whether this host's own sockets receive the multicast datagrams this
@@ -585,17 +637,11 @@ impl Socket {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_multicast_loop(&self, on: bool) -> Result<(), Error> {
-        if self.state.families.v4 {
-            self.inner.set_multicast_loop_v4(on)?;
-        }
-        if self.state.families.v6 {
-            self.inner.set_multicast_loop_v6(on)?;
-        }
-        Ok(())
+        self.as_socket_ref().set_multicast_loop(on)
     }
 
     pub(crate) fn attach_cpu_steering(&self, n: usize) -> Result<(), Error> {
-        sys::attach_cpu_steering(self.inner.as_fd(), n).map_err(Error::from)
+        self.as_socket_ref().attach_cpu_steering(n)
     }
 }
 
@@ -607,6 +653,30 @@ fn remaining(deadline: Option<Instant>) -> Option<Duration> {
 impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+/// Adopts a socket with the default [`Config`] (see [`Config::adopt`]).
+impl TryFrom<std::net::UdpSocket> for Socket {
+    type Error = Error;
+
+    fn try_from(socket: std::net::UdpSocket) -> Result<Self, Error> {
+        Config::new().adopt(socket)
+    }
+}
+
+/// Adopts a descriptor with the default [`Config`] (see [`Config::adopt`]).
+impl TryFrom<std::os::fd::OwnedFd> for Socket {
+    type Error = Error;
+
+    fn try_from(fd: std::os::fd::OwnedFd) -> Result<Self, Error> {
+        Config::new().adopt(fd)
+    }
+}
+
+impl From<Socket> for std::os::fd::OwnedFd {
+    fn from(socket: Socket) -> Self {
+        socket.inner.into()
     }
 }
 

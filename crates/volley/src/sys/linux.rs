@@ -160,6 +160,11 @@ pub(super) fn bind_device(sock: &socket2::Socket, dev: &str) -> io::Result<()> {
     sock.bind_device(Some(dev.as_bytes()))
 }
 
+/// The device the socket is bound to (`SO_BINDTODEVICE`), if any.
+pub(super) fn bound_device(sock: &socket2::Socket) -> io::Result<Option<Vec<u8>>> {
+    sock.device()
+}
+
 /// Retries a buffer size with the `*FORCE` option (root may exceed
 /// `net.core.*mem_max`); best effort, the caller reads back the grant.
 pub(super) fn force_buffer(fd: BorrowedFd<'_>, size: usize, recv: bool) {

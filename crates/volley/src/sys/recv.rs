@@ -13,18 +13,15 @@ use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState};
 use crate::error::icmp_errno;
 use crate::{Dscp, Error, RecvBatch, RecvMeta};
 
-/// Receives into `batch`, decoding addresses and control messages into one
-/// [`RecvMeta`] per message. Returns the number of datagrams after GRO
-/// splitting.
-///
-/// A pending ICMP-derived error (the kernel returns it before any queued
-/// datagram) is, with the error queue on, moved into the socket's ring
-/// with the queue's entries, and the receive goes on: the queue is drained
-/// whenever the kernel signals an error, so its entries never fill the
-/// receive buffer. Without the error queue it is returned once, as std does.
-pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
+/// The receive syscall with volley's ICMP rule: a pending ICMP-derived
+/// error (the kernel returns it before any queued datagram) is, with the
+/// error queue on, moved into the socket's ring with the queue's entries,
+/// and the receive goes on: the queue is drained whenever the kernel
+/// signals an error, so its entries never fill the receive buffer. Without
+/// the error queue it is returned once, as std does.
+fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr]) -> io::Result<usize> {
     let mut icmp_passes = 0;
-    recv_with(state, batch, |hdrs| loop {
+    loop {
         match recv_msgs(fd.as_raw_fd(), state, hdrs) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
@@ -37,12 +34,51 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatc
             }
             other => return other,
         }
-    })
+    }
+}
+
+/// Receives into `batch`'s slots, one [`RecvMeta`] per message. Returns
+/// the number of datagrams after GRO splitting.
+pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
+    recv_batch_with(state, batch, |hdrs| kernel_recv(fd, state, hdrs))
+}
+
+/// Receives into the caller's buffers: message `i` into `bufs[i]`,
+/// described by `meta[i]`. Returns the number of messages.
+pub(crate) fn recv_into(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    bufs: &mut [io::IoSliceMut<'_>],
+    meta: &mut [RecvMeta],
+) -> Result<usize, Error> {
+    let n = bufs.len().min(meta.len()).min(crate::batch::MAX_SLOTS);
+    if n == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    if state.live.fixed.gro {
+        if let Some(short) = bufs[..n].iter().map(|b| b.len()).filter(|&l| l < crate::batch::DEFAULT_SLOT_LEN).min() {
+            return Err(Error::BatchTooSmallForGro { slot_len: short, needed: crate::batch::DEFAULT_SLOT_LEN });
+        }
+    }
+    // Written by the kernel only, and read only as far as it wrote.
+    let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut out = meta.iter_mut();
+    recv_with(
+        state,
+        Target::Caller(&mut bufs[..n]),
+        &mut control[..n],
+        |hdrs| kernel_recv(fd, state, hdrs),
+        |m| {
+            if let Some(slot) = out.next() {
+                *slot = m;
+            }
+        },
+    )
 }
 
 /// [`recv`] over any `kernel` that fills message headers the way
 /// `recvmmsg` does (unit tests and Miri pass a fake one).
-fn recv_with(
+fn recv_batch_with(
     state: &SocketState,
     batch: &mut RecvBatch,
     kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
@@ -54,38 +90,78 @@ fn recv_with(
     }
     let (data, slot_len, control, msgs) = batch.data_mut();
     msgs.clear();
-    let n = control.len().min(crate::batch::MAX_SLOTS);
+    let mut datagrams = 0;
+    recv_with(state, Target::Slots { data, slot_len }, control, kernel, |m| {
+        datagrams += crate::batch::segment_count(&m);
+        msgs.push(m);
+    })?;
+    Ok(datagrams)
+}
+
+/// Where each message's payload goes.
+enum Target<'a, 'b> {
+    /// Slot `i` of a batch's buffer: `data[i * slot_len..][..slot_len]`.
+    Slots { data: &'a mut [u8], slot_len: usize },
+    /// The caller's buffer `i` (`IoSliceMut` is an `iovec` on Unix).
+    Caller(&'a mut [io::IoSliceMut<'b>]),
+}
+
+/// The receive path over any `kernel`: builds one header per message over
+/// `target` and `control` (which bounds the count), lets the kernel fill
+/// them, and hands one decoded [`RecvMeta`] per message to `out`, in
+/// order. Returns the number of messages.
+fn recv_with(
+    state: &SocketState,
+    target: Target<'_, '_>,
+    control: &mut [MaybeUninit<cmsg::RecvControl>],
+    kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
+    mut out: impl FnMut(RecvMeta),
+) -> Result<usize, Error> {
     // Per-call scratch, left uninitialised: only the `n` entries used are
     // written (zeroing all 64 would cost more than a small receive).
     let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; crate::batch::MAX_SLOTS];
     let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; crate::batch::MAX_SLOTS];
     let mut hdrs = [const { MaybeUninit::<MsgHdr>::uninit() }; crate::batch::MAX_SLOTS];
     // One base pointer per array, taken once: the kernel writes through
-    // pointers derived from these, so no `&mut` reborrow of `data`,
+    // pointers derived from these, so no `&mut` reborrow of the buffers,
     // `control` or `names` may happen until it is done (a reborrow would
     // invalidate the pointers already handed out).
-    let data_base = data.as_mut_ptr();
-    let ctrl_base = control.as_mut_ptr();
+    let ctrl_base = control.as_mut_ptr().cast::<cmsg::RecvControl>();
     let name_base = names.as_mut_ptr().cast::<SockAddrBuf>();
-    let iov_base = iovs.as_mut_ptr().cast::<libc::iovec>();
     let hdr_base = hdrs.as_mut_ptr().cast::<MsgHdr>();
+    let (n, iov_base) = match target {
+        Target::Slots { data, slot_len } => {
+            let n = control.len().min(data.len() / slot_len.max(1)).min(crate::batch::MAX_SLOTS);
+            let data_base = data.as_mut_ptr();
+            let iov_base = iovs.as_mut_ptr().cast::<libc::iovec>();
+            for i in 0..n {
+                // SAFETY: i < n <= MAX_SLOTS, the length of `iovs`; slot i
+                // (i * slot_len .. (i + 1) * slot_len) lies inside `data` as
+                // n <= data.len() / slot_len.
+                unsafe { iov_base.add(i).write(iovec(data_base.add(i * slot_len), slot_len)) };
+            }
+            (n, iov_base)
+        }
+        Target::Caller(bufs) => {
+            // std guarantees `IoSliceMut` is ABI-compatible with `iovec` on
+            // Unix: the caller's slices are the kernel's iovecs.
+            (bufs.len().min(control.len()).min(crate::batch::MAX_SLOTS), bufs.as_mut_ptr().cast::<libc::iovec>())
+        }
+    };
     for i in 0..n {
-        // SAFETY: i < n <= MAX_SLOTS, the length of `names`, `iovs` and
-        // `hdrs`, and n <= control.len(): every `add(i)` stays in bounds.
-        // Slot i of `data` spans i * slot_len .. (i + 1) * slot_len, inside
-        // `data` (the batch holds control.len() slots of slot_len bytes).
-        // Writing a MaybeUninit element through its raw pointer initialises it.
+        // SAFETY: i < n, and n bounds `names`, `hdrs` (MAX_SLOTS), `control`
+        // and the iovecs at `iov_base` (see above): every `add(i)` is in
+        // bounds. Writing a MaybeUninit element through its raw pointer
+        // initialises it; the control entry is only pointed at.
         unsafe {
             let name = name_base.add(i);
             name.write(SockAddrBuf::new());
-            let iov = iov_base.add(i);
-            iov.write(iovec(data_base.wrapping_add(i * slot_len), slot_len));
             let mut h = MsgHdr { hdr: cmsg::zeroed(), len: 0 };
             h.hdr.msg_name = name.cast();
             h.hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
-            h.hdr.msg_iov = iov;
+            h.hdr.msg_iov = iov_base.add(i);
             h.hdr.msg_iovlen = 1;
-            h.hdr.msg_control = std::ptr::addr_of_mut!((*ctrl_base.add(i)).0).cast();
+            h.hdr.msg_control = ctrl_base.add(i).cast();
             h.hdr.msg_controllen = cmsg::RECV_SPACE as _;
             hdr_base.add(i).write(h);
         }
@@ -94,18 +170,26 @@ fn recv_with(
     // derived from the same base pointer, so the pointers inside stay valid.
     let hdrs = unsafe { std::slice::from_raw_parts_mut(hdr_base, n) };
     let got = kernel(hdrs)?.min(n);
-    let mut datagrams = 0;
     for (i, h) in hdrs[..got].iter().enumerate() {
-        // A UDP socket always gets an IPv4/IPv6 source; keep the slot (the
-        // batch indexes slots by message) with an unspecified one otherwise.
-        // SAFETY: entry i < got <= n of `names` was written above; the
-        // kernel is done writing through the pointers.
-        let src = unsafe { &*name_base.add(i) }.read(h.hdr.msg_namelen);
+        // SAFETY: entry i < got <= n of `names` and of the iovecs was written
+        // above; the kernel is done writing through the pointers, and wrote
+        // the first msg_controllen bytes (at most RECV_SPACE) of control
+        // entry i, which are all that is read.
+        let (name, room, ctrl) = unsafe {
+            let ctrl_len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
+            (
+                &*name_base.add(i),
+                (*iov_base.add(i)).iov_len,
+                std::slice::from_raw_parts(ctrl_base.add(i).cast::<u8>(), ctrl_len),
+            )
+        };
+        // A UDP socket always gets an IPv4/IPv6 source; keep the message
+        // (the caller indexes by message) with an unspecified one otherwise.
+        let src = name.read(h.hdr.msg_namelen);
         debug_assert!(src.is_some(), "UDP receive without an IP source address");
         let src = src.unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
-        let len = (h.len as usize).min(slot_len);
-        let ctrl_len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
-        let d = cmsg::decode(&control[i].0[..ctrl_len]);
+        let len = (h.len as usize).min(room);
+        let d = cmsg::decode(ctrl);
         let mut meta = RecvMeta::new(src, len);
         meta.dst_ip = d.dst_ip.map(|ip| ip.to_canonical());
         meta.ifindex = d.ifindex;
@@ -120,10 +204,9 @@ fn recv_with(
         meta.timestamp = d.timestamp;
         // The kernel sends no SO_RXQ_OVFL message while the count is 0.
         meta.drops = d.drops.or(state.live.fixed.drop_counter.then_some(0));
-        datagrams += crate::batch::segment_count(&meta);
-        msgs.push(meta);
+        out(meta);
     }
-    Ok(datagrams)
+    Ok(got)
 }
 
 /// Most error-queue entries one call reads: the kernel bounds the queue by
@@ -276,7 +359,7 @@ mod tests {
     fn receive_decodes_what_the_kernel_wrote_through_each_header() {
         let st = state(false);
         let mut batch = RecvBatch::with_capacity(4, 2048);
-        let got = recv_with(&st, &mut batch, |h| fake_kernel(h, 3)).unwrap();
+        let got = recv_batch_with(&st, &mut batch, |h| fake_kernel(h, 3)).unwrap();
         assert_eq!(got, 3);
         assert_eq!(batch.message_count(), 3);
         for (i, (meta, payload)) in batch.iter().enumerate() {
@@ -291,12 +374,33 @@ mod tests {
         }
     }
 
+    /// The caller-buffer path: the kernel writes straight into the
+    /// caller's `IoSliceMut`s (under Miri: through the pointers handed out).
+    #[test]
+    fn receive_into_caller_buffers_fills_each_buffer_and_meta() {
+        let st = state(false);
+        let (mut a, mut b, mut c) = ([0u8; 300], [0u8; 300], [0u8; 300]);
+        let mut bufs = [io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b), io::IoSliceMut::new(&mut c)];
+        let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; 3];
+        let mut metas = Vec::new();
+        let got =
+            recv_with(&st, Target::Caller(&mut bufs), &mut control, |h| fake_kernel(h, 2), |m| metas.push(m)).unwrap();
+        assert_eq!(got, 2, "short: two of three");
+        for (i, m) in metas.iter().enumerate() {
+            assert_eq!(m.len, 100);
+            assert_eq!(&bufs[i][..m.len], &[i as u8 + 1; 100][..]);
+            assert_eq!(m.src, SocketAddr::from(([10, 0, 0, 9], 4000 + i as u16)));
+            assert_eq!(m.ttl, Some(60));
+        }
+        assert_eq!(&bufs[2][..100], &[0u8; 100][..], "untouched");
+    }
+
     #[test]
     fn receive_error_leaves_an_empty_batch() {
         let st = state(false);
         let mut batch = RecvBatch::with_capacity(2, 2048);
-        recv_with(&st, &mut batch, |h| fake_kernel(h, 2)).unwrap();
-        let err = recv_with(&st, &mut batch, |_| Err(io::Error::from(io::ErrorKind::WouldBlock))).unwrap_err();
+        recv_batch_with(&st, &mut batch, |h| fake_kernel(h, 2)).unwrap();
+        let err = recv_batch_with(&st, &mut batch, |_| Err(io::Error::from(io::ErrorKind::WouldBlock))).unwrap_err();
         assert!(err.is_would_block());
         assert_eq!(batch.message_count(), 0, "the old contents are gone");
     }

@@ -80,16 +80,70 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         bind_err(reason, e)
     })?;
 
+    let state = configure(&sock, config).map_err(other)?;
+    Ok((sock, state))
+}
+
+/// Takes over a UDP socket created (and usually bound) elsewhere: an
+/// inherited descriptor (systemd socket activation, a supervisor), or one
+/// bound before dropping privileges. Checks that it is UDP and that the
+/// bind-time options the `config` asks for are set on it (they can no
+/// longer be set), then applies and probes the rest as [`open`] does.
+pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketState, Error> {
+    use crate::AdoptError as Why;
+    let io = |reason: Why| move |e: io::Error| Error::Adopt { reason, source: Some(e) };
+    let refuse = |reason: Why| Error::Adopt { reason, source: None };
+    if sock.r#type().map_err(io(Why::NotUdp))? != socket2::Type::DGRAM {
+        return Err(refuse(Why::NotUdp));
+    }
+    match sock.local_addr().map_err(io(Why::NotUdp))?.as_socket() {
+        Some(_) => {}
+        None => return Err(refuse(Why::NotUdp)),
+    }
+    #[cfg(linux_like)]
+    if sock.protocol().map_err(io(Why::NotUdp))? != Some(socket2::Protocol::UDP) {
+        return Err(refuse(Why::NotUdp));
+    }
+    if config.reuse_addr && !sock.reuse_address().map_err(io(Why::Other))? {
+        return Err(refuse(Why::ReuseAddr));
+    }
+    if config.reuse_port && !sock.reuse_port().map_err(io(Why::Other))? {
+        return Err(refuse(Why::ReusePort));
+    }
+    let v6 = sock.local_addr().ok().and_then(|a| a.as_socket()).is_some_and(|a| a.is_ipv6());
+    if let (true, Some(only)) = (v6, config.ipv6_only) {
+        if sock.only_v6().map_err(io(Why::Other))? != only {
+            return Err(refuse(Why::Ipv6Only));
+        }
+    }
+    if let Some(dev) = &config.bind_device {
+        if platform::bound_device(sock).map_err(io(Why::Other))?.as_deref() != Some(dev.as_bytes()) {
+            return Err(refuse(Why::BindDevice));
+        }
+    }
+    if let Some(size) = config.recv_buffer_size {
+        set_buffer(sock, size, true);
+    }
+    if let Some(size) = config.send_buffer_size {
+        set_buffer(sock, size, false);
+    }
+    configure(sock, config).map_err(io(Why::Other))
+}
+
+/// Applies the options that work on a bound socket and probes what the
+/// kernel offers; the family comes from the bound address.
+fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState> {
+    let v6 = sock.local_addr()?.as_socket().is_some_and(|a| a.is_ipv6());
     // Binding a specific IPv6 address makes the kernel set IPV6_V6ONLY
     // (only `[::]` can carry IPv4): read back what the socket really is.
-    let dual_stack = dual_stack && !sock.only_v6().map_err(other)?;
+    let dual_stack = v6 && !sock.only_v6()?;
     let fd = sock.as_fd();
     let families = Families { v4: !v6 || dual_stack, v6 };
     if let Some(tos) = config.tos {
-        set_tos(fd, families, tos).map_err(other)?;
+        set_tos(fd, families, tos)?;
     }
     if let Some(mode) = config.pmtud {
-        platform::set_pmtud(fd, families, mode).map_err(other)?;
+        platform::set_pmtud(fd, families, mode)?;
     }
 
     let portable = config.effective_backend() == Backend::Portable;
@@ -112,18 +166,15 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
             get_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL).is_ok()
         },
     };
-    platform::probe(fd, config, families, portable, &mut caps).map_err(other)?;
+    platform::probe(fd, config, families, portable, &mut caps)?;
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
-    Ok((
-        sock,
-        SocketState {
-            live: Live::new(caps),
-            families,
-            socket_dscp,
-            pending_error: Default::default(),
-            errors: Default::default(),
-        },
-    ))
+    Ok(SocketState {
+        live: Live::new(caps),
+        families,
+        socket_dscp,
+        pending_error: Default::default(),
+        errors: Default::default(),
+    })
 }
 
 /// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),

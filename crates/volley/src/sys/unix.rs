@@ -80,6 +80,10 @@ mod generic {
         Err(unsupported("binding to a device"))
     }
 
+    pub(crate) fn bound_device(_sock: &socket2::Socket) -> io::Result<Option<Vec<u8>>> {
+        Err(unsupported("binding to a device"))
+    }
+
     pub(crate) fn force_buffer(_fd: BorrowedFd<'_>, _size: usize, _recv: bool) {}
 
     pub(crate) fn set_multicast_if_index_v4(_fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {

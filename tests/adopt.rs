@@ -1,0 +1,125 @@
+//! Adopting a socket created elsewhere: the way systemd socket activation
+//! or a supervisor hands a bound socket to a child process.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use volley::{AdoptError, Config, Ecn, Error, RecvBatch, Socket, Transmit};
+use volley_tests::driver::{child_mode, train, CHILD_ENV, TIMEOUT};
+
+/// The descriptor number the parent passes (systemd uses `LISTEN_FDS` and
+/// fd 3 up; a test cannot place it at 3 without unsafe code in the parent,
+/// so it names the number).
+const FD_ENV: &str = "VOLLEY_INHERITED_FD";
+
+/// A child process inherits a bound socket, adopts it, and serves on it
+/// with GSO/GRO and per-datagram metadata: it receives a GSO train of 11
+/// datagrams (ECT(0)) and answers with one datagram describing what it
+/// saw, marked CE, sent from the inherited socket.
+#[test]
+fn a_child_adopts_an_inherited_bound_socket_and_serves_on_it() {
+    let inherited = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = inherited.local_addr().unwrap();
+    // Let it survive exec, as an inherited descriptor must.
+    socket2::SockRef::from(&inherited).set_cloexec(false).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new(exe)
+        .args(["child_serves_on_an_adopted_socket", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "adopt")
+        .env(FD_ENV, inherited.as_raw_fd().to_string())
+        .env("LISTEN_FDS", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(inherited); // the child holds it now
+
+    let client = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let contents = train(0, 10, 1200, 500);
+    let t = Transmit::new(server, &contents).with_segment_size(1200).with_ecn(Ecn::Ect0);
+    client.send_batch_blocking(&[t], TIMEOUT).unwrap();
+    let mut batch = RecvBatch::new();
+    // The child may still be starting: its socket queues the train meanwhile.
+    client.recv_batch_blocking(&mut batch, Duration::from_secs(20)).expect("the child's answer");
+    let (meta, answer) = batch.iter().next().unwrap();
+    let answer = String::from_utf8(answer.to_vec()).unwrap();
+    println!("child answered from {}: {answer}", meta.src);
+    assert_eq!(meta.src, server, "answered from the inherited socket");
+    assert_eq!(meta.ecn, Ecn::Ce, "per-datagram ECN on the adopted socket's send");
+    assert_eq!(answer, format!("11 datagrams, {} bytes, ecn ect0, dst 127.0.0.1, caps ok", contents.len()));
+    let out = child.wait_with_output().unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "child failed: {:?}", out.status);
+}
+
+/// The child's half (run only by the test above).
+#[test]
+#[ignore = "child mode of a_child_adopts_an_inherited_bound_socket_and_serves_on_it"]
+fn child_serves_on_an_adopted_socket() {
+    if child_mode().as_deref() != Some("adopt") {
+        return;
+    }
+    assert_eq!(std::env::var("LISTEN_FDS").as_deref(), Ok("1"));
+    let raw: i32 = std::env::var(FD_ENV).unwrap().parse().unwrap();
+    // SAFETY: the parent passed this descriptor to us open, and nothing
+    // else in this process owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let sock = Config::new().recv_errors(true).adopt(fd).expect("adopt the inherited socket");
+    let caps = sock.capabilities();
+    println!("child: adopted {} with\n{caps}", sock.local_addr().unwrap());
+    let caps_ok = caps.pktinfo && caps.ecn && caps.recv_errors;
+    let mut batch = RecvBatch::new();
+    let (mut count, mut bytes) = (0, 0);
+    while count < 11 {
+        sock.recv_batch_blocking(&mut batch, Duration::from_secs(20)).expect("the train");
+        for (meta, payload) in batch.iter() {
+            count += 1;
+            bytes += payload.len();
+            let from = meta.src;
+            if count == 11 {
+                let answer = format!(
+                    "{count} datagrams, {bytes} bytes, ecn {}, dst {}, caps {}",
+                    meta.ecn,
+                    meta.dst_ip.map_or("?".into(), |d| d.to_string()),
+                    if caps_ok { "ok" } else { "missing" }
+                );
+                let t = Transmit::new(from, answer.as_bytes()).with_ecn(Ecn::Ce);
+                sock.send_batch_blocking(&[t], TIMEOUT).unwrap();
+            }
+        }
+    }
+    // Handed back out, it is still the same bound socket.
+    let back = sock.into_std();
+    assert_eq!(back.local_addr().unwrap().ip().to_string(), "127.0.0.1");
+}
+
+#[test]
+fn adoption_refuses_what_it_cannot_honour() {
+    let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    match Config::new().reuse_port(true).adopt(plain) {
+        Err(e @ Error::Adopt { reason: AdoptError::ReusePort, .. }) => {
+            assert!(e.to_string().contains("reuse_port"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    match Config::new().adopt(tcp) {
+        Err(Error::Adopt { reason: AdoptError::NotUdp, .. }) => {}
+        other => panic!("a TCP socket: {other:?}"),
+    }
+    let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+    v6.set_only_v6(true).unwrap();
+    v6.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    match Config::new().ipv6_only(false).adopt(v6) {
+        Err(Error::Adopt { reason: AdoptError::Ipv6Only, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Asked-for options that are set are fine.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let sock = Config::new().reuse_port(true).tos(0xb8).adopt(s).expect("reuse_port was set at bind");
+    assert_eq!(sock.tos().unwrap(), 0xb8, "post-bind options applied");
+    let std_back: std::net::UdpSocket = sock.into_std();
+    assert!(Socket::try_from(std_back).is_ok(), "and back again");
+}
