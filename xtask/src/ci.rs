@@ -109,7 +109,7 @@ const STEPS: &[Step] = &[
     },
     // Undefined behaviour in the unsafe code that needs no socket: the
     // control-message codec, the GRO splitter, RecvBatch, validation, and
-    // the receive path driven by a fake kernel (sys::tests). Isolation off
+    // the receive path driven by a fake kernel (sys::recv::tests). Isolation off
     // only for proptest's failure-persistence file lookup.
     Step {
         title: "Miri (core unit tests, codec properties)",

@@ -272,17 +272,11 @@ impl<'a> SocketRef<'a> {
         let v4 =
             crate::multicast::check(group, source, interface, self.dp.state.families.v4, self.dp.state.families.v6)
                 .map_err(|reason| Error::Multicast { group, reason, source: None })?;
-        #[cfg(target_os = "linux")]
         if join {
-            // Linux delivers every group *any* socket of the host joined to
-            // each wildcard-bound socket on the port (IP_MULTICAST_ALL, on by
-            // default): turn that off so a socket hears exactly its groups.
-            // Best effort: kernels before 4.20 lack the IPv6 option.
-            if v4 {
-                let _ = self.sock().set_multicast_all_v4(false);
-            } else {
-                let _ = self.sock().set_multicast_all_v6(false);
-            }
+            // A socket hears exactly its groups (Linux and Android deliver
+            // every group of the host by default). Best effort: kernels
+            // before 4.20 lack the IPv6 option.
+            let _ = sys::disable_multicast_all(self.fd, v4);
         }
         sys::multicast_membership(self.fd, &self.sock(), group, source, interface, v4, join).map_err(|e| {
             let reason = match e.raw_os_error() {

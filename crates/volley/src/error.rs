@@ -411,7 +411,7 @@ impl std::error::Error for Error {
 ///
 /// plus `ECONNRESET` (how Windows reports a port unreachable).
 pub(crate) fn icmp_errno(errno: i32) -> bool {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     if errno == libc::ENONET {
         return true;
     }

@@ -76,8 +76,10 @@ mod error;
 mod errqueue;
 mod meta;
 mod multicast;
+mod plan;
 mod socket;
 mod sys;
+mod validate;
 
 /// Internals exposed to the fuzz targets (`fuzz/`) and property tests.
 /// Not part of the API: enabled by the `fuzzing` feature only.

@@ -96,9 +96,9 @@ unsafe_impl!(Zeroable: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_p
     libc::timespec, libc::sockaddr_in, libc::sockaddr_in6, libc::sockaddr, libc::sockaddr_storage, libc::msghdr);
 unsafe_impl!(Pod: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_pktinfo, libc::in6_pktinfo,
     libc::timespec, libc::sockaddr_in, libc::sockaddr_in6);
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 unsafe_impl!(Zeroable: libc::sock_extended_err, libc::ip_mreqn);
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(linux_like)]
 unsafe_impl!(Pod: libc::sock_extended_err);
 
 /// Reads a `T` from the start of `bytes`, if it is long enough.
@@ -251,11 +251,11 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
             (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
                 out.ttl = int_or_byte(data).map(|v| v as u8);
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             (libc::SOL_UDP, libc::UDP_GRO) => {
                 out.gro_segment_size = int_or_byte(data).and_then(|v| usize::try_from(v).ok()).filter(|&v| v > 0);
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
                 if let Some(ts) = read_pod::<libc::timespec>(data) {
                     if let (Ok(s), Ok(ns)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
@@ -265,19 +265,19 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
                     }
                 }
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             (libc::SOL_UDP, libc::UDP_SEGMENT) => {
                 out.segment_size = read_pod::<u16>(data);
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             (libc::SOL_SOCKET, libc::SCM_TXTIME) => {
                 out.txtime = read_pod::<u64>(data);
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
                 out.drops = read_pod::<u32>(data);
             }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
+            #[cfg(linux_like)]
             (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) => {
                 if let Some(ee) = read_pod::<libc::sock_extended_err>(data) {
                     // SO_EE_OFFENDER: a sockaddr right after the struct.
@@ -357,11 +357,11 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
         }
         None => {}
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     if let Some(seg) = opts.segment_size {
         enc.push(libc::SOL_UDP, libc::UDP_SEGMENT, seg)?;
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(linux_like)]
     if let Some(t) = opts.txtime {
         enc.push(libc::SOL_SOCKET, libc::SCM_TXTIME, t)?;
     }

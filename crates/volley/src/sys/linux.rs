@@ -1,14 +1,25 @@
-//! Linux: `sendmmsg`/`recvmmsg`, and the offload probes (`UDP_SEGMENT`,
-//! `UDP_GRO`, `SO_RXQ_OVFL`, `SO_TIMESTAMPNS`, `SO_TXTIME`).
+//! Linux and Android: `sendmmsg`/`recvmmsg`, the offload probes
+//! (`UDP_SEGMENT`, `UDP_GRO`, `SO_RXQ_OVFL`, `SO_TIMESTAMPNS`,
+//! `SO_TXTIME`), pktinfo / TOS / TTL on receive, the ICMP error queue
+//! (`IP_RECVERR`), path-MTU discovery modes, reuse-port CPU steering.
 
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
-use super::{set_int, syscall, MsgHdr, GSO_MAX_SEGMENTS};
+use super::addr::SockAddrBuf;
+use super::sockopt::{get_int, set_both, set_int, set_opt};
+use super::{cmsg, iovec, MsgHdr};
+use crate::validate::Families;
 use crate::{Capabilities, Config};
 
+/// Most segments one GSO send may carry on every kernel with GSO
+/// (`UDP_MAX_SEGMENTS` until Linux 6.8; newer kernels allow 128, which
+/// [`gso_max_segments`] probes). 64 KiB of payload caps a train too.
+const GSO_MAX_SEGMENTS: usize = 64;
+
 /// One `sendmmsg` over `msgs`.
-pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+pub(super) fn send_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: sendmmsg(2): "msgvec is a pointer to an array of mmsghdr
     // structures. The size of this array is specified in vlen." MsgHdr has
@@ -22,7 +33,7 @@ pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
 }
 
 /// One `recvmmsg` into `msgs`.
-pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: recvmmsg(2): "msgvec is a pointer to an array of mmsghdr
     // structures. The size of this array is specified in vlen." Each entry
@@ -69,12 +80,12 @@ fn probe_gso_limit(segments: usize) -> Option<usize> {
     let me = sock.local_addr().ok()?;
     sock.connect(&me).ok()?;
     let payload = vec![0u8; segments];
-    let mut ctrl = super::cmsg::SendControl::new();
-    let mut enc = super::cmsg::Encoder::new(&mut ctrl.0);
+    let mut ctrl = cmsg::SendControl::new();
+    let mut enc = cmsg::Encoder::new(&mut ctrl.0);
     enc.push(libc::SOL_UDP, libc::UDP_SEGMENT, 1u16).ok()?;
     let ctrl_len = enc.len();
     let mut iov = libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
-    let mut hdr: libc::msghdr = super::cmsg::zeroed();
+    let mut hdr: libc::msghdr = cmsg::zeroed();
     hdr.msg_iov = &mut iov;
     hdr.msg_iovlen = 1;
     hdr.msg_control = ctrl.0.as_mut_ptr().cast();
@@ -92,8 +103,18 @@ fn probe_gso_limit(segments: usize) -> Option<usize> {
     }
 }
 
-/// Probes and enables the Linux-only features on a fresh socket.
-pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &mut Capabilities) -> io::Result<()> {
+/// Probes and enables what the kernel offers on a fresh socket.
+pub(super) fn probe(
+    fd: BorrowedFd<'_>,
+    config: &Config,
+    families: Families,
+    portable: bool,
+    caps: &mut Capabilities,
+) -> io::Result<()> {
+    caps.pktinfo = set_both(fd, families, libc::IP_PKTINFO, libc::IPV6_RECVPKTINFO);
+    caps.ecn = set_both(fd, families, libc::IP_RECVTOS, libc::IPV6_RECVTCLASS);
+    caps.ttl = set_both(fd, families, libc::IP_RECVTTL, libc::IPV6_RECVHOPLIMIT);
+    caps.recv_errors = config.recv_errors && set_both(fd, families, libc::IP_RECVERR, libc::IPV6_RECVERR);
     caps.drop_counter = set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok();
     if config.timestamps {
         set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
@@ -101,7 +122,7 @@ pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &
     }
     if config.txtime {
         let txtime = libc::sock_txtime { clockid: libc::CLOCK_MONOTONIC, flags: 0 };
-        super::set_opt(fd, libc::SOL_SOCKET, libc::SO_TXTIME, &txtime)?;
+        set_opt(fd, libc::SOL_SOCKET, libc::SO_TXTIME, &txtime)?;
         caps.txtime = true;
     }
     if portable {
@@ -109,7 +130,7 @@ pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &
     }
     caps.mmsg = true;
     // GSO: the kernel knows UDP_SEGMENT if it can be read back.
-    if config.gso != Some(false) && super::get_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok() {
+    if config.gso != Some(false) && get_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok() {
         caps.max_gso_segments = gso_max_segments();
     }
     if config.gro != Some(false) {
@@ -120,7 +141,7 @@ pub(super) fn probe(fd: BorrowedFd<'_>, config: &Config, portable: bool, caps: &
 
 /// Attaches `A = cpu; A %= n; return A` as the group's reuse-port program:
 /// the kernel picks the socket at that index (in bind order).
-pub(super) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
+pub(crate) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
     let n = u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group too large"))?;
     let insn = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
     let prog = [
@@ -131,5 +152,116 @@ pub(super) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()
     ];
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
     // The kernel copies the program during the call; `prog` outlives it.
-    super::set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+    set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+}
+
+/// Binds the socket to a device (`SO_BINDTODEVICE`).
+pub(super) fn bind_device(sock: &socket2::Socket, dev: &str) -> io::Result<()> {
+    sock.bind_device(Some(dev.as_bytes()))
+}
+
+/// The device the socket is bound to (`SO_BINDTODEVICE`), if any.
+pub(super) fn bound_device(sock: &socket2::Socket) -> io::Result<Option<Vec<u8>>> {
+    sock.device()
+}
+
+/// Retries a buffer size with the `*FORCE` option (root may exceed
+/// `net.core.*mem_max`); best effort, the caller reads back the grant.
+pub(super) fn force_buffer(fd: BorrowedFd<'_>, size: usize, recv: bool) {
+    let opt = if recv { libc::SO_RCVBUFFORCE } else { libc::SO_SNDBUFFORCE };
+    let _ = set_int(fd, libc::SOL_SOCKET, opt, libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX));
+}
+
+/// Sets the IPv4 outgoing multicast interface by index (`ip_mreqn`).
+pub(super) fn set_multicast_if_index_v4(fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {
+    let mut mreqn: libc::ip_mreqn = cmsg::zeroed();
+    mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
+    set_opt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
+}
+
+pub(super) fn set_pmtud(fd: BorrowedFd<'_>, families: Families, mode: crate::Pmtud) -> io::Result<()> {
+    use crate::Pmtud;
+    let (v4m, v6m) = match mode {
+        Pmtud::Off => (libc::IP_PMTUDISC_DONT, libc::IPV6_PMTUDISC_DONT),
+        Pmtud::Do => (libc::IP_PMTUDISC_DO, libc::IPV6_PMTUDISC_DO),
+        Pmtud::Probe => (libc::IP_PMTUDISC_PROBE, libc::IPV6_PMTUDISC_PROBE),
+    };
+    if families.v4 {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4m)?;
+    }
+    if families.v6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, v6m)?;
+    }
+    Ok(())
+}
+
+/// Whether the IP layer may fragment this socket's datagrams: false only if
+/// every family it carries has DF set for good (`DO` or `PROBE`).
+pub(crate) fn may_fragment(fd: BorrowedFd<'_>, families: Families) -> bool {
+    let df = |level, name, do_, probe| get_int(fd, level, name).is_ok_and(|m| m == do_ || m == probe);
+    let v4_df = df(libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO, libc::IP_PMTUDISC_PROBE);
+    let v6_df = df(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO, libc::IPV6_PMTUDISC_PROBE);
+    // DF for good on every family the socket carries.
+    let no_frag = (!families.v4 || v4_df) && (!families.v6 || v6_df);
+    !no_frag
+}
+
+/// The kernel's path MTU for a connected socket (`IP_MTU` / `IPV6_MTU`).
+pub(crate) fn path_mtu(fd: BorrowedFd<'_>, v6_path: bool) -> io::Result<u32> {
+    let v = if v6_path {
+        get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU)?
+    } else {
+        get_int(fd, libc::IPPROTO_IP, libc::IP_MTU)?
+    };
+    Ok(v as u32)
+}
+
+/// Reads one entry of the socket's error queue (`MSG_ERRQUEUE`): `None`
+/// when the queue is empty, `Some(None)` for an entry that carries no
+/// extended error (consumed and skipped).
+pub(super) fn read_error_entry(fd: BorrowedFd<'_>) -> io::Result<Option<Option<crate::IcmpError>>> {
+    let mut name = SockAddrBuf::new();
+    let mut control = cmsg::RecvControl::new();
+    let mut payload = [0u8; 1];
+    let mut iov = iovec(payload.as_mut_ptr(), payload.len());
+    let mut hdr: libc::msghdr = cmsg::zeroed();
+    hdr.msg_name = (&mut name as *mut SockAddrBuf).cast();
+    hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.0.as_mut_ptr().cast();
+    hdr.msg_controllen = cmsg::RECV_SPACE as _;
+    let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+    loop {
+        // SAFETY: recvmsg(2) on a live fd with a msghdr whose name, one
+        // iovec and control buffer are writable locals of the stated sizes.
+        match syscall!(recvmsg(fd.as_raw_fd(), &mut hdr, flags)) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    let ctrl_len = (hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
+    let Some(ee) = cmsg::decode(&control.0[..ctrl_len]).ext_err else { return Ok(Some(None)) };
+    let errno = i32::try_from(ee.errno).unwrap_or(0);
+    Ok(Some(Some(crate::IcmpError {
+        kind: crate::IcmpKind::classify(ee.origin, ee.icmp_type, ee.code, ee.info, errno),
+        destination: name.read(hdr.msg_namelen),
+        offender: ee.offender.map(|ip| ip.to_canonical()),
+        errno,
+    })))
+}
+
+/// Linux delivers every group *any* socket of the host joined to each
+/// wildcard-bound socket on the port (`IP_MULTICAST_ALL`, on by default):
+/// turned off before a join so a socket hears exactly its groups. Android
+/// runs the same kernel, so the same there (socket2 offers these options on
+/// Linux only: set directly). Kernels before 4.20 lack the IPv6 option.
+pub(crate) fn disable_multicast_all(fd: BorrowedFd<'_>, v4: bool) -> io::Result<()> {
+    if v4 {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 0)
+    } else {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL, 0)
+    }
 }

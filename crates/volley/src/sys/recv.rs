@@ -1,0 +1,421 @@
+//! The way in: message headers pointed at a [`RecvBatch`]'s slots, the
+//! backend fills them, and each becomes a [`RecvMeta`]; and the ICMP error
+//! queue, drained into the socket's ring.
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::addr::{peer, SockAddrBuf};
+use super::sockopt::get_int;
+use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState};
+use crate::error::icmp_errno;
+use crate::{Dscp, Error, RecvBatch, RecvMeta};
+
+/// The receive syscall with volley's ICMP rule: a pending ICMP-derived
+/// error (the kernel returns it before any queued datagram) is, with the
+/// error queue on, moved into the socket's ring with the queue's entries,
+/// and the receive goes on: the queue is drained whenever the kernel
+/// signals an error, so its entries never fill the receive buffer. Without
+/// the error queue it is returned once, as std does.
+fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr]) -> io::Result<usize> {
+    let mut icmp_passes = 0;
+    loop {
+        match recv_msgs(fd.as_raw_fd(), state, hdrs) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if state.live.fixed.recv_errors
+                    && icmp_passes < RECV_ICMP_RETRIES
+                    && e.raw_os_error().is_some_and(icmp_errno) =>
+            {
+                icmp_passes += 1;
+                absorb_pending(fd, state, e.raw_os_error().unwrap_or(0), "receive");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Receives into `batch`'s slots, one [`RecvMeta`] per message. Returns
+/// the number of datagrams after GRO splitting.
+pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
+    recv_batch_with(state, batch, |hdrs| kernel_recv(fd, state, hdrs))
+}
+
+/// Receives into the caller's buffers: message `i` into `bufs[i]`,
+/// described by `meta[i]`. Returns the number of messages.
+pub(crate) fn recv_into(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    bufs: &mut [io::IoSliceMut<'_>],
+    meta: &mut [RecvMeta],
+) -> Result<usize, Error> {
+    let n = bufs.len().min(meta.len()).min(crate::batch::MAX_SLOTS);
+    if n == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    if state.live.fixed.gro {
+        if let Some(short) = bufs[..n].iter().map(|b| b.len()).filter(|&l| l < crate::batch::DEFAULT_SLOT_LEN).min() {
+            return Err(Error::BatchTooSmallForGro { slot_len: short, needed: crate::batch::DEFAULT_SLOT_LEN });
+        }
+    }
+    // Written by the kernel only, and read only as far as it wrote.
+    let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut out = meta.iter_mut();
+    recv_with(
+        state,
+        Target::Caller(&mut bufs[..n]),
+        &mut control[..n],
+        |hdrs| kernel_recv(fd, state, hdrs),
+        |m| {
+            if let Some(slot) = out.next() {
+                *slot = m;
+            }
+        },
+    )
+}
+
+/// [`recv`] over any `kernel` that fills message headers the way
+/// `recvmmsg` does (unit tests and Miri pass a fake one).
+fn recv_batch_with(
+    state: &SocketState,
+    batch: &mut RecvBatch,
+    kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
+) -> Result<usize, Error> {
+    if state.live.fixed.gro && batch.slot_len() < crate::batch::DEFAULT_SLOT_LEN {
+        // The kernel would copy what fits of a coalesced train and discard
+        // the rest of it, datagrams and all: refuse rather than lose them.
+        return Err(Error::BatchTooSmallForGro { slot_len: batch.slot_len(), needed: crate::batch::DEFAULT_SLOT_LEN });
+    }
+    let (data, slot_len, control, msgs) = batch.data_mut();
+    msgs.clear();
+    let mut datagrams = 0;
+    recv_with(state, Target::Slots { data, slot_len }, control, kernel, |m| {
+        datagrams += crate::batch::segment_count(&m);
+        msgs.push(m);
+    })?;
+    Ok(datagrams)
+}
+
+/// Where each message's payload goes.
+enum Target<'a, 'b> {
+    /// Slot `i` of a batch's buffer: `data[i * slot_len..][..slot_len]`.
+    Slots { data: &'a mut [u8], slot_len: usize },
+    /// The caller's buffer `i` (`IoSliceMut` is an `iovec` on Unix).
+    Caller(&'a mut [io::IoSliceMut<'b>]),
+}
+
+/// The receive path over any `kernel`: builds one header per message over
+/// `target` and `control` (which bounds the count), lets the kernel fill
+/// them, and hands one decoded [`RecvMeta`] per message to `out`, in
+/// order. Returns the number of messages.
+fn recv_with(
+    state: &SocketState,
+    target: Target<'_, '_>,
+    control: &mut [MaybeUninit<cmsg::RecvControl>],
+    kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
+    mut out: impl FnMut(RecvMeta),
+) -> Result<usize, Error> {
+    // Per-call scratch, left uninitialised: only the `n` entries used are
+    // written (zeroing all 64 would cost more than a small receive).
+    let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut hdrs = [const { MaybeUninit::<MsgHdr>::uninit() }; crate::batch::MAX_SLOTS];
+    // One base pointer per array, taken once: the kernel writes through
+    // pointers derived from these, so no `&mut` reborrow of the buffers,
+    // `control` or `names` may happen until it is done (a reborrow would
+    // invalidate the pointers already handed out).
+    let ctrl_base = control.as_mut_ptr().cast::<cmsg::RecvControl>();
+    let name_base = names.as_mut_ptr().cast::<SockAddrBuf>();
+    let hdr_base = hdrs.as_mut_ptr().cast::<MsgHdr>();
+    let (n, iov_base) = match target {
+        Target::Slots { data, slot_len } => {
+            let n = control.len().min(data.len() / slot_len.max(1)).min(crate::batch::MAX_SLOTS);
+            let data_base = data.as_mut_ptr();
+            let iov_base = iovs.as_mut_ptr().cast::<libc::iovec>();
+            for i in 0..n {
+                // SAFETY: i < n <= MAX_SLOTS, the length of `iovs`; slot i
+                // (i * slot_len .. (i + 1) * slot_len) lies inside `data` as
+                // n <= data.len() / slot_len.
+                unsafe { iov_base.add(i).write(iovec(data_base.add(i * slot_len), slot_len)) };
+            }
+            (n, iov_base)
+        }
+        Target::Caller(bufs) => {
+            // std guarantees `IoSliceMut` is ABI-compatible with `iovec` on
+            // Unix: the caller's slices are the kernel's iovecs.
+            (bufs.len().min(control.len()).min(crate::batch::MAX_SLOTS), bufs.as_mut_ptr().cast::<libc::iovec>())
+        }
+    };
+    for i in 0..n {
+        // SAFETY: i < n, and n bounds `names`, `hdrs` (MAX_SLOTS), `control`
+        // and the iovecs at `iov_base` (see above): every `add(i)` is in
+        // bounds. Writing a MaybeUninit element through its raw pointer
+        // initialises it; the control entry is only pointed at.
+        unsafe {
+            let name = name_base.add(i);
+            name.write(SockAddrBuf::new());
+            let mut h = MsgHdr { hdr: cmsg::zeroed(), len: 0 };
+            h.hdr.msg_name = name.cast();
+            h.hdr.msg_namelen = size_of::<SockAddrBuf>() as libc::socklen_t;
+            h.hdr.msg_iov = iov_base.add(i);
+            h.hdr.msg_iovlen = 1;
+            h.hdr.msg_control = ctrl_base.add(i).cast();
+            h.hdr.msg_controllen = cmsg::RECV_SPACE as _;
+            hdr_base.add(i).write(h);
+        }
+    }
+    // SAFETY: entries 0..n of `hdrs` were written just above; the slice is
+    // derived from the same base pointer, so the pointers inside stay valid.
+    let hdrs = unsafe { std::slice::from_raw_parts_mut(hdr_base, n) };
+    let got = kernel(hdrs)?.min(n);
+    for (i, h) in hdrs[..got].iter().enumerate() {
+        // SAFETY: entry i < got <= n of `names` and of the iovecs was written
+        // above; the kernel is done writing through the pointers, and wrote
+        // the first msg_controllen bytes (at most RECV_SPACE) of control
+        // entry i, which are all that is read.
+        let (name, room, ctrl) = unsafe {
+            let ctrl_len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
+            (
+                &*name_base.add(i),
+                (*iov_base.add(i)).iov_len,
+                std::slice::from_raw_parts(ctrl_base.add(i).cast::<u8>(), ctrl_len),
+            )
+        };
+        // A UDP socket always gets an IPv4/IPv6 source; keep the message
+        // (the caller indexes by message) with an unspecified one otherwise.
+        let src = name.read(h.hdr.msg_namelen);
+        debug_assert!(src.is_some(), "UDP receive without an IP source address");
+        let src = src.unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+        let len = (h.len as usize).min(room);
+        let d = cmsg::decode(ctrl);
+        let mut meta = RecvMeta::new(src, len);
+        meta.dst_ip = d.dst_ip.map(|ip| ip.to_canonical());
+        meta.ifindex = d.ifindex;
+        if let Some(tos) = d.tos {
+            meta.ecn = crate::Ecn::from_bits(tos);
+            meta.dscp = Some(Dscp::from_tos(tos));
+        }
+        meta.ttl = d.ttl;
+        meta.segment_size = d.gro_segment_size.unwrap_or(len);
+        meta.truncated = h.hdr.msg_flags & libc::MSG_TRUNC != 0;
+        meta.control_truncated = h.hdr.msg_flags & libc::MSG_CTRUNC != 0;
+        meta.timestamp = d.timestamp;
+        // The kernel sends no SO_RXQ_OVFL message while the count is 0.
+        meta.drops = d.drops.or(state.live.fixed.drop_counter.then_some(0));
+        out(meta);
+    }
+    Ok(got)
+}
+
+/// Most error-queue entries one call reads: the kernel bounds the queue by
+/// the receive buffer; this bounds the work of one call under a flood.
+const DRAIN_MAX: usize = 256;
+
+/// How many times one receive goes past a pending ICMP error before it
+/// returns it (each pass drained the error queue): a bound on the work of
+/// one call under an ICMP flood.
+const RECV_ICMP_RETRIES: usize = 64;
+
+fn log_icmp(e: &crate::IcmpError, during: &'static str) {
+    tracing::debug!(
+        kind = %e.kind,
+        destination = ?e.destination,
+        offender = ?e.offender,
+        errno = e.errno,
+        during,
+        "ICMP error for an earlier datagram; kept for try_recv_error"
+    );
+}
+
+/// Moves the kernel's queued ICMP errors into the socket's ring (with the
+/// error queue on); returns how many it moved. Also takes the pending
+/// socket error that came with them (`SO_ERROR`), so the next receive does
+/// not report it again; recorded bare if the queue held nothing for it
+/// (the kernel refuses queue entries while the receive buffer is full).
+pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
+    if !state.live.fixed.recv_errors {
+        return 0;
+    }
+    let mut ring = state.errors();
+    let mut moved = 0;
+    for _ in 0..DRAIN_MAX {
+        match platform::read_error_entry(fd) {
+            Ok(Some(Some(e))) => {
+                log_icmp(&e, "drain");
+                ring.push(e);
+                moved += 1;
+            }
+            Ok(Some(None)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if let Ok(errno) = get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        if moved == 0 && icmp_errno(errno) {
+            let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
+            log_icmp(&e, "drain");
+            ring.push(e);
+        }
+    }
+    moved
+}
+
+/// A pending ICMP-derived `errno` met (and so consumed) by a receive or
+/// send: drains the error queue, where its details are, or, when that holds
+/// nothing (queue off, or the kernel refused the entry), records the bare
+/// errno, so the error is never lost unseen.
+pub(super) fn absorb_pending(fd: BorrowedFd<'_>, state: &SocketState, errno: i32, during: &'static str) {
+    if drain_errors(fd, state) == 0 {
+        let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
+        log_icmp(&e, during);
+        state.errors().push(e);
+    }
+}
+
+/// One ICMP error: the socket's ring first, then the kernel's queue.
+pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Option<crate::IcmpError>, Error> {
+    if let Some(e) = state.errors().pop() {
+        return Ok(Some(e));
+    }
+    for _ in 0..DRAIN_MAX {
+        match platform::read_error_entry(fd)? {
+            Some(Some(e)) => return Ok(Some(e)),
+            Some(None) => {}
+            None => break,
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::atomic::AtomicU8;
+
+    use super::*;
+    use crate::capabilities::Live;
+    use crate::validate::Families;
+    use crate::{Backend, Capabilities, Ecn, IcmpKind};
+
+    /// Socket state as a plain IPv4 socket without offloads would have it.
+    fn state(recv_errors: bool) -> SocketState {
+        let caps = Capabilities {
+            backend: Backend::Auto,
+            mmsg: true,
+            max_gso_segments: 64,
+            gro: false,
+            pktinfo: true,
+            ecn: true,
+            ttl: true,
+            timestamps: false,
+            txtime: false,
+            drop_counter: true,
+            recv_errors,
+            multicast: true,
+        };
+        SocketState {
+            live: Live::new(caps),
+            families: Families { v4: true, v6: false },
+            socket_dscp: AtomicU8::new(0),
+            pending_error: Default::default(),
+            errors: Default::default(),
+        }
+    }
+
+    /// A fake `recvmmsg`: writes a source address, a payload and control
+    /// messages through the pointers of each header, as the kernel does.
+    /// Under Miri this checks that those pointers are still valid when the
+    /// "kernel" writes through them (no reborrow of their arrays between).
+    fn fake_kernel(hdrs: &mut [MsgHdr], count: usize) -> io::Result<usize> {
+        for (i, h) in hdrs.iter_mut().take(count).enumerate() {
+            let payload = [i as u8 + 1; 100];
+            // SAFETY: the header's pointers were built by recv_with over live
+            // buffers of the stated sizes (one iovec of slot_len >= 100
+            // bytes, a SockAddrBuf, RECV_SPACE bytes of control).
+            unsafe {
+                let iov = &*h.hdr.msg_iov;
+                assert!(iov.iov_len >= payload.len());
+                std::ptr::copy_nonoverlapping(payload.as_ptr(), iov.iov_base.cast::<u8>(), payload.len());
+                let name = &mut *h.hdr.msg_name.cast::<SockAddrBuf>();
+                h.hdr.msg_namelen = name.write(SocketAddr::from(([10, 0, 0, 9], 4000 + i as u16)));
+                let ctrl =
+                    std::slice::from_raw_parts_mut(h.hdr.msg_control.cast::<u8>(), h.hdr.msg_controllen as usize);
+                let mut enc = cmsg::Encoder::new(ctrl);
+                let mut pi: libc::in_pktinfo = cmsg::zeroed();
+                pi.ipi_ifindex = 3;
+                pi.ipi_addr.s_addr = u32::from(Ipv4Addr::new(10, 0, 0, 1)).to_be();
+                enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).unwrap();
+                enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8 | (i as u8 & 3)).unwrap();
+                enc.push(libc::IPPROTO_IP, libc::IP_TTL, 60 as libc::c_int).unwrap();
+                h.hdr.msg_controllen = enc.len() as _;
+            }
+            h.len = payload.len() as libc::c_uint;
+        }
+        Ok(count)
+    }
+
+    #[test]
+    fn receive_decodes_what_the_kernel_wrote_through_each_header() {
+        let st = state(false);
+        let mut batch = RecvBatch::with_capacity(4, 2048);
+        let got = recv_batch_with(&st, &mut batch, |h| fake_kernel(h, 3)).unwrap();
+        assert_eq!(got, 3);
+        assert_eq!(batch.message_count(), 3);
+        for (i, (meta, payload)) in batch.iter().enumerate() {
+            assert_eq!(payload, &[i as u8 + 1; 100][..]);
+            assert_eq!(meta.src, SocketAddr::from(([10, 0, 0, 9], 4000 + i as u16)));
+            assert_eq!(meta.dst_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+            assert_eq!(meta.ifindex, Some(3));
+            assert_eq!(meta.ecn, Ecn::from_bits(i as u8 & 3));
+            assert_eq!(meta.dscp, Some(Dscp::EF));
+            assert_eq!(meta.ttl, Some(60));
+            assert_eq!(meta.drops, Some(0), "drop counter on, no SO_RXQ_OVFL message: 0");
+        }
+    }
+
+    /// The caller-buffer path: the kernel writes straight into the
+    /// caller's `IoSliceMut`s (under Miri: through the pointers handed out).
+    #[test]
+    fn receive_into_caller_buffers_fills_each_buffer_and_meta() {
+        let st = state(false);
+        let (mut a, mut b, mut c) = ([0u8; 300], [0u8; 300], [0u8; 300]);
+        let mut bufs = [io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b), io::IoSliceMut::new(&mut c)];
+        let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; 3];
+        let mut metas = Vec::new();
+        let got =
+            recv_with(&st, Target::Caller(&mut bufs), &mut control, |h| fake_kernel(h, 2), |m| metas.push(m)).unwrap();
+        assert_eq!(got, 2, "short: two of three");
+        for (i, m) in metas.iter().enumerate() {
+            assert_eq!(m.len, 100);
+            assert_eq!(&bufs[i][..m.len], &[i as u8 + 1; 100][..]);
+            assert_eq!(m.src, SocketAddr::from(([10, 0, 0, 9], 4000 + i as u16)));
+            assert_eq!(m.ttl, Some(60));
+        }
+        assert_eq!(&bufs[2][..100], &[0u8; 100][..], "untouched");
+    }
+
+    #[test]
+    fn receive_error_leaves_an_empty_batch() {
+        let st = state(false);
+        let mut batch = RecvBatch::with_capacity(2, 2048);
+        recv_batch_with(&st, &mut batch, |h| fake_kernel(h, 2)).unwrap();
+        let err = recv_batch_with(&st, &mut batch, |_| Err(io::Error::from(io::ErrorKind::WouldBlock))).unwrap_err();
+        assert!(err.is_would_block());
+        assert_eq!(batch.message_count(), 0, "the old contents are gone");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
+    fn ring_records_a_bare_pending_error_when_the_queue_has_nothing() {
+        // The error queue is off, so nothing is drained: the bare errno is
+        // what gets recorded.
+        let st = state(false);
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsFd;
+        absorb_pending(sock.as_fd(), &st, libc::ECONNREFUSED, "test");
+        let e = recv_error(sock.as_fd(), &st).unwrap().expect("recorded");
+        assert_eq!((e.kind, e.errno, e.destination), (IcmpKind::Pending, libc::ECONNREFUSED, None));
+        assert!(recv_error(sock.as_fd(), &st).unwrap().is_none(), "reported once");
+    }
+}

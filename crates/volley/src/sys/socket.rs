@@ -1,0 +1,222 @@
+//! The socket's life off the data path: creating, configuring and binding
+//! it ([`open`], with the platform's probes), waiting for readiness, and
+//! dissolving a connection.
+
+use std::io;
+use std::mem::size_of;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use super::sockopt::{get_int, set_buffer, set_tos};
+use super::{cmsg, platform};
+use crate::capabilities::Live;
+use crate::errqueue::ErrorRing;
+use crate::validate::Families;
+use crate::{Backend, Capabilities, Config, Dscp, Error};
+
+/// Per-socket facts the data path needs.
+#[derive(Debug)]
+pub(crate) struct SocketState {
+    pub(crate) live: Live,
+    /// The IP versions the socket carries, as the kernel says after bind.
+    pub(crate) families: Families,
+    /// The DSCP of the socket-level TOS, kept under per-datagram ECN.
+    pub(crate) socket_dscp: AtomicU8,
+    /// An error the portable receive loop met after it had datagrams to
+    /// return; reported by the next receive.
+    pub(crate) pending_error: std::sync::Mutex<Option<io::Error>>,
+    /// ICMP errors drained from the kernel (or left pending by an earlier
+    /// datagram), kept for [`crate::Socket::try_recv_error`].
+    pub(crate) errors: std::sync::Mutex<ErrorRing>,
+}
+
+impl SocketState {
+    pub(crate) fn socket_dscp(&self) -> Dscp {
+        Dscp::from_tos(self.socket_dscp.load(Ordering::Relaxed) << 2)
+    }
+
+    /// The ring of ICMP errors (a poisoned lock still holds valid entries).
+    pub(crate) fn errors(&self) -> std::sync::MutexGuard<'_, ErrorRing> {
+        self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Creates, configures and binds a socket; probes what the kernel offers.
+pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket, SocketState), Error> {
+    let bind_err = |reason, source: io::Error| Error::Bind { addr, reason, source };
+    let other = |e: io::Error| bind_err(crate::BindError::Other, e);
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM.nonblocking().cloexec(), Some(socket2::Protocol::UDP))
+        .map_err(other)?;
+    let v6 = addr.is_ipv6();
+    let dual_stack = v6 && !config.ipv6_only.unwrap_or(false);
+    if v6 {
+        sock.set_only_v6(!dual_stack).map_err(other)?;
+    }
+    if config.reuse_addr {
+        sock.set_reuse_address(true).map_err(other)?;
+    }
+    if config.reuse_port {
+        sock.set_reuse_port(true).map_err(other)?;
+    }
+    if let Some(dev) = &config.bind_device {
+        platform::bind_device(&sock, dev).map_err(other)?;
+    }
+    if let Some(size) = config.recv_buffer_size {
+        set_buffer(&sock, size, true);
+    }
+    if let Some(size) = config.send_buffer_size {
+        set_buffer(&sock, size, false);
+    }
+    sock.bind(&addr.into()).map_err(|e| {
+        let reason = match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => crate::BindError::AddressInUse,
+            Some(libc::EADDRNOTAVAIL) => crate::BindError::AddressNotAvailable,
+            Some(libc::EACCES) => crate::BindError::PermissionDenied,
+            _ => crate::BindError::Other,
+        };
+        bind_err(reason, e)
+    })?;
+
+    let state = configure(&sock, config).map_err(other)?;
+    Ok((sock, state))
+}
+
+/// Takes over a UDP socket created (and usually bound) elsewhere: an
+/// inherited descriptor (systemd socket activation, a supervisor), or one
+/// bound before dropping privileges. Checks that it is UDP and that the
+/// bind-time options the `config` asks for are set on it (they can no
+/// longer be set), then applies and probes the rest as [`open`] does.
+pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketState, Error> {
+    use crate::AdoptError as Why;
+    let io = |reason: Why| move |e: io::Error| Error::Adopt { reason, source: Some(e) };
+    let refuse = |reason: Why| Error::Adopt { reason, source: None };
+    if sock.r#type().map_err(io(Why::NotUdp))? != socket2::Type::DGRAM {
+        return Err(refuse(Why::NotUdp));
+    }
+    match sock.local_addr().map_err(io(Why::NotUdp))?.as_socket() {
+        Some(_) => {}
+        None => return Err(refuse(Why::NotUdp)),
+    }
+    #[cfg(linux_like)]
+    if sock.protocol().map_err(io(Why::NotUdp))? != Some(socket2::Protocol::UDP) {
+        return Err(refuse(Why::NotUdp));
+    }
+    if config.reuse_addr && !sock.reuse_address().map_err(io(Why::Other))? {
+        return Err(refuse(Why::ReuseAddr));
+    }
+    if config.reuse_port && !sock.reuse_port().map_err(io(Why::Other))? {
+        return Err(refuse(Why::ReusePort));
+    }
+    let v6 = sock.local_addr().ok().and_then(|a| a.as_socket()).is_some_and(|a| a.is_ipv6());
+    if let (true, Some(only)) = (v6, config.ipv6_only) {
+        if sock.only_v6().map_err(io(Why::Other))? != only {
+            return Err(refuse(Why::Ipv6Only));
+        }
+    }
+    if let Some(dev) = &config.bind_device {
+        if platform::bound_device(sock).map_err(io(Why::Other))?.as_deref() != Some(dev.as_bytes()) {
+            return Err(refuse(Why::BindDevice));
+        }
+    }
+    if let Some(size) = config.recv_buffer_size {
+        set_buffer(sock, size, true);
+    }
+    if let Some(size) = config.send_buffer_size {
+        set_buffer(sock, size, false);
+    }
+    configure(sock, config).map_err(io(Why::Other))
+}
+
+/// Applies the options that work on a bound socket and probes what the
+/// kernel offers; the family comes from the bound address.
+fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState> {
+    let v6 = sock.local_addr()?.as_socket().is_some_and(|a| a.is_ipv6());
+    // Binding a specific IPv6 address makes the kernel set IPV6_V6ONLY
+    // (only `[::]` can carry IPv4): read back what the socket really is.
+    let dual_stack = v6 && !sock.only_v6()?;
+    let fd = sock.as_fd();
+    let families = Families { v4: !v6 || dual_stack, v6 };
+    if let Some(tos) = config.tos {
+        set_tos(fd, families, tos)?;
+    }
+    if let Some(mode) = config.pmtud {
+        platform::set_pmtud(fd, families, mode)?;
+    }
+
+    let portable = config.effective_backend() == Backend::Portable;
+    // Everything off until the platform's probe turns it on.
+    let mut caps = Capabilities {
+        backend: if portable { Backend::Portable } else { Backend::Auto },
+        mmsg: false,
+        max_gso_segments: 1,
+        gro: false,
+        pktinfo: false,
+        ecn: false,
+        ttl: false,
+        timestamps: false,
+        txtime: false,
+        drop_counter: false,
+        recv_errors: false,
+        multicast: if v6 {
+            get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS).is_ok()
+        } else {
+            get_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL).is_ok()
+        },
+    };
+    platform::probe(fd, config, families, portable, &mut caps)?;
+    let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
+    Ok(SocketState {
+        live: Live::new(caps),
+        families,
+        socket_dscp,
+        pending_error: Default::default(),
+        errors: Default::default(),
+    })
+}
+
+/// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),
+/// or `timeout` passes (`None`: no limit). Returns whether it became ready.
+///
+/// `poll` also wakes for `POLLERR` while the ICMP error queue holds an
+/// entry, which does not make the socket readable or writable: then it
+/// naps 1 ms between polls instead of spinning.
+pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        // Round up, so a sub-millisecond wait does not become a busy poll(0).
+        let ms =
+            left.map_or(-1, |l| libc::c_int::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX));
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+        // SAFETY: one valid pollfd, count 1.
+        match syscall!(poll(&mut pfd, 1, ms)) {
+            Ok(0) => return Ok(false),
+            Ok(_) if pfd.revents & events != 0 => return Ok(true),
+            Ok(_) => {
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Dissolves a connection (`connect` to `AF_UNSPEC`).
+pub(crate) fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut addr: libc::sockaddr = cmsg::zeroed();
+    addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: a valid sockaddr of the stated length; AF_UNSPEC dissolves the
+    // association (connect(2), "UDP ... may dissolve the association").
+    match syscall!(connect(fd.as_raw_fd(), &addr, size_of::<libc::sockaddr>() as libc::socklen_t)) {
+        Ok(_) => Ok(()),
+        // Some kernels answer EAFNOSUPPORT yet dissolve the association.
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,157 @@
+//! Socket options off the data path: the one `setsockopt`/`getsockopt`
+//! pair, TOS, multicast membership and interface, buffer sizes.
+
+use std::io;
+use std::mem::size_of;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use super::addr::storage;
+use super::platform;
+use crate::validate::Families;
+
+/// Sets a socket option whose value is a `T` (an `int`, or the C struct the
+/// option expects): the one `setsockopt` call of the crate.
+pub(crate) fn set_opt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: setsockopt(2) reads size_of::<T>() bytes from `value`, a live
+    // reference for the whole call; callers pass the type the option
+    // expects (c_int, group_req, group_source_req, ip_mreqn, sock_txtime,
+    // sock_fprog).
+    syscall!(setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t))
+        .map(drop)
+}
+
+/// Sets an `int` socket option.
+pub(crate) fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    set_opt(fd, level, name, &value)
+}
+
+/// Reads an `int` socket option.
+pub(crate) fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is live; value/len point at writable locals of the sizes
+    // given, as getsockopt(2) requires.
+    syscall!(getsockopt(fd.as_raw_fd(), level, name, (&mut value as *mut libc::c_int).cast(), &mut len))?;
+    Ok(value)
+}
+
+/// Sets an `int` option on each family the socket carries (`v4` at
+/// `IPPROTO_IP`, `v6` at `IPPROTO_IPV6`); true if every one took it.
+pub(crate) fn set_both(fd: BorrowedFd<'_>, families: Families, v4: libc::c_int, v6: libc::c_int) -> bool {
+    let a = !families.v4 || set_int(fd, libc::IPPROTO_IP, v4, 1).is_ok();
+    let b = !families.v6 || set_int(fd, libc::IPPROTO_IPV6, v6, 1).is_ok();
+    a && b
+}
+
+/// Requests a buffer size; where the platform has a privileged override
+/// (Linux's `*FORCE`: root may exceed `net.core.*mem_max`) retries with it,
+/// and warns once if the grant falls short.
+pub(crate) fn set_buffer(sock: &socket2::Socket, size: usize, recv: bool) {
+    let _ = if recv { sock.set_recv_buffer_size(size) } else { sock.set_send_buffer_size(size) };
+    let granted = || if recv { sock.recv_buffer_size() } else { sock.send_buffer_size() }.unwrap_or(0);
+    if granted() < size {
+        platform::force_buffer(sock.as_fd(), size, recv);
+    }
+    let got = granted();
+    if got < size {
+        tracing::warn!(
+            requested = size,
+            granted = got,
+            "socket {} buffer smaller than requested; raise sysctl net.core.{}",
+            if recv { "receive" } else { "send" },
+            if recv { "rmem_max" } else { "wmem_max" }
+        );
+    }
+}
+
+/// Sets the socket-level TOS / traffic class on every family the socket
+/// carries.
+pub(crate) fn set_tos(fd: BorrowedFd<'_>, families: Families, tos: u8) -> io::Result<()> {
+    if families.v4 {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
+    }
+    if families.v6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
+    }
+    Ok(())
+}
+
+/// Reads the socket-level TOS / traffic class.
+pub(crate) fn tos(fd: BorrowedFd<'_>, v6: bool) -> io::Result<u8> {
+    let v = if v6 {
+        get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS)?
+    } else {
+        get_int(fd, libc::IPPROTO_IP, libc::IP_TOS)?
+    };
+    Ok(v as u8)
+}
+
+/// Joins or leaves a multicast group, any-source or source-specific.
+pub(crate) fn multicast_membership(
+    fd: BorrowedFd<'_>,
+    sock: &socket2::Socket,
+    group: IpAddr,
+    source: Option<IpAddr>,
+    interface: crate::MulticastInterface,
+    v4: bool,
+    join: bool,
+) -> io::Result<()> {
+    use crate::MulticastInterface as If;
+    let level = if v4 { libc::IPPROTO_IP } else { libc::IPPROTO_IPV6 };
+    match (group, source, interface) {
+        // By IPv4 interface address: the classic v4 calls.
+        (IpAddr::V4(g), None, If::V4(a)) => {
+            if join {
+                sock.join_multicast_v4(&g, &a)
+            } else {
+                sock.leave_multicast_v4(&g, &a)
+            }
+        }
+        (IpAddr::V4(g), Some(IpAddr::V4(src)), If::V4(a)) => {
+            if join {
+                sock.join_ssm_v4(&src, &g, &a)
+            } else {
+                sock.leave_ssm_v4(&src, &g, &a)
+            }
+        }
+        // By index (0 = any): the protocol-independent RFC 3678 calls.
+        (_, None, If::Any | If::Index(_)) => {
+            let index = if let If::Index(i) = interface { i } else { 0 };
+            let req = libc::group_req { gr_interface: index, gr_group: storage(group) };
+            let opt = if join { libc::MCAST_JOIN_GROUP } else { libc::MCAST_LEAVE_GROUP };
+            set_opt(fd, level, opt, &req)
+        }
+        (_, Some(src), If::Any | If::Index(_)) => {
+            let index = if let If::Index(i) = interface { i } else { 0 };
+            let req =
+                libc::group_source_req { gsr_interface: index, gsr_group: storage(group), gsr_source: storage(src) };
+            let opt = if join { libc::MCAST_JOIN_SOURCE_GROUP } else { libc::MCAST_LEAVE_SOURCE_GROUP };
+            set_opt(fd, level, opt, &req)
+        }
+        // Checked by the caller (InterfaceFamily / SourceFamily).
+        _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    }
+}
+
+/// Sets the outgoing multicast interface.
+pub(crate) fn set_multicast_interface(
+    sock: &socket2::Socket,
+    families: Families,
+    interface: crate::MulticastInterface,
+) -> io::Result<()> {
+    use crate::MulticastInterface as If;
+    match interface {
+        If::V4(a) => sock.set_multicast_if_v4(&a),
+        If::Any | If::Index(_) => {
+            let index = if let If::Index(i) = interface { i } else { 0 };
+            if families.v4 {
+                platform::set_multicast_if_index_v4(sock.as_fd(), index)?;
+            }
+            if families.v6 {
+                sock.set_multicast_if_v6(index)?;
+            }
+            Ok(())
+        }
+    }
+}

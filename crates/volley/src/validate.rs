@@ -1,0 +1,158 @@
+//! Checking a [`Transmit`] against the socket before any syscall: pure
+//! logic, no OS calls, so it is unit-tested without sockets.
+
+use std::net::{SocketAddr, SocketAddrV6};
+
+use crate::meta::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
+use crate::{InvalidTransmit, Transmit};
+
+/// Which IP versions a socket carries: an IPv4 socket `v4` only, an
+/// IPv6-only socket `v6` only, a dual-stack `[::]` socket both. Options
+/// with a per-family flavour (TOS, PMTUD, multicast) are set on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Families {
+    pub(crate) v4: bool,
+    pub(crate) v6: bool,
+}
+
+/// What a transmit may ask of this socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The IP versions the socket carries.
+    pub(crate) families: Families,
+    /// `SO_TXTIME` is on: a transmit may carry a departure time.
+    pub(crate) txtime: bool,
+    /// Most segments one GSO send may carry (1: GSO off, trains are cut).
+    pub(crate) gso_max: usize,
+}
+
+/// A transmit that passed [`validate`]: where it goes, as the socket must
+/// see it, and whether its path is IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// The destination as written into `msg_name` (IPv4-mapped on a
+    /// dual-stack socket).
+    pub(crate) wire: SocketAddr,
+    /// The path is IPv4 (plain, or mapped on a dual-stack socket).
+    pub(crate) v4: bool,
+}
+
+/// Checks one transmit against the socket's [`Limits`].
+pub(crate) fn validate(t: &Transmit<'_>, limits: Limits) -> Result<Checked, InvalidTransmit> {
+    if t.segment_size == Some(0) {
+        return Err(InvalidTransmit::SegmentSizeZero);
+    }
+    if t.destination.port() == 0 {
+        return Err(InvalidTransmit::PortZero { destination: t.destination });
+    }
+    if t.txtime.is_some() && !limits.txtime {
+        return Err(InvalidTransmit::TxtimeNotEnabled);
+    }
+    // Normalise IPv4-mapped destinations to IPv4, then map for the socket.
+    let dest = crate::meta::canonical(t.destination);
+    let v4_path = dest.is_ipv4();
+    let fam = limits.families;
+    let wire = match dest {
+        SocketAddr::V4(_) if !fam.v6 => dest,
+        SocketAddr::V6(_) if fam.v6 => dest,
+        SocketAddr::V4(a) if fam.v4 => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
+        _ => return Err(InvalidTransmit::AddressFamily { destination: t.destination }),
+    };
+    if let Some(index) = t.src_ifindex {
+        // pktinfo's interface index is a C int for both families.
+        if i32::try_from(index).is_err() {
+            return Err(InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: index });
+        }
+    }
+    if let Some(src) = t.src_ip {
+        if src.to_canonical().is_ipv4() != v4_path {
+            return Err(InvalidTransmit::SourceFamily { src_ip: src });
+        }
+    }
+    let max = if v4_path { MAX_PAYLOAD_V4 } else { MAX_PAYLOAD_V6 };
+    let gso_max = limits.gso_max;
+    match t.gso_stride() {
+        None if t.contents.len() > max => {
+            return Err(InvalidTransmit::DatagramTooLarge { field: "contents", size: t.contents.len(), max });
+        }
+        Some(s) if s > max => return Err(InvalidTransmit::DatagramTooLarge { field: "segment_size", size: s, max }),
+        Some(_) if t.contents.len() > max => {
+            return Err(InvalidTransmit::ContentsTooLarge { size: t.contents.len(), max });
+        }
+        Some(_) if gso_max > 1 && t.segments() > gso_max => {
+            return Err(InvalidTransmit::TooManySegments { segments: t.segments(), max: gso_max });
+        }
+        _ => {}
+    }
+    Ok(Checked { wire, v4: v4_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    const V4: Families = Families { v4: true, v6: false };
+    const DUAL: Families = Families { v4: true, v6: true };
+    const V6: Families = Families { v4: false, v6: true };
+
+    fn limits(families: Families) -> Limits {
+        Limits { families, txtime: false, gso_max: 64 }
+    }
+
+    #[test]
+    fn src_ifindex_beyond_a_c_int_is_refused_for_both_families() {
+        let payload = [0u8; 10];
+        for (fam, to) in [(V4, "10.0.0.1:9"), (DUAL, "[fd00::1]:9"), (DUAL, "10.0.0.1:9")] {
+            let over = Transmit::new(to.parse().unwrap(), &payload).with_src_ifindex(i32::MAX as u32 + 1);
+            assert_eq!(
+                validate(&over, limits(fam)).unwrap_err(),
+                InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: i32::MAX as u32 + 1 },
+                "{to}"
+            );
+            let max = Transmit::new(to.parse().unwrap(), &payload).with_src_ifindex(i32::MAX as u32);
+            assert!(validate(&max, limits(fam)).is_ok(), "{to}: i32::MAX is a valid index");
+        }
+        let over = Transmit::new("10.0.0.1:9".parse().unwrap(), &payload).with_src_ifindex(u32::MAX);
+        let e = Error::from(validate(&over, limits(V4)).unwrap_err());
+        assert!(e.to_string().contains("src_ifindex 4294967295"), "{e}");
+    }
+
+    #[test]
+    fn ipv4_goes_mapped_on_a_dual_stack_socket_and_is_refused_on_ipv6_only() {
+        let t = Transmit::new("10.0.0.1:9".parse().unwrap(), b"x");
+        let c = validate(&t, limits(DUAL)).unwrap();
+        assert_eq!(c.wire, "[::ffff:10.0.0.1]:9".parse().unwrap());
+        assert!(c.v4);
+        assert_eq!(validate(&t, limits(V4)).unwrap().wire, t.destination);
+        assert_eq!(
+            validate(&t, limits(V6)).unwrap_err(),
+            InvalidTransmit::AddressFamily { destination: t.destination }
+        );
+        // A mapped destination on an IPv4 socket is folded back to IPv4.
+        let mapped = Transmit::new("[::ffff:10.0.0.1]:9".parse().unwrap(), b"x");
+        assert_eq!(validate(&mapped, limits(V4)).unwrap().wire, "10.0.0.1:9".parse().unwrap());
+    }
+
+    #[test]
+    fn sizes_ports_and_segments_are_checked() {
+        let to = "10.0.0.1:9".parse().unwrap();
+        let big = vec![0u8; MAX_PAYLOAD_V4 + 1];
+        assert!(matches!(
+            validate(&Transmit::new(to, &big), limits(V4)),
+            Err(InvalidTransmit::DatagramTooLarge { field: "contents", .. })
+        ));
+        let zero_port = Transmit::new("10.0.0.1:0".parse().unwrap(), b"x");
+        assert!(matches!(validate(&zero_port, limits(V4)), Err(InvalidTransmit::PortZero { .. })));
+        let seg0 = Transmit::new(to, b"xx").with_segment_size(0);
+        assert_eq!(validate(&seg0, limits(V4)), Err(InvalidTransmit::SegmentSizeZero));
+        let train = vec![0u8; 65 * 10];
+        let t = Transmit::new(to, &train).with_segment_size(10);
+        assert_eq!(validate(&t, limits(V4)), Err(InvalidTransmit::TooManySegments { segments: 65, max: 64 }));
+        // Without GSO the train is cut: any number of segments is fine.
+        assert!(validate(&t, Limits { gso_max: 1, ..limits(V4) }).is_ok());
+        let timed = Transmit::new(to, b"x").with_txtime(1);
+        assert_eq!(validate(&timed, limits(V4)), Err(InvalidTransmit::TxtimeNotEnabled));
+        assert!(validate(&timed, Limits { txtime: true, ..limits(V4) }).is_ok());
+    }
+}
