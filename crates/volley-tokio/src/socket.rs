@@ -469,6 +469,38 @@ impl UdpSocket {
         })
     }
 
+    /// Receives into the spare capacity of `bufs` without waiting (see
+    /// `volley::SocketRef::try_recv_bytes`); a short receive clears read
+    /// readiness.
+    pub(crate) fn try_recv_bytes(&self, bufs: &mut [bytes::BytesMut], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let room = bufs.len().min(meta.len()).min(volley::MAX_SLOTS);
+        self.try_recv_with(|s| {
+            let n = s.try_recv_bytes(bufs, meta)?;
+            Ok((n, n < room))
+        })
+    }
+
+    /// The poll form of [`UdpSocket::try_recv_bytes`].
+    pub(crate) fn poll_recv_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [bytes::BytesMut],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_recv_ready(cx))?;
+            match self.try_recv_bytes(bufs, meta) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Waits for read readiness (several tasks may wait at once).
+    pub(crate) async fn readable_now(&self) -> io::Result<()> {
+        self.io.readable().await
+    }
+
     /// One receive under tokio's read readiness. A short receive (the
     /// kernel's queue ran out) is handed back, but tokio is told
     /// `WouldBlock` so it clears the readiness: tokio's readiness tick makes
