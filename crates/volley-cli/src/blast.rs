@@ -363,8 +363,7 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
                 Err(Error::NoBufferSpace) => std::thread::sleep(Duration::from_millis(1)),
                 Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
                     i += transmits_sent;
-                    let t = &mut transmits[i];
-                    t.contents = &t.contents[(segments_sent * plan.size).min(t.contents.len())..];
+                    transmits[i] = transmits[i].skip_segments(segments_sent);
                     // The datagrams already out keep their numbers: the
                     // remaining contents start with the next one.
                 }

@@ -186,16 +186,12 @@ fn too_big_mtu(e: IcmpError) -> Option<u32> {
     }
 }
 
-/// Errors an ICMP message causes on the next socket call once the error
-/// queue is on: the details are in the queue.
+/// Errors an ICMP message about an earlier datagram causes on the next
+/// socket call (the core's table, [`Error::is_icmp`]); with the error queue
+/// on, the details are in the queue. A send's `MessageTooLong` is left to
+/// its own handling (it may concern the datagram being sent).
 pub(crate) fn is_icmp_error(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-    )
+    e.is_icmp() && !matches!(e, Error::MessageTooLong { .. })
 }
 
 /// Equal addresses, an IPv4-mapped IPv6 address counting as its IPv4.

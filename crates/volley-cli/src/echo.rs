@@ -234,9 +234,7 @@ impl<'s> Echo<'s> {
                     self.stats.replies += done + segments_sent as u64;
                     i += transmits_sent;
                     // Resend the rest of the cut-short train.
-                    let t = &mut transmits[i];
-                    let stride = t.segment_size.unwrap_or(t.contents.len());
-                    t.contents = &t.contents[(segments_sent * stride).min(t.contents.len())..];
+                    transmits[i] = transmits[i].skip_segments(segments_sent);
                 }
                 Err(e) if is_icmp_error(&e) && icmp_retries < 8 => {
                     // A pending ICMP error about an earlier reply; nothing was sent.

@@ -598,7 +598,7 @@ impl UdpSocket {
                 Ok(n) => rest = &rest[n..],
                 Err(e) => match as_volley(&e) {
                     Some(&volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                        partial = Some(rest_of(batch[transmits_sent], segments_sent));
+                        partial = Some(batch[transmits_sent].skip_segments(segments_sent));
                         if !in_partial {
                             rest = &rest[transmits_sent + 1..];
                         }
@@ -806,26 +806,9 @@ pub(crate) fn as_volley(e: &io::Error) -> Option<&volley::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<volley::Error>())
 }
 
-/// What is left of `t` after its first `segments_sent` segments went out.
-fn rest_of(mut t: Transmit<'_>, segments_sent: usize) -> Transmit<'_> {
-    let stride = t.segment_size.unwrap_or(t.contents.len()).max(1);
-    let start = (segments_sent * stride).min(t.contents.len());
-    t.contents = &t.contents[start..];
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rest_of_skips_sent_segments() {
-        let data = [1u8; 2500];
-        let t = Transmit::new("127.0.0.1:9".parse().unwrap(), &data).with_segment_size(1000);
-        assert_eq!(rest_of(t, 2).contents.len(), 500);
-        assert_eq!(rest_of(t, 2).segment_size, Some(1000));
-        assert_eq!(rest_of(t, 9).contents.len(), 0);
-    }
 
     #[test]
     fn typed_error_survives_io_conversion() {

@@ -439,6 +439,23 @@ impl<'a> Transmit<'a> {
         self
     }
 
+    /// What is left of this transmit after its first `segments` datagrams
+    /// went out: the one way to resume a train that
+    /// [`crate::Error::PartialTransmit`] reports cut short.
+    ///
+    /// ```
+    /// let payload = [0u8; 2500];
+    /// let t = volley::Transmit::new("127.0.0.1:9".parse().unwrap(), &payload).with_segment_size(1000);
+    /// let rest = t.skip_segments(2);
+    /// assert_eq!((rest.contents.len(), rest.segment_size), (500, Some(1000)));
+    /// assert!(t.skip_segments(9).contents.is_empty());
+    /// ```
+    pub fn skip_segments(self, segments: usize) -> Self {
+        let stride = self.segment_size.unwrap_or(self.contents.len()).max(1);
+        let start = segments.saturating_mul(stride).min(self.contents.len());
+        Self { contents: &self.contents[start..], ..self }
+    }
+
     /// Sets the interface to send from (an interface index, as in
     /// [`RecvMeta::ifindex`]).
     ///

@@ -355,9 +355,7 @@ impl Socket {
                 Err(e) if e.is_would_block() => self.wait_for_room(deadline)?,
                 Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
                     // Resume the train where the kernel stopped taking it.
-                    let t = rest[transmits_sent];
-                    let skip = (segments_sent * t.segment_size.unwrap_or(0)).min(t.contents.len());
-                    let tail = Transmit { contents: &t.contents[skip..], ..t };
+                    let tail = rest[transmits_sent].skip_segments(segments_sent);
                     self.wait_for_room(deadline)?;
                     self.send_batch_blocking(&[tail], remaining(deadline).unwrap_or(Duration::MAX))?;
                     rest = &rest[transmits_sent + 1..];
