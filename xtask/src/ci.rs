@@ -123,7 +123,7 @@ const STEPS: &[Step] = &[
     Step {
         title: "Miri (core unit tests, codec properties)",
         program: Program::Rustup,
-        args: &["+nightly", "miri", "test", "-p", "volley", "--features", "fuzzing", "--lib", "--test", "codec_props"],
+        args: &["+nightly", "miri", "test", "-p", "volley", "--features", "fuzzing,bytes", "--lib", "--test", "codec_props"],
         env: &[("MIRIFLAGS", "-Zmiri-disable-isolation")],
         dir: ".",
         slow: true,

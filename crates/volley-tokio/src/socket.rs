@@ -1,21 +1,21 @@
-//! [`UdpSocket`]: a [`volley::Socket`] driven by tokio's reactor.
+//! [`UdpSocket`]: volley's datapath over a tokio socket.
 //!
-//! # Readiness without `unsafe`
+//! # One descriptor, no `unsafe`
 //!
-//! tokio 1.54 deprecated the safe `AsyncFd::new` as unsound ("lack of I/O
-//! safety") in favour of `unsafe AsyncFd::register`, and this crate forbids
-//! `unsafe`. So readiness comes from a `tokio::net::UdpSocket` built on a
-//! duplicate (`dup(2)`) of the volley socket's descriptor: both descriptors
-//! name the same open socket, so epoll reports the same readiness, and
-//! `tokio`'s `try_io` / `async_io` give exactly `AsyncFd`'s contract (clear
-//! readiness on `WouldBlock`, and only then). The tokio socket is never used
-//! for I/O: every syscall goes through the volley socket.
+//! tokio owns the descriptor (a `tokio::net::UdpSocket`, registered with its
+//! reactor); volley keeps its per-socket state beside it
+//! ([`volley::Datapath`]) and drives tokio's descriptor through a borrowed
+//! [`volley::SocketRef`]. Every syscall is volley's (`recvmmsg`,
+//! `sendmmsg`, GSO, control messages); tokio's `try_io` supplies the
+//! readiness contract (clear readiness on `WouldBlock`, and only then).
+//! tokio 1.54 deprecated the safe `AsyncFd::new` as unsound, and this crate
+//! forbids `unsafe`: a tokio socket is the safe way to register.
 //!
 //! ```text
 //!   UdpSocket
-//!   +-- inner: volley::Socket ----- fd 7 --+
-//!   |                                      +--> one UDP socket (kernel)
-//!   +-- io: tokio::net::UdpSocket - fd 8 --+    epoll watches it via fd 8
+//!   +-- io: tokio::net::UdpSocket --- fd 7 ---> one UDP socket (kernel)
+//!   +-- dp: volley::Datapath          (capabilities, GSO/mmsg switches,
+//!                                      families, DSCP, ICMP error ring)
 //! ```
 
 use std::future::Future;
@@ -31,8 +31,8 @@ use tokio::io::Interest;
 
 use volley::{Capabilities, Config, RecvBatch, RecvMeta, Transmit};
 
-/// An asynchronous, batched UDP socket: a [`volley::Socket`] registered with
-/// the tokio reactor.
+/// An asynchronous, batched UDP socket: volley's datapath over a socket
+/// registered with the tokio reactor (one descriptor).
 ///
 /// All methods take `&self`, so one socket (in an [`Arc`](std::sync::Arc))
 /// can serve a receiving and a sending task at once. Receives fill a
@@ -62,7 +62,7 @@ use volley::{Capabilities, Config, RecvBatch, RecvMeta, Transmit};
 pub struct UdpSocket {
     /// Readiness only, on a duplicate descriptor; see the module docs.
     io: Arc<tokio::net::UdpSocket>,
-    inner: volley::Socket,
+    dp: volley::Datapath,
 }
 
 impl UdpSocket {
@@ -134,40 +134,64 @@ impl UdpSocket {
         if let Err(e) = tokio::runtime::Handle::try_current() {
             return Err(io::Error::other(e));
         }
-        let dup = std::net::UdpSocket::from(socket.as_fd().try_clone_to_owned()?);
-        let io = Arc::new(tokio::net::UdpSocket::from_std(dup)?);
-        Ok(Self { io, inner: socket })
+        let (fd, dp) = socket.into_parts();
+        let io = Arc::new(tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd))?);
+        Ok(Self { io, dp })
     }
 
-    /// The core socket, for everything this adapter does not wrap
-    /// (`connect`, `set_tos`, `path_mtu`, buffer sizes, ...). Do not call its
-    /// `try_*` I/O methods directly: readiness would go stale. Use
-    /// [`UdpSocket::try_io`] instead.
+    /// The socket as volley drives it, for everything this adapter does not
+    /// wrap (`connect`, `set_tos`, `path_mtu`, multicast, the ICMP error
+    /// ring, buffer sizes, ...). Do not call its `try_*` I/O methods
+    /// directly: tokio's readiness would go stale. Use [`UdpSocket::try_io`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
-    /// assert!(sock.get_ref().recv_buffer_size().granted > 0);
+    /// sock.get_ref().set_tos(0xb8)?;
+    /// assert_eq!(sock.get_ref().tos()?, 0xb8);
+    /// assert!(sock.get_ref().try_recv_error()?.is_none());
     /// # Ok(()) }
     /// ```
-    pub fn get_ref(&self) -> &volley::Socket {
-        &self.inner
+    pub fn get_ref(&self) -> volley::SocketRef<'_> {
+        self.dp.socket(&*self.io)
     }
 
-    /// Deregisters the socket and returns the core socket.
+    /// volley's state for this socket (capabilities, buffer sizes, ...).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// assert!(sock.datapath().recv_buffer_size().granted > 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn datapath(&self) -> &volley::Datapath {
+        &self.dp
+    }
+
+    /// Deregisters the socket and returns it as a core socket, with its
+    /// state.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
     /// let sock = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
     /// let addr = sock.local_addr()?;
-    /// let core: volley::Socket = sock.into_inner();
+    /// let core: volley::Socket = sock.into_inner()?;
     /// assert_eq!(core.local_addr()?, addr);
     /// # Ok(()) }
     /// ```
-    pub fn into_inner(self) -> volley::Socket {
-        self.inner
+    ///
+    /// # Errors
+    /// If tokio cannot deregister the socket, or a receiver's wait for ICMP
+    /// errors still holds it (drop the `DatagramStream` / quinn socket
+    /// first).
+    pub fn into_inner(self) -> io::Result<volley::Socket> {
+        let io = Arc::try_unwrap(self.io)
+            .map_err(|_| io::Error::other("the socket is still shared by a receiver's error wait"))?;
+        let std = io.into_std()?;
+        Ok(volley::Socket::from_parts(std.into(), self.dp))
     }
 
     /// What the kernel gave this socket, now (see
@@ -182,7 +206,7 @@ impl UdpSocket {
     /// # Ok(()) }
     /// ```
     pub fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        self.dp.capabilities()
     }
 
     /// The address the socket is bound to.
@@ -198,7 +222,7 @@ impl UdpSocket {
     /// # Errors
     /// Only if the OS call fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        self.get_ref().local_addr()
     }
 
     /// Waits until the socket is probably readable. It may be a false
@@ -445,15 +469,50 @@ impl UdpSocket {
         })
     }
 
+    /// Receives into the spare capacity of `bufs` without waiting (see
+    /// `volley::SocketRef::try_recv_bytes`); a short receive clears read
+    /// readiness.
+    pub(crate) fn try_recv_bytes(&self, bufs: &mut [bytes::BytesMut], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let room = bufs.len().min(meta.len()).min(volley::MAX_SLOTS);
+        self.try_recv_with(|s| {
+            let n = s.try_recv_bytes(bufs, meta)?;
+            Ok((n, n < room))
+        })
+    }
+
+    /// The poll form of [`UdpSocket::try_recv_bytes`].
+    pub(crate) fn poll_recv_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [bytes::BytesMut],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_recv_ready(cx))?;
+            match self.try_recv_bytes(bufs, meta) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Waits for read readiness (several tasks may wait at once).
+    pub(crate) async fn readable_now(&self) -> io::Result<()> {
+        self.io.readable().await
+    }
+
     /// One receive under tokio's read readiness. A short receive (the
     /// kernel's queue ran out) is handed back, but tokio is told
     /// `WouldBlock` so it clears the readiness: tokio's readiness tick makes
     /// that race-free (an event that came in during the receive is kept),
     /// and a short receive after an error leaves an event of its own.
-    fn try_recv_with<R>(&self, f: impl FnOnce(&volley::Socket) -> Result<(R, bool), volley::Error>) -> io::Result<R> {
+    fn try_recv_with<R>(
+        &self,
+        f: impl FnOnce(volley::SocketRef<'_>) -> Result<(R, bool), volley::Error>,
+    ) -> io::Result<R> {
         let mut short = None;
         let result = self.io.try_io(Interest::READABLE, || {
-            let (r, is_short) = f(&self.inner).map_err(io::Error::from)?;
+            let (r, is_short) = f(self.get_ref()).map_err(io::Error::from)?;
             if is_short {
                 short = Some(r);
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -618,9 +677,9 @@ impl UdpSocket {
     pub fn try_io<R>(
         &self,
         interest: Interest,
-        f: impl FnOnce(&volley::Socket) -> Result<R, volley::Error>,
+        f: impl FnOnce(volley::SocketRef<'_>) -> Result<R, volley::Error>,
     ) -> io::Result<R> {
-        self.io.try_io(interest, || f(&self.inner).map_err(io::Error::from))
+        self.io.try_io(interest, || f(self.get_ref()).map_err(io::Error::from))
     }
 
     /// Waits for `interest` and runs `f` until it answers something other
@@ -649,9 +708,9 @@ impl UdpSocket {
     pub async fn async_io<R>(
         &self,
         interest: Interest,
-        mut f: impl FnMut(&volley::Socket) -> Result<R, volley::Error>,
+        mut f: impl FnMut(volley::SocketRef<'_>) -> Result<R, volley::Error>,
     ) -> io::Result<R> {
-        self.io.async_io(interest, || f(&self.inner).map_err(io::Error::from)).await
+        self.io.async_io(interest, || f(self.get_ref()).map_err(io::Error::from)).await
     }
 
     /// The poll form of [`UdpSocket::async_io`]: the one readiness loop the
@@ -660,7 +719,7 @@ impl UdpSocket {
         &self,
         cx: &mut Context<'_>,
         interest: Interest,
-        mut f: impl FnMut(&volley::Socket) -> Result<R, volley::Error>,
+        mut f: impl FnMut(volley::SocketRef<'_>) -> Result<R, volley::Error>,
     ) -> Poll<io::Result<R>> {
         loop {
             if interest.is_writable() {
@@ -708,7 +767,7 @@ impl UdpSocket {
     /// `Pending` with `cx` registered for the next one. Without the error
     /// queue, always `Pending` (the kernel queues nothing).
     pub(crate) fn poll_drain_errors(&self, cx: &mut Context<'_>, watch: &mut ErrorWatch) -> Poll<()> {
-        if !self.inner.capabilities().recv_errors {
+        if !self.dp.capabilities().recv_errors {
             return Poll::Pending;
         }
         let slot = watch.wait.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -723,7 +782,7 @@ impl UdpSocket {
         // Drain inside try_io: tokio clears the error readiness only if no
         // new error event came while we drained.
         let _ = self.io.try_io(Interest::ERROR, || {
-            self.inner.drain_icmp_errors();
+            self.get_ref().drain_icmp_errors();
             Err::<(), _>(io::ErrorKind::WouldBlock.into())
         });
         Poll::Ready(())
@@ -732,13 +791,13 @@ impl UdpSocket {
 
 impl AsFd for UdpSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
+        self.io.as_fd()
     }
 }
 
 impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
+        self.io.as_raw_fd()
     }
 }
 

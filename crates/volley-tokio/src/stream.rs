@@ -3,24 +3,27 @@
 //! # Buffers
 //!
 //! ```text
-//!  RecvBatch (owned by the core)     pool: one BytesMut chunk (default = batch size)
-//!  +--------+--------+----+           +-----------------------------+------------+
-//!  | msg 0  | msg 1  |... |  --copy-> | msg 0 | msg 1 | ...         | free       |
-//!  | seg|seg| one dg |    |  once per +-----------------------------+------------+
-//!  +--------+--------+----+  receive    \ split().freeze(): one Bytes /
-//!                                        Datagram.payload = Bytes::slice(...)
-//!                                        (refcount bump, no allocation)
+//!  slots: one BytesMut per message, 64 KiB of spare capacity each (GRO)
+//!  +-------------------+  +-------------------+
+//!  | seg|seg|seg|tail  |  | one datagram      |  ... `active` of them (4, doubling
+//!  +-------------------+  +-------------------+      while receives come back full)
+//!     ^ the kernel writes here (recvmmsg into spare capacity: no copy, no zeroing)
+//!     split().freeze(): one Bytes per message;
+//!     Datagram.payload = Bytes::slice(...) per GRO segment (a refcount bump)
 //! ```
 //!
-//! The core receives into its own [`RecvBatch`] buffer; this stream copies
-//! each receive (every message, GRO trains whole) once into a pooled
-//! [`BytesMut`] chunk, freezes it, and hands out every datagram as a
-//! [`Bytes::slice`] of that one allocation. When the chunk runs out of room,
-//! [`BytesMut::try_reclaim`] takes it back if every `Bytes` cut from it has
-//! been dropped; only if some are still held is a new chunk allocated. So a
-//! consumer that drops its datagrams before asking for the next receive
-//! costs no heap allocation in steady state. Holding a datagram pins its
-//! whole chunk: copy out what you keep for long.
+//! The kernel writes each message straight into a pooled [`BytesMut`]'s
+//! unused capacity (`volley::SocketRef::try_recv_bytes`); the stream freezes
+//! it into one [`Bytes`] and hands out every datagram as a [`Bytes::slice`]
+//! of it. Before the next receive, [`BytesMut::try_reclaim`] takes a slot's
+//! allocation back if every `Bytes` cut from it has been dropped; only if
+//! some are still held is a new one allocated. So a consumer that drops its
+//! datagrams before asking for the next receive costs no heap allocation in
+//! steady state, and holding a datagram pins only its own message's slot.
+//!
+//! Memory: nothing until the first receive; then 4 slots (256 KiB with the
+//! default 64 KiB slots), doubling up to the batch's slot count (32: 2 MiB)
+//! only while receives come back full, i.e. while the traffic needs them.
 
 use std::borrow::Borrow;
 use std::collections::VecDeque;
@@ -67,10 +70,10 @@ pub struct Datagram {
 /// A [`Stream`](futures_core::Stream) of received [`Datagram`]s over a
 /// [`UdpSocket`].
 ///
-/// Each receive takes up to a whole [`RecvBatch`] from the kernel (one
-/// `recvmmsg`, GRO on), copies it once into a pooled buffer and yields the
-/// datagrams one by one as zero-copy [`Bytes`] slices; see the module docs
-/// for the buffer layout. The stream never ends: a receive error is yielded
+/// Each receive takes up to a batch of messages from the kernel (one
+/// `recvmmsg`, GRO on), written straight into pooled buffers, and yields
+/// the datagrams one by one as [`Bytes`] slices of them: no copy; see the
+/// module docs for the buffer layout. The stream never ends: a receive error is yielded
 /// as `Some(Err(e))` and the next poll receives again.
 ///
 /// `S` is how the stream holds the socket: `Arc<UdpSocket>` (the default,
@@ -99,12 +102,20 @@ pub struct Datagram {
 #[derive(Debug)]
 pub struct DatagramStream<S = Arc<UdpSocket>> {
     socket: S,
-    batch: RecvBatch,
-    pool: BytesMut,
-    chunk: usize,
+    /// One buffer per message slot (made on demand).
+    slots: Vec<BytesMut>,
+    /// The core's record of each message of the last receive.
+    meta: Vec<RecvMeta>,
+    /// Spare capacity each slot needs before a receive.
+    slot_len: usize,
+    /// Slots offered per receive now.
+    active: usize,
     ready: VecDeque<Datagram>,
     errors: ErrorWatch,
 }
+
+/// Slots a stream starts with (256 KiB at 64 KiB each).
+const INITIAL_SLOTS: usize = 4;
 
 impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// A stream with a default [`RecvBatch`] (32 messages of 64 KiB, so 32
@@ -119,11 +130,11 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// # Ok(()) }
     /// ```
     pub fn new(socket: S) -> Self {
-        Self::with_batch(socket, RecvBatch::new())
+        Self::with_capacity(socket, volley::DEFAULT_SLOTS, volley::DEFAULT_SLOT_LEN)
     }
 
-    /// A stream receiving into `batch`; the pool allocates chunks of the
-    /// batch's size (`slots * slot_len`), enough for one receive.
+    /// A stream shaped like `batch` (its slot count and slot length; the
+    /// batch itself is not kept): see [`DatagramStream::with_capacity`].
     ///
     /// ```
     /// use volley_tokio::{volley::{Config, RecvBatch}, DatagramStream, UdpSocket};
@@ -137,11 +148,36 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// # Ok(()) }
     /// ```
     pub fn with_batch(socket: S, batch: RecvBatch) -> Self {
-        let chunk = batch.slots() * batch.slot_len();
-        // Grows (rarely) up to the most datagrams one receive held: up to 64
-        // per GRO train.
-        let ready = VecDeque::with_capacity(batch.slots() * 8);
-        Self { socket, batch, pool: BytesMut::new(), chunk, ready, errors: ErrorWatch::default() }
+        Self::with_capacity(socket, batch.slots(), batch.slot_len())
+    }
+
+    /// A stream offering up to `slots` messages per receive (clamped to
+    /// `1..=64`), each slot of `slot_len` bytes (clamped to `1..=1 MiB`; a
+    /// GRO socket needs 64 KiB). It starts with 4 slots and doubles while
+    /// receives come back full.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::Config, DatagramStream, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind_with(&Config::new().gro(false), "127.0.0.1:0".parse().unwrap())?;
+    /// let stream = DatagramStream::with_capacity(&sock, 64, 2048);
+    /// # let _ = stream;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_capacity(socket: S, slots: usize, slot_len: usize) -> Self {
+        let max = slots.clamp(1, volley::MAX_SLOTS);
+        Self {
+            socket,
+            slots: Vec::with_capacity(max),
+            meta: vec![RecvMeta::default(); max],
+            slot_len: slot_len.clamp(1, volley::MAX_SLOT_LEN),
+            active: INITIAL_SLOTS.min(max),
+            // Grows (rarely) up to the most datagrams one receive held: up
+            // to 64 per GRO train. Nothing until then: idle streams are cheap.
+            ready: VecDeque::new(),
+            errors: ErrorWatch::default(),
+        }
     }
 
     /// The socket.
@@ -217,16 +253,18 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
             if let Some(d) = self.ready.pop_front() {
                 return Ok(d);
             }
+            self.prepare();
             let socket = self.socket.borrow();
-            let (batch, errors) = (&mut self.batch, &mut self.errors);
+            let (slots, meta, errors) =
+                (&mut self.slots[..self.active], &mut self.meta[..self.active], &mut self.errors);
             // The async form waits with its own waiter, so streams in
             // several tasks may share one socket; beside it, the error
             // watch drains ICMP errors that arrive alone.
             let got = {
-                let mut recv = std::pin::pin!(socket.recv_batch(batch));
+                let mut readable = std::pin::pin!(socket.readable_now());
                 std::future::poll_fn(|cx| {
-                    if let Poll::Ready(r) = recv.as_mut().poll(cx) {
-                        return Poll::Ready(Some(r));
+                    if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r.and_then(|()| socket.try_recv_bytes(slots, meta))));
                     }
                     ready!(socket.poll_drain_errors(cx, errors));
                     Poll::Ready(None) // drained: receive again
@@ -235,7 +273,8 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
             };
             match got {
                 None => {}
-                Some(Ok(_)) => self.fill(),
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Some(Ok(n)) => self.fill(n),
                 Some(Err(e)) if volley::is_icmp_error(&e) && skipped < ICMP_SKIPS => {
                     skipped += 1;
                     skip_icmp(&e);
@@ -278,9 +317,10 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            self.prepare();
             let socket = self.socket.borrow();
-            match socket.poll_recv_batch(cx, &mut self.batch) {
-                Poll::Ready(Ok(_)) => self.fill(),
+            match socket.poll_recv_bytes(cx, &mut self.slots[..self.active], &mut self.meta[..self.active]) {
+                Poll::Ready(Ok(n)) => self.fill(n),
                 Poll::Ready(Err(e)) if volley::is_icmp_error(&e) => {
                     skipped += 1;
                     skip_icmp(&e);
@@ -317,8 +357,9 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
             if let Some(d) = self.ready.pop_front() {
                 return Ok(d);
             }
-            match self.socket.borrow().try_recv_batch(&mut self.batch) {
-                Ok(_) => self.fill(),
+            self.prepare();
+            match self.socket.borrow().try_recv_bytes(&mut self.slots[..self.active], &mut self.meta[..self.active]) {
+                Ok(n) => self.fill(n),
                 Err(e) if volley::is_icmp_error(&e) && skipped < ICMP_SKIPS => {
                     skipped += 1;
                     skip_icmp(&e);
@@ -328,28 +369,41 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
         }
     }
 
-    /// Copies the batch just received into the pool and queues one
-    /// `Datagram` per datagram, each a slice of the same `Bytes`.
-    fn fill(&mut self) {
-        let total: usize = self.batch.messages().map(|(m, _)| m.len).sum();
-        // Reuse the chunk if nobody holds a slice of it any more; else start
-        // a new one. The only allocations in this path.
-        if self.pool.capacity() < total && !self.pool.try_reclaim(total) {
-            self.pool = BytesMut::with_capacity(self.chunk.max(total));
+    /// Gives each active slot `slot_len` bytes of spare capacity: its old
+    /// allocation back if every datagram cut from it was dropped, else a
+    /// new one. The only allocations in this path.
+    fn prepare(&mut self) {
+        while self.slots.len() < self.active {
+            self.slots.push(BytesMut::new());
         }
-        for (_, payload) in self.batch.messages() {
-            self.pool.extend_from_slice(payload);
+        for slot in &mut self.slots[..self.active] {
+            if slot.capacity() - slot.len() < self.slot_len && !slot.try_reclaim(self.slot_len) {
+                *slot = BytesMut::with_capacity(self.slot_len);
+            }
         }
-        let all = self.pool.split().freeze();
-        // `iter` cuts each message at its stride in order, so datagram
-        // payloads are consecutive in `all`.
-        let mut at = 0;
-        for (meta, payload) in self.batch.iter() {
-            let end = at + payload.len();
-            self.ready.push_back(Datagram { meta, payload: all.slice(at..end) });
-            at = end;
+    }
+
+    /// Turns the `n` messages just received into one `Bytes` each and
+    /// queues one `Datagram` per datagram, each a slice of its message.
+    fn fill(&mut self, n: usize) {
+        for (slot, m) in self.slots.iter_mut().zip(&self.meta).take(n) {
+            let message = slot.split().freeze();
+            let mut at = 0;
+            for d in m.segments(&message) {
+                let end = at + d.len();
+                let mut meta = *m;
+                meta.len = d.len();
+                // Only the datagram that reaches the end of a cut-short
+                // message lost bytes.
+                meta.truncated = m.truncated && end == m.len;
+                self.ready.push_back(Datagram { meta, payload: message.slice(at..end) });
+                at = end;
+            }
         }
-        debug_assert_eq!(at, total);
+        if n == self.active && self.active < self.meta.len() {
+            // Every slot was used: the traffic may need more.
+            self.active = (self.active * 2).min(self.meta.len());
+        }
     }
 }
 

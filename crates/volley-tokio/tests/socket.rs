@@ -249,8 +249,25 @@ async fn new_wraps_an_existing_socket_and_into_inner_returns_it() {
     let sock = UdpSocket::new(core).unwrap();
     assert_eq!(sock.local_addr().unwrap(), at);
     assert_eq!(sock.get_ref().local_addr().unwrap(), at);
-    let core = sock.into_inner();
+    let core = sock.into_inner().unwrap();
     assert_eq!(core.local_addr().unwrap(), at);
+}
+
+/// One descriptor per socket: tokio owns it, volley drives it (no dup).
+#[tokio::test(flavor = "current_thread")]
+async fn a_socket_holds_one_descriptor() {
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_fds();
+    let socks: Vec<_> = (0..16).map(|_| UdpSocket::bind(addr("127.0.0.1:0")).unwrap()).collect();
+    let held = open_fds() - before;
+    println!("16 sockets hold {held} descriptors");
+    assert_eq!(held, 16);
+    // And they work through that one descriptor.
+    let to = socks[1].local_addr().unwrap();
+    socks[0].send_batch(&[Transmit::new(to, b"one fd")]).await.unwrap();
+    let mut batch = RecvBatch::new();
+    socks[1].recv_batch(&mut batch).await.unwrap();
+    assert_eq!(batch.iter().next().unwrap().1, b"one fd");
 }
 
 #[test]

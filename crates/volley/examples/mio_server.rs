@@ -16,11 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("echoing on {}", socket.local_addr()?);
     loop {
         poll.poll(&mut events, None)?;
-        // Drain until WouldBlock: mio readiness is edge-triggered.
+        // Drain the queue: mio readiness is edge-triggered.
         loop {
             match socket.try_recv_batch(&mut batch) {
                 Ok(_) => {}
                 Err(e) if e.is_would_block() => break,
+                // An ICMP error about an earlier datagram: not this socket's fault.
+                Err(e) if e.is_icmp() => continue,
                 Err(e) => return Err(e.into()),
             }
             let replies: Vec<Transmit<'_>> = batch
@@ -36,6 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // A full send buffer drops the echo: fine for an echo server;
             // a real server would queue and register for WRITABLE.
             let _ = socket.try_send_batch(&replies);
+            if batch.is_short() {
+                break; // the queue ran out: the next datagram raises a new edge
+            }
         }
     }
 }

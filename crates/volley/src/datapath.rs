@@ -138,6 +138,35 @@ impl<'a> SocketRef<'a> {
         sys::recv_into(self.fd, &self.dp.state, bufs, meta)
     }
 
+    /// Receives into the spare capacity of `bufs` (feature `bytes`): message
+    /// `i` is appended to `bufs[i]` (a datagram, or a GRO train cut at
+    /// `meta[i].segment_size`) and described by `meta[i]`; returns the
+    /// number of messages. The kernel writes straight into the buffers'
+    /// unused capacity, so nothing is zeroed or copied: `split().freeze()`
+    /// then gives owned `Bytes`, and `try_reclaim` recycles the allocation
+    /// once they are dropped. On a GRO socket each buffer needs 64 KiB of
+    /// spare capacity.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = volley::Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let tx = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// tx.send_to(b"owned", rx.local_addr()?)?;
+    /// rx.wait_readable(std::time::Duration::from_secs(5))?;
+    /// let mut bufs = [bytes::BytesMut::with_capacity(64 * 1024)];
+    /// let mut meta = [volley::RecvMeta::default()];
+    /// let n = rx.as_socket_ref().try_recv_bytes(&mut bufs, &mut meta)?;
+    /// assert_eq!((n, &bufs[0][..]), (1, &b"owned"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`crate::Socket::try_recv`].
+    #[cfg(feature = "bytes")]
+    pub fn try_recv_bytes(self, bufs: &mut [bytes::BytesMut], meta: &mut [RecvMeta]) -> Result<usize, Error> {
+        sys::recv_bytes(self.fd, &self.dp.state, bufs, meta)
+    }
+
     /// As [`crate::Socket::try_send_batch`].
     ///
     /// # Errors
@@ -167,6 +196,16 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::capabilities`].
     pub fn capabilities(self) -> Capabilities {
         self.dp.capabilities()
+    }
+
+    /// As [`crate::Socket::recv_buffer_size`].
+    pub fn recv_buffer_size(self) -> BufferSize {
+        self.dp.recv_buffer
+    }
+
+    /// As [`crate::Socket::send_buffer_size`].
+    pub fn send_buffer_size(self) -> BufferSize {
+        self.dp.send_buffer
     }
 
     /// As [`crate::Socket::local_addr`].

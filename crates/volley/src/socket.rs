@@ -301,7 +301,8 @@ impl Socket {
     /// peer that has gone, a "packet too big") stays pending on the socket,
     /// and the kernel returns it from the next send of anything, without
     /// sending. So a send that meets an ICMP-derived error ([`Error::is_icmp`])
-    /// is retried once: if the retry goes through, the error was stale and
+    /// is retried once (`EMSGSIZE` only when the datagram fits the known path
+    /// MTU): if the retry goes through, the error was stale and
     /// is kept for [`Socket::try_recv_error`]; if it fails the same way, the
     /// error concerns the transmit it is reported for (no route to it, too
     /// big for the path).
@@ -587,7 +588,7 @@ impl Socket {
     /// are delivered.
     ///
     /// # Errors
-    /// [`Error::Multicast`], including [`MulticastError::SourceFamily`] when
+    /// [`Error::Multicast`], including [`crate::MulticastError::SourceFamily`] when
     /// `source` and `group` differ in family.
     pub fn join_source_multicast(
         &self,
@@ -615,7 +616,7 @@ impl Socket {
     /// (`IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`).
     ///
     /// # Errors
-    /// [`Error::Multicast`] with [`MulticastError::NoSuchInterface`] if the
+    /// [`Error::Multicast`] with [`crate::MulticastError::NoSuchInterface`] if the
     /// kernel does not know it.
     pub fn set_multicast_interface(&self, interface: MulticastInterface) -> Result<(), Error> {
         self.as_socket_ref().set_multicast_interface(interface)

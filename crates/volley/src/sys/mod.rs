@@ -96,6 +96,8 @@ use std::os::fd::RawFd;
 
 use crate::capabilities::Live;
 
+#[cfg(feature = "bytes")]
+pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;
 pub(crate) use recv::{drain_errors, recv, recv_error};
 pub(crate) use send::send;

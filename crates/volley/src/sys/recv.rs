@@ -76,6 +76,60 @@ pub(crate) fn recv_into(
     )
 }
 
+/// Receives into the spare capacity of `bufs` (message `i` appended to
+/// `bufs[i]`, described by `meta[i]`); returns the number of messages.
+#[cfg(feature = "bytes")]
+pub(crate) fn recv_bytes(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    bufs: &mut [bytes::BytesMut],
+    meta: &mut [RecvMeta],
+) -> Result<usize, Error> {
+    recv_bytes_with(state, bufs, meta, |hdrs| kernel_recv(fd, state, hdrs))
+}
+
+/// [`recv_bytes`] over any `kernel` (a fake one under Miri).
+#[cfg(feature = "bytes")]
+fn recv_bytes_with(
+    state: &SocketState,
+    bufs: &mut [bytes::BytesMut],
+    meta: &mut [RecvMeta],
+    kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
+) -> Result<usize, Error> {
+    let n = bufs.len().min(meta.len()).min(crate::batch::MAX_SLOTS);
+    if n == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    let room = |b: &bytes::BytesMut| b.capacity() - b.len();
+    if state.live.fixed.gro {
+        if let Some(short) = bufs[..n].iter().map(room).filter(|&l| l < crate::batch::DEFAULT_SLOT_LEN).min() {
+            return Err(Error::BatchTooSmallForGro { slot_len: short, needed: crate::batch::DEFAULT_SLOT_LEN });
+        }
+    }
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; crate::batch::MAX_SLOTS];
+    for (iov, b) in iovs.iter_mut().zip(bufs[..n].iter_mut()) {
+        let spare = b.spare_capacity_mut();
+        iov.write(iovec(spare.as_mut_ptr().cast(), spare.len()));
+    }
+    // SAFETY: entries 0..n were written just above.
+    let iovs = unsafe { std::slice::from_raw_parts_mut(iovs.as_mut_ptr().cast::<libc::iovec>(), n) };
+    // Written by the kernel only, and read only as far as it wrote.
+    let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; crate::batch::MAX_SLOTS];
+    let mut out = meta.iter_mut();
+    let got = recv_with(state, Target::Raw(iovs), &mut control[..n], kernel, |m| {
+        if let Some(slot) = out.next() {
+            *slot = m;
+        }
+    })?;
+    for (b, m) in bufs.iter_mut().zip(meta.iter()).take(got) {
+        // SAFETY: the kernel wrote m.len bytes (clamped to the iovec's
+        // length, which was this buffer's spare capacity) at the start of
+        // the spare capacity, so they are initialised and within capacity.
+        unsafe { b.set_len(b.len() + m.len) };
+    }
+    Ok(got)
+}
+
 /// [`recv`] over any `kernel` that fills message headers the way
 /// `recvmmsg` does (unit tests and Miri pass a fake one).
 fn recv_batch_with(
@@ -104,6 +158,10 @@ enum Target<'a, 'b> {
     Slots { data: &'a mut [u8], slot_len: usize },
     /// The caller's buffer `i` (`IoSliceMut` is an `iovec` on Unix).
     Caller(&'a mut [io::IoSliceMut<'b>]),
+    /// iovecs over memory the kernel may write (uninitialised spare
+    /// capacity: no Rust reference to it exists while the kernel writes).
+    #[cfg(feature = "bytes")]
+    Raw(&'a mut [libc::iovec]),
 }
 
 /// The receive path over any `kernel`: builds one header per message over
@@ -147,6 +205,8 @@ fn recv_with(
             // Unix: the caller's slices are the kernel's iovecs.
             (bufs.len().min(control.len()).min(crate::batch::MAX_SLOTS), bufs.as_mut_ptr().cast::<libc::iovec>())
         }
+        #[cfg(feature = "bytes")]
+        Target::Raw(iovs) => (iovs.len().min(control.len()).min(crate::batch::MAX_SLOTS), iovs.as_mut_ptr()),
     };
     for i in 0..n {
         // SAFETY: i < n, and n bounds `names`, `hdrs` (MAX_SLOTS), `control`
@@ -395,6 +455,23 @@ mod tests {
             assert_eq!(m.ttl, Some(60));
         }
         assert_eq!(&bufs[2][..100], &[0u8; 100][..], "untouched");
+    }
+
+    /// The spare-capacity path: the kernel writes into uninitialised
+    /// capacity, and only what it wrote becomes the buffer's contents.
+    #[cfg(feature = "bytes")]
+    #[test]
+    fn receive_into_spare_capacity_appends_exactly_what_was_written() {
+        let st = state(false);
+        let mut bufs = [bytes::BytesMut::with_capacity(300), bytes::BytesMut::with_capacity(300)];
+        bufs[1].extend_from_slice(b"kept"); // appended after what is there
+        let mut meta = [RecvMeta::default(); 2];
+        let got = recv_bytes_with(&st, &mut bufs, &mut meta, |h| fake_kernel(h, 2)).unwrap();
+        assert_eq!(got, 2);
+        assert_eq!(&bufs[0][..], &[1u8; 100][..]);
+        assert_eq!(&bufs[1][..4], b"kept");
+        assert_eq!(&bufs[1][4..], &[2u8; 100][..]);
+        assert_eq!((meta[0].len, meta[1].len), (100, 100));
     }
 
     #[test]

@@ -181,7 +181,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                         emulate_next = Some(libc::EINVAL);
                         continue;
                     }
-                    Some(errno) if icmp_errno(errno) && !pending_retried => {
+                    Some(errno)
+                        if icmp_errno(errno)
+                            && !pending_retried
+                            && (errno != libc::EMSGSIZE
+                                || may_be_pending(fd, state, &transmits[progress.transmits], first.datagram)) =>
+                    {
                         pending_retried = true;
                         stale = Some(errno);
                         continue;
@@ -221,4 +226,20 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         }
     }
     Ok(progress.transmits)
+}
+
+/// Whether an `EMSGSIZE` for a datagram of `len` bytes may be a pending
+/// socket error left by an ICMP "too big" rather than about this datagram:
+/// on a connected socket, when the datagram fits the path MTU; on an
+/// unconnected one, only if the error queue is on (else the kernel leaves
+/// no pending error), as the path MTU is unknown there. (A genuine
+/// `EMSGSIZE` is not retried: the retry would fail the same way and queue
+/// a second "too big" for one datagram.)
+fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len: usize) -> bool {
+    let v4 = t.destination.ip().to_canonical().is_ipv4();
+    let headers = if v4 { 28 } else { 48 };
+    match platform::path_mtu(fd, !v4) {
+        Ok(mtu) => len + headers <= mtu as usize,
+        Err(_) => state.live.fixed.recv_errors,
+    }
 }
