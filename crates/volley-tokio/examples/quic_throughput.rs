@@ -261,14 +261,53 @@ fn main() {
     // Rounds interleave the pairs, so drifting machine load hits all alike.
     let pairs: Vec<_> = pairs.collect();
     let mut rates = vec![Vec::new(); pairs.len()];
+    let mut cpu = vec![Vec::new(); pairs.len()];
     for _ in 0..runs {
         for (i, &&(_, server, client)) in pairs.iter().enumerate() {
-            rates[i].push(size as f64 / 1e6 / run(server, client, size).as_secs_f64());
+            let before = process_cpu();
+            let elapsed = run(server, client, size);
+            let spent = process_cpu().saturating_sub(before);
+            rates[i].push(size as f64 / 1e6 / elapsed.as_secs_f64());
+            // Both endpoints (and the runtimes) are this process's threads.
+            cpu[i].push(spent.as_nanos() as f64 / size as f64);
         }
     }
-    println!("{:<20} {:>10} {:>10} {:>10}", "datapath", "MB/s", "min MB/s", "max MB/s");
-    for (&&(name, ..), r) in pairs.iter().zip(&mut rates) {
-        r.sort_by(f64::total_cmp);
-        println!("{name:<20} {:>10.0} {:>10.0} {:>10.0}", r[r.len() / 2], r[0], r[r.len() - 1]);
+    println!(
+        "{:<20} {:>8} {:>8} {:>8} {:>11} {:>22} {:>22}",
+        "datapath", "MB/s", "min", "max", "CPU ns/B", "MB/s vs first (IQR)", "CPU/B vs first (IQR)"
+    );
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() / 4], v[(3 * v.len()) / 4])
+    };
+    for (i, &&(name, ..)) in pairs.iter().enumerate() {
+        // Ratios within each round, against the first pair of that round.
+        let rate_ratio: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
+        let cpu_ratio: Vec<f64> = cpu[i].iter().zip(&cpu[0]).map(|(a, b)| a / b).collect();
+        let (r, rmin, rmax) = {
+            let mut v = rates[i].clone();
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        let (c, ..) = median(&cpu[i]);
+        let (rr, rr_lo, rr_hi) = median(&rate_ratio);
+        let (cr, cr_lo, cr_hi) = median(&cpu_ratio);
+        println!(
+            "{name:<20} {r:>8.0} {rmin:>8.0} {rmax:>8.0} {c:>11.2} {:>22} {:>22}",
+            format!("{rr:.2} ({rr_lo:.2}-{rr_hi:.2})"),
+            format!("{cr:.2} ({cr_lo:.2}-{cr_hi:.2})")
+        );
     }
+}
+
+/// CPU time of this whole process so far (user + system), from
+/// `/proc/self/stat` (clock ticks of 10 ms: the runs are long enough).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" that closes the command name: state is 0,
+    // utime 11, stime 12.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }

@@ -254,14 +254,20 @@ async fn new_wraps_an_existing_socket_and_into_inner_returns_it() {
 }
 
 /// One descriptor per socket: tokio owns it, volley drives it (no dup).
+/// Counted per socket (descriptors of this process naming the same kernel
+/// socket), so tests running in parallel do not disturb the count.
 #[tokio::test(flavor = "current_thread")]
 async fn a_socket_holds_one_descriptor() {
-    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
-    let before = open_fds();
+    use std::os::fd::AsRawFd;
+    let target = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
     let socks: Vec<_> = (0..16).map(|_| UdpSocket::bind(addr("127.0.0.1:0")).unwrap()).collect();
-    let held = open_fds() - before;
-    println!("16 sockets hold {held} descriptors");
-    assert_eq!(held, 16);
+    let all: Vec<_> =
+        std::fs::read_dir("/proc/self/fd").unwrap().filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).collect();
+    for s in &socks {
+        let me = target(s.as_raw_fd());
+        let holders = all.iter().filter(|t| **t == me).count();
+        assert_eq!(holders, 1, "{} descriptors name {}", holders, me.display());
+    }
     // And they work through that one descriptor.
     let to = socks[1].local_addr().unwrap();
     socks[0].send_batch(&[Transmit::new(to, b"one fd")]).await.unwrap();
