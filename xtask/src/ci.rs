@@ -6,8 +6,17 @@
 //! (`VOLLEY_BACKEND=portable`), docs with warnings as errors, the core's
 //! tests and the socket integration tests under AddressSanitizer (nightly),
 //! the core's socket-free tests under Miri (nightly),
-//! a seconds-long run of each fuzz target (needs `cargo-fuzz`), and a
-//! seconds-long benchmark smoke run. `--fast` keeps only the first five.
+//! a seconds-long run of each fuzz target (needs `cargo-fuzz`), a
+//! seconds-long benchmark smoke run, then the cross-target checks (clippy
+//! with warnings as errors on macOS, iOS, FreeBSD and Android, which also
+//! type-checks: lib, tests and examples of volley, volley-tokio and
+//! volley-cli) and the MSRV check (`cargo +1.85.0 check`). `--fast` keeps
+//! only the first five; `--cross` runs only the cross-target and MSRV
+//! checks.
+//!
+//! A cross-target check whose target or toolchain rustup has not
+//! installed is skipped with one `SKIPPED:` line in the final summary,
+//! never silently; the rest of CI still runs.
 
 use std::path::Path;
 use std::process::Command;
@@ -156,14 +165,28 @@ const STEPS: &[Step] = &[
     },
 ];
 
+/// Targets compiled and linted (not run) by the cross-target checks: each
+/// needs only `rustup target add`, no foreign linker or C compiler.
+const CROSS_TARGETS: &[&str] = &[
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin",
+    "aarch64-apple-ios",
+    "x86_64-unknown-freebsd",
+    "aarch64-linux-android",
+];
+
+/// The workspace's `rust-version`.
+const MSRV: &str = "1.85.0";
+
 /// Runs the CI steps.
 ///
 /// # Errors
 /// The first step that fails, by name.
 pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     let fast = args.iter().any(|a| a == "--fast");
-    if let Some(bad) = args.iter().find(|a| *a != "--fast") {
-        return Err(format!("unknown argument `{bad}` (only --fast)").into());
+    let cross_only = args.iter().any(|a| a == "--cross");
+    if let Some(bad) = args.iter().find(|a| *a != "--fast" && *a != "--cross") {
+        return Err(format!("unknown argument `{bad}` (only --fast, --cross)").into());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // As root, the network-namespace lab (and strace, tc) must run, not skip:
@@ -174,7 +197,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
     let total = Instant::now();
-    for step in STEPS.iter().filter(|s| !(fast && s.slow)) {
+    for step in STEPS.iter().filter(|s| !(cross_only || fast && s.slow)) {
         let program = match step.program {
             Program::Cargo => cargo.as_str(),
             Program::Rustup => "cargo",
@@ -196,8 +219,132 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
             return Err(format!("step `{}` failed ({status})", step.title).into());
         }
     }
+    let mut skipped = Vec::new();
+    if !fast {
+        cross_checks(root, &mut skipped)?;
+    }
+    for s in &skipped {
+        println!("SKIPPED: {s}");
+    }
     println!("\n=== xtask ci: all steps passed in {:.0?}", total.elapsed());
     Ok(())
+}
+
+/// A `cargo` run through rustup's proxy with `toolchain` (`+1.95.0`), not
+/// the one running xtask.
+fn rustup_cargo(root: &Path, toolchain: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{toolchain}")).args(args).current_dir(root);
+    cmd.env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO").env_remove("RUSTC");
+    cmd
+}
+
+/// The output of `rustup <args>`, or why it could not run.
+fn rustup(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("rustup").args(args).output().map_err(|e| format!("rustup: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("rustup {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The cross-target clippy runs and the MSRV check; what cannot run here
+/// (target or toolchain not installed) goes into `skipped`.
+fn cross_checks(root: &Path, skipped: &mut Vec<String>) -> Result<(), DynError> {
+    let pinned = pinned_toolchain(root)?;
+    match rustup(&["target", "list", "--installed", "--toolchain", &pinned]) {
+        Err(why) => skipped.push(format!("cross-target checks: {why}")),
+        Ok(installed) => {
+            let installed: Vec<&str> = installed.lines().map(str::trim).collect();
+            let missing: Vec<&str> = CROSS_TARGETS.iter().copied().filter(|t| !installed.contains(t)).collect();
+            if !missing.is_empty() {
+                skipped.push(format!(
+                    "cross-target checks: {} not installed (rustup target add --toolchain {pinned} {})",
+                    missing.join(", "),
+                    missing.join(" ")
+                ));
+            }
+            for target in CROSS_TARGETS.iter().filter(|t| !missing.contains(t)) {
+                // volley and the CLI: everything but benches (criterion is a
+                // Linux-only dev-dependency). volley-tokio: the library with
+                // every feature; its tests and example need `ring` (quinn's
+                // and rcgen's TLS dev-dependencies), a C build that needs a
+                // C compiler for the target.
+                let core = [
+                    "clippy",
+                    "--target",
+                    target,
+                    "-p",
+                    "volley",
+                    "-p",
+                    "volley-cli",
+                    "--all-features",
+                    "--lib",
+                    "--bins",
+                    "--tests",
+                    "--examples",
+                    "--",
+                    "-D",
+                    "warnings",
+                ];
+                let tokio = [
+                    "clippy",
+                    "--target",
+                    target,
+                    "-p",
+                    "volley-tokio",
+                    "--all-features",
+                    "--lib",
+                    "--",
+                    "-D",
+                    "warnings",
+                ];
+                let started = Instant::now();
+                run_step(
+                    &format!("clippy {target}: volley, volley-cli (lib, bins, tests, examples)"),
+                    rustup_cargo(root, &pinned, &core),
+                )?;
+                run_step(&format!("clippy {target}: volley-tokio (lib)"), rustup_cargo(root, &pinned, &tokio))?;
+                println!("=== {target} took {:.0?}", started.elapsed());
+            }
+        }
+    }
+    let msrv_installed = rustup(&["toolchain", "list"]).map(|l| l.lines().any(|t| t.starts_with(MSRV)));
+    match msrv_installed {
+        Ok(true) => {
+            let args = ["check", "-p", "volley", "-p", "volley-tokio", "-p", "volley-cli", "--all-features"];
+            run_step(&format!("MSRV check (cargo +{MSRV} check)"), rustup_cargo(root, MSRV, &args))?;
+        }
+        Ok(false) => {
+            skipped.push(format!("MSRV check: toolchain {MSRV} not installed (rustup toolchain install {MSRV})"))
+        }
+        Err(why) => skipped.push(format!("MSRV check: {why}")),
+    }
+    Ok(())
+}
+
+/// Runs one step, timed; an error names it.
+fn run_step(title: &str, mut cmd: Command) -> Result<(), DynError> {
+    println!("\n=== xtask ci: {title}");
+    let started = Instant::now();
+    let status = cmd.status()?;
+    println!("=== {title} took {:.0?}", started.elapsed());
+    if !status.success() {
+        return Err(format!("step `{title}` failed ({status})").into());
+    }
+    Ok(())
+}
+
+/// The `channel` of `rust-toolchain.toml` (the pinned toolchain).
+fn pinned_toolchain(root: &Path) -> Result<String, DynError> {
+    let text = std::fs::read_to_string(root.join("rust-toolchain.toml"))?;
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("channel")
+                .map(|v| v.trim().trim_start_matches('=').trim().trim_matches('"').to_owned())
+        })
+        .ok_or_else(|| "rust-toolchain.toml has no channel".into())
 }
 
 /// Whether this process runs as root (effective uid 0), read from

@@ -6,6 +6,9 @@
 //! of a two-namespace lab, quoting a datagram the victim socket "sent"); the
 //! real-router case uses the lab's three-namespace line with a 1280-byte far
 //! link, where quinn's own MTU probes draw real frag-needed / packet-too-big.
+//!
+//! Linux only: the lab and the error queue are Linux's.
+#![cfg(target_os = "linux")]
 
 #[path = "../examples/quic_throughput.rs"]
 mod bench;

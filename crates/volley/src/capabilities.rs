@@ -134,6 +134,7 @@ impl Live {
     }
 
     /// `recvmmsg`/`sendmmsg` are blocked: use one datagram per syscall.
+    #[cfg_attr(not(has_mmsg), allow(dead_code))]
     pub(crate) fn disable_mmsg(&self, errno: i32) {
         if self.mmsg.swap(false, Ordering::Relaxed) {
             tracing::warn!(

@@ -601,6 +601,8 @@ impl fmt::Display for IcmpKind {
 
 impl IcmpKind {
     /// Classifies a `sock_extended_err` (origin, type, code, info, errno).
+    /// Only Linux has the error queue that carries one.
+    #[cfg_attr(not(linux_like), allow(dead_code))]
     pub(crate) fn classify(origin: u8, icmp_type: u8, code: u8, info: u32, errno: i32) -> Self {
         const LOCAL: u8 = 1;
         const ICMP: u8 = 2;

@@ -33,13 +33,19 @@ const fn space(payload: usize) -> usize {
 /// Receive control space per message: every option we may enable, once
 /// each (IPv4 and IPv6 flavours, since a dual-stack socket may get either).
 pub(crate) const RECV_SPACE: usize = space(size_of::<libc::in6_pktinfo>())
-    + space(size_of::<libc::in_pktinfo>())
+    + space(PKTINFO_V4) // IP_PKTINFO, or FreeBSD's IP_RECVDSTADDR + IP_RECVIF
     + 2 * space(size_of::<libc::c_int>()) // TOS / TCLASS
     + 2 * space(size_of::<libc::c_int>()) // TTL / HOPLIMIT
     + space(size_of::<libc::c_int>()) // UDP_GRO
     + space(size_of::<libc::timespec>()) // SO_TIMESTAMPNS
     + space(size_of::<u32>()) // SO_RXQ_OVFL
     + 64; // headroom for anything the kernel adds that we ignore
+
+/// Receive space of the IPv4 destination-address messages.
+#[cfg(has_pktinfo_v4)]
+const PKTINFO_V4: usize = size_of::<libc::in_pktinfo>();
+#[cfg(not(has_pktinfo_v4))]
+const PKTINFO_V4: usize = size_of::<libc::in_addr>() + HDR + size_of::<libc::sockaddr_storage>();
 
 /// Send control space per message: TOS, pktinfo, UDP_SEGMENT, SCM_TXTIME.
 pub(crate) const SEND_SPACE: usize = space(size_of::<libc::c_int>())
@@ -92,12 +98,18 @@ macro_rules! unsafe_impl {
         unsafe impl $tr for $t {}
     )* };
 }
-unsafe_impl!(Zeroable: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_pktinfo, libc::in6_pktinfo,
+unsafe_impl!(Zeroable: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_addr, libc::in6_pktinfo,
     libc::timespec, libc::sockaddr_in, libc::sockaddr_in6, libc::sockaddr, libc::sockaddr_storage, libc::msghdr);
-unsafe_impl!(Pod: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_pktinfo, libc::in6_pktinfo,
+#[cfg(any(linux_like, apple, freebsd))]
+unsafe_impl!(Zeroable: libc::ip_mreqn);
+unsafe_impl!(Pod: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_addr, libc::in6_pktinfo,
     libc::timespec, libc::sockaddr_in, libc::sockaddr_in6);
+#[cfg(has_pktinfo_v4)]
+unsafe_impl!(Zeroable: libc::in_pktinfo);
+#[cfg(has_pktinfo_v4)]
+unsafe_impl!(Pod: libc::in_pktinfo);
 #[cfg(linux_like)]
-unsafe_impl!(Zeroable: libc::sock_extended_err, libc::ip_mreqn);
+unsafe_impl!(Zeroable: libc::sock_extended_err);
 #[cfg(linux_like)]
 unsafe_impl!(Pod: libc::sock_extended_err);
 
@@ -192,8 +204,10 @@ pub(crate) struct Decoded {
     /// would use; on send the chosen source.
     pub(crate) spec_dst: Option<Ipv4Addr>,
     /// `UDP_SEGMENT` (send side).
+    #[cfg_attr(not(linux_like), allow(dead_code))]
     pub(crate) segment_size: Option<u16>,
     /// `SCM_TXTIME` (send side).
+    #[cfg_attr(not(has_txtime), allow(dead_code))]
     pub(crate) txtime: Option<u64>,
 }
 
@@ -232,21 +246,54 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
         }
         let data = &control[off + HDR..off + len];
         match (hdr.cmsg_level, hdr.cmsg_type) {
+            #[cfg(has_pktinfo_v4)]
             (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                 if let Some(pi) = read_pod::<libc::in_pktinfo>(data) {
                     out.dst_ip = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr))));
-                    out.ifindex = u32::try_from(pi.ipi_ifindex).ok();
+                    #[allow(clippy::useless_conversion)] // c_int on Linux, c_uint on Apple
+                    let index = u32::try_from(pi.ipi_ifindex).ok();
+                    out.ifindex = index;
                     out.spec_dst = Some(Ipv4Addr::from(u32::from_be(pi.ipi_spec_dst.s_addr)));
                 }
             }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                 if let Some(pi) = read_pod::<libc::in6_pktinfo>(data) {
                     out.dst_ip = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
-                    out.ifindex = Some(pi.ipi6_ifindex);
+                    #[allow(clippy::useless_conversion)] // u32, but i32 on Android
+                    let index = u32::try_from(pi.ipi6_ifindex).ok();
+                    out.ifindex = index;
+                }
+            }
+            // FreeBSD: IP_RECVDSTADDR (an in_addr; IP_SENDSRCADDR on send
+            // has the same value, so it is the source there too).
+            #[cfg(freebsd)]
+            (libc::IPPROTO_IP, libc::IP_RECVDSTADDR) => {
+                if let Some(a) = read_pod::<libc::in_addr>(data) {
+                    let ip = Ipv4Addr::from(u32::from_be(a.s_addr));
+                    out.dst_ip = Some(IpAddr::V4(ip));
+                    out.spec_dst = Some(ip);
+                }
+            }
+            // FreeBSD: IP_RECVIF, a sockaddr_dl whose sdl_index (a u16 at
+            // offset 2, after sdl_len and sdl_family) is the interface.
+            #[cfg(freebsd)]
+            (libc::IPPROTO_IP, libc::IP_RECVIF) => {
+                if let Some(index) = data.get(2..).and_then(read_pod::<u16>) {
+                    out.ifindex = Some(u32::from(index));
                 }
             }
             (libc::IPPROTO_IP, libc::IP_TOS) | (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
                 out.tos = int_or_byte(data).map(|v| v as u8);
+            }
+            // Apple and FreeBSD name the received TOS and TTL messages after
+            // the option that asked for them (a single byte each).
+            #[cfg(any(apple, freebsd))]
+            (libc::IPPROTO_IP, libc::IP_RECVTOS) => {
+                out.tos = int_or_byte(data).map(|v| v as u8);
+            }
+            #[cfg(any(apple, freebsd))]
+            (libc::IPPROTO_IP, libc::IP_RECVTTL) => {
+                out.ttl = int_or_byte(data).map(|v| v as u8);
             }
             (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
                 out.ttl = int_or_byte(data).map(|v| v as u8);
@@ -269,7 +316,7 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
             (libc::SOL_UDP, libc::UDP_SEGMENT) => {
                 out.segment_size = read_pod::<u16>(data);
             }
-            #[cfg(linux_like)]
+            #[cfg(has_txtime)]
             (libc::SOL_SOCKET, libc::SCM_TXTIME) => {
                 out.txtime = read_pod::<u64>(data);
             }
@@ -319,7 +366,9 @@ pub(crate) struct SendOptions {
     pub(crate) src_ip: Option<IpAddr>,
     /// Outgoing interface (pktinfo's interface index).
     pub(crate) src_ifindex: Option<u32>,
+    #[cfg_attr(not(linux_like), allow(dead_code))]
     pub(crate) segment_size: Option<u16>,
+    #[cfg_attr(not(has_txtime), allow(dead_code))]
     pub(crate) txtime: Option<u64>,
 }
 
@@ -328,6 +377,10 @@ pub(crate) struct SendOptions {
 pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -> Result<(), NoSpace> {
     if let Some(tos) = opts.tos {
         if v4 {
+            // FreeBSD's udp_output takes a single byte; Linux and Apple an int.
+            #[cfg(freebsd)]
+            enc.push(libc::IPPROTO_IP, libc::IP_TOS, tos)?;
+            #[cfg(not(freebsd))]
             enc.push(libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
         } else {
             enc.push(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
@@ -343,16 +396,31 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
     };
     let ifindex = opts.src_ifindex.unwrap_or(0);
     match src {
+        #[cfg(has_pktinfo_v4)]
         Some(IpAddr::V4(ip)) => {
             let mut pi: libc::in_pktinfo = zeroed();
             pi.ipi_spec_dst.s_addr = u32::from(ip).to_be();
-            pi.ipi_ifindex = libc::c_int::try_from(ifindex).unwrap_or(0);
+            #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+            let index = ifindex.try_into().unwrap_or(0);
+            pi.ipi_ifindex = index;
             enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi)?;
         }
+        // FreeBSD: IP_SENDSRCADDR carries the source address only (the
+        // socket must be bound to INADDR_ANY); an IPv4 interface cannot be
+        // chosen per datagram there.
+        #[cfg(not(has_pktinfo_v4))]
+        Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
+            let a = libc::in_addr { s_addr: u32::from(ip).to_be() };
+            enc.push(libc::IPPROTO_IP, libc::IP_SENDSRCADDR, a)?;
+        }
+        #[cfg(not(has_pktinfo_v4))]
+        Some(IpAddr::V4(_)) => {}
         Some(IpAddr::V6(ip)) => {
             let mut pi: libc::in6_pktinfo = zeroed();
             pi.ipi6_addr.s6_addr = ip.octets();
-            pi.ipi6_ifindex = ifindex;
+            #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+            let index = ifindex.try_into().unwrap_or(0);
+            pi.ipi6_ifindex = index;
             enc.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, pi)?;
         }
         None => {}
@@ -361,7 +429,7 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
     if let Some(seg) = opts.segment_size {
         enc.push(libc::SOL_UDP, libc::UDP_SEGMENT, seg)?;
     }
-    #[cfg(linux_like)]
+    #[cfg(has_txtime)]
     if let Some(t) = opts.txtime {
         enc.push(libc::SOL_SOCKET, libc::SCM_TXTIME, t)?;
     }
@@ -383,12 +451,17 @@ pub(crate) mod fuzzing {
     pub(crate) fn sample_recv_control() -> Vec<u8> {
         let mut buf = RecvControl::new();
         let mut enc = Encoder::new(&mut buf.0);
-        let mut pi: libc::in_pktinfo = zeroed();
-        pi.ipi_ifindex = 1;
-        pi.ipi_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
-        let pushed = enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).is_ok()
-            && enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8).is_ok()
-            && enc.push(libc::IPPROTO_IP, libc::IP_TTL, 64 as libc::c_int).is_ok()
+        let pushed = enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8).is_ok()
+            && enc.push(libc::IPPROTO_IP, libc::IP_TTL, 64 as libc::c_int).is_ok();
+        #[cfg(has_pktinfo_v4)]
+        let pushed = pushed && {
+            let mut pi: libc::in_pktinfo = zeroed();
+            pi.ipi_ifindex = 1;
+            pi.ipi_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+            enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).is_ok()
+        };
+        #[cfg(linux_like)]
+        let pushed = pushed
             && enc.push(libc::SOL_UDP, libc::UDP_GRO, 1200 as libc::c_int).is_ok()
             && enc.push(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 0u32).is_ok();
         let n = if pushed { enc.len() } else { 0 };
@@ -446,6 +519,7 @@ mod tests {
 
     /// Encodes receive-side messages the way the kernel lays them out, so the
     /// decoder can be checked without a socket.
+    #[cfg(linux_like)]
     #[test]
     fn decode_reads_what_encoder_wrote() {
         let mut buf = RecvControl::new();

@@ -8,7 +8,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use super::addr::SockAddrBuf;
-use super::sockopt::{get_int, set_both, set_int, set_opt};
+use super::sockopt::{get_int, set_both, set_int};
 use super::{cmsg, iovec, MsgHdr};
 use crate::validate::Families;
 use crate::{Capabilities, Config};
@@ -90,13 +90,21 @@ fn probe_gso_limit(segments: usize) -> Option<usize> {
     hdr.msg_iovlen = 1;
     hdr.msg_control = ctrl.0.as_mut_ptr().cast();
     hdr.msg_controllen = ctrl_len as _;
-    // The raw syscall, not libc's wrapper: this is a question to the kernel,
-    // not traffic, so LD_PRELOAD interposers (fault-injection shims) see
-    // only the application's own sends.
+    // On Linux the raw syscall, not libc's wrapper: this is a question to
+    // the kernel, not traffic, so LD_PRELOAD interposers (fault-injection
+    // shims) see only the application's own sends.
     // SAFETY: sendmsg(2) on a live, connected socket with one iovec over
     // `payload` and `ctrl_len` bytes of cmsghdr-aligned control data, all
     // locals that outlive the call.
-    match syscall!(syscall(libc::SYS_sendmsg, sock.as_raw_fd(), &hdr as *const libc::msghdr, 0)) {
+    #[cfg(not(android))]
+    let sent = syscall!(syscall(libc::SYS_sendmsg, sock.as_raw_fd(), &hdr as *const libc::msghdr, 0));
+    // On Android only libc's wrapper: 32-bit x86 bionic reaches sockets
+    // through socketcall(2), and the app seccomp filter kills a process
+    // that makes a raw socket syscall it does not allow (SIGSYS).
+    // SAFETY: as above.
+    #[cfg(android)]
+    let sent = syscall!(sendmsg(sock.as_raw_fd(), &hdr, 0));
+    match sent {
         Ok(_) => Some(segments),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(GSO_MAX_SEGMENTS),
         Err(_) => None,
@@ -121,9 +129,14 @@ pub(super) fn probe(
         caps.timestamps = true;
     }
     if config.txtime {
-        let txtime = libc::sock_txtime { clockid: libc::CLOCK_MONOTONIC, flags: 0 };
-        set_opt(fd, libc::SOL_SOCKET, libc::SO_TXTIME, &txtime)?;
-        caps.txtime = true;
+        #[cfg(has_txtime)]
+        {
+            let txtime = libc::sock_txtime { clockid: libc::CLOCK_MONOTONIC, flags: 0 };
+            super::sockopt::set_opt(fd, libc::SOL_SOCKET, libc::SO_TXTIME, &txtime)?;
+            caps.txtime = true;
+        }
+        #[cfg(not(has_txtime))]
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "SO_TXTIME: not in the libc bindings for this target"));
     }
     if portable {
         return Ok(());
@@ -141,6 +154,7 @@ pub(super) fn probe(
 
 /// Attaches `A = cpu; A %= n; return A` as the group's reuse-port program:
 /// the kernel picks the socket at that index (in bind order).
+#[cfg(has_reuseport_cbpf)]
 pub(crate) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
     let n = u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group too large"))?;
     let insn = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
@@ -152,7 +166,14 @@ pub(crate) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()
     ];
     let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
     // The kernel copies the program during the call; `prog` outlives it.
-    set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+    super::sockopt::set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+}
+
+/// The kernel has reuse-port CBPF, but the libc bindings for Android lack
+/// its constants.
+#[cfg(not(has_reuseport_cbpf))]
+pub(crate) fn attach_cpu_steering(_fd: BorrowedFd<'_>, _n: usize) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "CPU steering: no BPF constants in this target's libc bindings"))
 }
 
 /// Binds the socket to a device (`SO_BINDTODEVICE`).
@@ -172,13 +193,7 @@ pub(super) fn force_buffer(fd: BorrowedFd<'_>, size: usize, recv: bool) {
     let _ = set_int(fd, libc::SOL_SOCKET, opt, libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX));
 }
 
-/// Sets the IPv4 outgoing multicast interface by index (`ip_mreqn`).
-pub(super) fn set_multicast_if_index_v4(fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {
-    let mut mreqn: libc::ip_mreqn = cmsg::zeroed();
-    mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
-    set_opt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
-}
-
+/// Path-MTU discovery mode (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER`).
 pub(super) fn set_pmtud(fd: BorrowedFd<'_>, families: Families, mode: crate::Pmtud) -> io::Result<()> {
     use crate::Pmtud;
     let (v4m, v6m) = match mode {

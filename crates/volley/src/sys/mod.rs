@@ -27,12 +27,13 @@
 //!
 //! # What a platform file provides
 //!
-//! One file per platform, picked once below as `platform`:
-//! [`linux`] (Linux and Android) and [`unix`] (any other Unix). Each
+//! One file per platform, picked once below as `platform`: `linux`
+//! (Linux and Android), `apple` (macOS, iOS), `freebsd`, and [`unix`]
+//! (any other Unix). Each
 //! provides the same functions: `probe` (what the kernel offers, on a fresh
 //! socket), `set_pmtud`, `may_fragment`, `path_mtu`, `attach_cpu_steering`,
 //! `read_error_entry` (the ICMP error queue), `set_multicast_if_index_v4`,
-//! `disable_multicast_all`, `force_buffer`; with `has_mmsg` also
+//! `disable_multicast_all`, `force_buffer`, `bind_device`, `bound_device`; with `has_mmsg` also
 //! `send_mmsg`, `recv_mmsg` and `mmsg_blocked`. What a kernel lacks is an
 //! `Unsupported` error or a `false` capability, never a silent no-op.
 //!
@@ -74,8 +75,17 @@ mod socket;
 mod sockopt;
 mod unix;
 
+#[cfg(apple)]
+mod apple;
+#[cfg(freebsd)]
+mod freebsd;
 #[cfg(linux_like)]
 mod linux;
+
+#[cfg(apple)]
+use apple as platform;
+#[cfg(freebsd)]
+use freebsd as platform;
 #[cfg(linux_like)]
 use linux as platform;
 #[cfg(generic_unix)]
@@ -102,8 +112,14 @@ pub(crate) use platform::{attach_cpu_steering, disable_multicast_all, may_fragme
 #[derive(Clone, Copy)]
 pub(crate) struct MsgHdr {
     pub(crate) hdr: libc::msghdr,
-    pub(crate) len: libc::c_uint,
+    pub(crate) len: MsgLen,
 }
+
+/// `mmsghdr.msg_len`: an `unsigned int` on Linux, an `ssize_t` on FreeBSD.
+#[cfg(not(freebsd))]
+pub(crate) type MsgLen = libc::c_uint;
+#[cfg(freebsd)]
+pub(crate) type MsgLen = libc::ssize_t;
 
 #[cfg(has_mmsg)]
 const _: () = assert!(size_of::<MsgHdr>() == size_of::<libc::mmsghdr>());

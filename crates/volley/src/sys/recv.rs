@@ -349,6 +349,8 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Opti
 }
 
 #[cfg(test)]
+// The fake kernel writes Linux's control messages (IP_PKTINFO).
+#[cfg(linux_like)]
 mod tests {
     use std::net::IpAddr;
     use std::sync::atomic::AtomicU8;

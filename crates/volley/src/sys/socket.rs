@@ -48,8 +48,16 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     let bind_err = |reason, source: io::Error| Error::Bind { addr, reason, source };
     let other = |e: io::Error| bind_err(crate::BindError::Other, e);
     let domain = socket2::Domain::for_address(addr);
-    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM.nonblocking().cloexec(), Some(socket2::Protocol::UDP))
-        .map_err(other)?;
+    // Non-blocking and close-on-exec from the start where socket(2) takes
+    // the flags; elsewhere (Apple) socket2 sets FD_CLOEXEC and
+    // O_NONBLOCK follows at once.
+    #[cfg(has_sock_flags)]
+    let ty = socket2::Type::DGRAM.nonblocking().cloexec();
+    #[cfg(not(has_sock_flags))]
+    let ty = socket2::Type::DGRAM;
+    let sock = socket2::Socket::new(domain, ty, Some(socket2::Protocol::UDP)).map_err(other)?;
+    #[cfg(not(has_sock_flags))]
+    sock.set_nonblocking(true).map_err(other)?;
     let v6 = addr.is_ipv6();
     let dual_stack = v6 && !config.ipv6_only.unwrap_or(false);
     if v6 {

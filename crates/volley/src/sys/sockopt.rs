@@ -7,8 +7,11 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use super::addr::storage;
-use super::platform;
+use super::{cmsg, platform};
 use crate::validate::Families;
+
+#[cfg(generic_unix)]
+use super::platform::set_multicast_if_index_v4;
 
 /// Sets a socket option whose value is a `T` (an `int`, or the C struct the
 /// option expects): the one `setsockopt` call of the crate.
@@ -146,7 +149,7 @@ pub(crate) fn set_multicast_interface(
         If::Any | If::Index(_) => {
             let index = if let If::Index(i) = interface { i } else { 0 };
             if families.v4 {
-                platform::set_multicast_if_index_v4(sock.as_fd(), index)?;
+                set_multicast_if_index_v4(sock.as_fd(), index)?;
             }
             if families.v6 {
                 sock.set_multicast_if_v6(index)?;
@@ -154,4 +157,36 @@ pub(crate) fn set_multicast_interface(
             Ok(())
         }
     }
+}
+
+/// Sets or clears "don't fragment" (`IP_DONTFRAG` / `IPV6_DONTFRAG`) on
+/// each family the socket carries: the BSD-derived stacks' PMTUD switch.
+#[cfg(any(apple, freebsd))]
+pub(crate) fn set_dontfrag(fd: BorrowedFd<'_>, families: Families, mode: crate::Pmtud) -> io::Result<()> {
+    let on = libc::c_int::from(mode != crate::Pmtud::Off);
+    if families.v4 {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_DONTFRAG, on)?;
+    }
+    if families.v6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, on)?;
+    }
+    Ok(())
+}
+
+/// Whether the IP layer may fragment: false only if every family the
+/// socket carries has "don't fragment" set.
+#[cfg(any(apple, freebsd))]
+pub(crate) fn may_fragment_dontfrag(fd: BorrowedFd<'_>, families: Families) -> bool {
+    let v4_df = get_int(fd, libc::IPPROTO_IP, libc::IP_DONTFRAG).is_ok_and(|v| v != 0);
+    let v6_df = get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG).is_ok_and(|v| v != 0);
+    (families.v4 && !v4_df) || (families.v6 && !v6_df)
+}
+
+/// Sets the IPv4 outgoing multicast interface by index: `struct ip_mreqn`
+/// at `IP_MULTICAST_IF`, which Linux, FreeBSD and Apple accept.
+#[cfg(any(linux_like, apple, freebsd))]
+pub(crate) fn set_multicast_if_index_v4(fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {
+    let mut mreqn: libc::ip_mreqn = cmsg::zeroed();
+    mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
+    set_opt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
 }

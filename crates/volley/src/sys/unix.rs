@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use super::MsgHdr;
+use super::{MsgHdr, MsgLen};
 
 /// `sendmsg` for each message in order until one fails.
 pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
@@ -15,7 +15,7 @@ pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
         // pointers are valid for their stated lengths for this call (built by
         // sys::send on its stack frame).
         match syscall!(sendmsg(fd, &m.hdr, 0)) {
-            Ok(n) => m.len = n as libc::c_uint,
+            Ok(n) => m.len = n as MsgLen,
             Err(e) if i == 0 => return Err(e),
             Err(_) => return Ok(i),
         }
@@ -32,7 +32,7 @@ pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> (usize, Option<io::Er
         // pointers are writable for their stated lengths for this call
         // (built by sys::recv over the batch's buffers).
         match syscall!(recvmsg(fd, &mut m.hdr, 0)) {
-            Ok(n) => m.len = n as libc::c_uint,
+            Ok(n) => m.len = n as MsgLen,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => return (i, None),
             Err(e) => return (i, Some(e)),
         }
