@@ -571,7 +571,10 @@ mod tests {
             IcmpKind::Other { origin: LOCAL, icmp_type: 0, code: 0 }
         );
         // EMSGSIZE from a non-local origin with an unknown type stays Other.
-        assert_eq!(IcmpKind::classify(4, 0, 0, 1400, libc::EMSGSIZE), IcmpKind::Other { origin: 4, icmp_type: 0, code: 0 });
+        assert_eq!(
+            IcmpKind::classify(4, 0, 0, 1400, libc::EMSGSIZE),
+            IcmpKind::Other { origin: 4, icmp_type: 0, code: 0 }
+        );
     }
 
     /// The ICMP and ICMPv6 table, one row per arm.
