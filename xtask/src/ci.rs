@@ -5,8 +5,10 @@
 //! best backend, the whole suite again forced onto the portable backend
 //! (`VOLLEY_BACKEND=portable`), docs with warnings as errors, the core's
 //! tests and the socket integration tests under AddressSanitizer (nightly),
-//! a seconds-long run of each fuzz target (needs `cargo-fuzz`), and a
-//! seconds-long benchmark smoke run. `--fast` keeps only the first five.
+//! a seconds-long run of each fuzz target (needs `cargo-fuzz`; `cmsg_decode`
+//! starts from the checked-in `fuzz/seeds/`), one shard of the mutation run
+//! (needs `cargo-mutants`; see `mutants.rs`), and a seconds-long benchmark
+//! smoke run. `--fast` keeps only the first five.
 
 use std::path::Path;
 use std::process::Command;
@@ -109,7 +111,18 @@ const STEPS: &[Step] = &[
     Step {
         title: "fuzz cmsg_decode (10 s)",
         program: Program::Rustup,
-        args: &["+nightly", "fuzz", "run", "-O", "cmsg_decode", "--", "-max_total_time=10", "-max_len=512"],
+        args: &[
+            "+nightly",
+            "fuzz",
+            "run",
+            "-O",
+            "cmsg_decode",
+            "corpus/cmsg_decode",
+            "seeds/cmsg_decode",
+            "--",
+            "-max_total_time=10",
+            "-max_len=512",
+        ],
         env: &[],
         dir: "fuzz",
         slow: true,
@@ -120,6 +133,17 @@ const STEPS: &[Step] = &[
         args: &["+nightly", "fuzz", "run", "-O", "gro_split", "--", "-max_total_time=10", "-max_len=4096"],
         env: &[],
         dir: "fuzz",
+        slow: true,
+    },
+    // One slice of the mutation run, picked from the commit hash, so CI
+    // covers every mutant over successive commits in a few minutes each;
+    // `cargo xtask mutants` (no --rotate) is the whole run.
+    Step {
+        title: "mutation testing, one shard of 32 (cargo-mutants)",
+        program: Program::Cargo,
+        args: &["xtask", "mutants", "--rotate", "32"],
+        env: &[],
+        dir: ".",
         slow: true,
     },
     Step {
@@ -149,6 +173,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         println!("=== running as root: VOLLEY_REQUIRE_LAB=1 (lab tests fail instead of skipping)");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
+    // libFuzzer writes to the first corpus directory (gitignored) and needs
+    // it to exist; the checked-in seeds are the second, read-only one.
+    if !fast {
+        std::fs::create_dir_all(root.join("fuzz/corpus/cmsg_decode"))?;
+    }
     let total = Instant::now();
     for step in STEPS.iter().filter(|s| !(fast && s.slow)) {
         let program = match step.program {

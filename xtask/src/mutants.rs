@@ -148,9 +148,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         timeout.len(),
         elapsed
     );
-    if judged > 0 {
-        // Integer per-mille, rounded down: no float formatting surprises.
-        let permille = caught.len() * 1000 / judged;
+    // Integer per-mille, rounded down: no float formatting surprises.
+    if let Some(permille) = (caught.len() * 1000).checked_div(judged) {
         println!("=== score: {}.{}% of {judged} viable mutants caught", permille / 10, permille % 10);
     }
     for m in &missed {
