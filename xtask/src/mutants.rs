@@ -107,8 +107,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         _ => return Err(INSTALL.into()),
     }
     let real_cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // Mutant builds share one target directory (dependencies are built
-    // once), apart from the workspace's so neither invalidates the other.
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let out_dir = target.join("mutants");
 
@@ -123,7 +121,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     }
     cmd.args(&extra).current_dir(root);
     cmd.env("CARGO", std::env::current_exe()?).env(SHIM_ENV, &real_cargo);
-    cmd.env("CARGO_TARGET_DIR", out_dir.join("build"));
+    // Each cargo-mutants job builds in its own scratch copy with its own
+    // target directory. A shared one is wrong: cargo names the core's
+    // artifacts the same in every copy, so with `-j 2` one job's mutant
+    // overwrote the other's between its build and its tests.
+    cmd.env_remove("CARGO_TARGET_DIR");
     let started = Instant::now();
     let status = cmd.status()?;
     if list {
