@@ -33,6 +33,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::DynError;
 
+/// Real misses not yet covered by a test, one name a line as `--list
+/// --line-col=false` prints it.
+const KNOWN_GAPS: &str = ".cargo/mutants-known-gaps.txt";
+
 /// Set to the real cargo when this binary runs as cargo-mutants' `$CARGO`.
 pub(crate) const SHIM_ENV: &str = "VOLLEY_MUTANTS_CARGO";
 
@@ -154,17 +158,33 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     if let Some(permille) = (caught.len() * 1000).checked_div(judged) {
         println!("=== score: {}.{}% of {judged} viable mutants caught", permille / 10, permille % 10);
     }
+    // Known gaps: real misses not yet covered, listed (without line numbers)
+    // in a checked-in file and in docs/reliability.md; they count in the
+    // score but do not fail the run. Any other miss does.
+    let known: Vec<String> = std::fs::read_to_string(root.join(KNOWN_GAPS))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let mut new_misses = 0;
     for m in &missed {
-        println!("MISSED  {m}");
+        if known.iter().any(|k| *k == without_line_col(m)) {
+            println!("MISSED  {m}  (known gap, {KNOWN_GAPS})");
+        } else {
+            println!("MISSED  {m}");
+            new_misses += 1;
+        }
     }
     for m in &timeout {
         println!("TIMEOUT {m}");
     }
     println!("=== details: {}", outcomes.display());
-    if !missed.is_empty() {
+    if new_misses > 0 {
         return Err(format!(
-            "{} mutant(s) missed: add a test that fails on each (see docs/reliability.md)",
-            missed.len()
+            "{new_misses} mutant(s) missed that are not known gaps: add a test that fails on each, or, if it \
+             cannot change behaviour, an exclusion with why in .cargo/mutants.toml"
         )
         .into());
     }
@@ -173,6 +193,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         return Err(format!("cargo-mutants failed ({status})").into());
     }
     Ok(())
+}
+
+/// `path:line:col: description` without the `line:col`, as `--list
+/// --line-col=false` prints it.
+fn without_line_col(name: &str) -> String {
+    let mut parts = name.splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(path), Some(line), Some(col), Some(rest))
+            if line.parse::<u32>().is_ok() && col.parse::<u32>().is_ok() =>
+        {
+            format!("{path}:{rest}")
+        }
+        _ => name.to_owned(),
+    }
 }
 
 /// The CI rotation: the first 8 hex digits of `HEAD`, or the day number
@@ -248,7 +282,17 @@ fn doc_args(args: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{doc_args, with_test_packages};
+    use super::{doc_args, with_test_packages, without_line_col};
+
+    #[test]
+    fn names_lose_only_line_and_column() {
+        assert_eq!(
+            without_line_col("crates/volley/src/meta.rs:77:9: replace Ecn::bits -> u8 with 1"),
+            "crates/volley/src/meta.rs: replace Ecn::bits -> u8 with 1"
+        );
+        let plain = "crates/volley/src/meta.rs: replace Ecn::bits -> u8 with 1";
+        assert_eq!(without_line_col(plain), plain);
+    }
 
     fn strings(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()
