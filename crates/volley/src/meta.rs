@@ -591,4 +591,30 @@ mod tests {
         assert_eq!(c(3, 3, 0), IcmpKind::TimeExceeded);
         assert_eq!(c(2, 5, 1), IcmpKind::Other { origin: 2, icmp_type: 5, code: 1 });
     }
+
+    /// The names `Display` gives ECN codepoints and DSCPs (the CLI prints
+    /// them), padded like any `str`.
+    #[test]
+    fn display_names_ecn_and_dscp() {
+        let ecn: Vec<String> = [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce].iter().map(Ecn::to_string).collect();
+        assert_eq!(ecn, ["not-ect", "ect1", "ect0", "ce"]);
+        assert_eq!(format!("{:>5}|", Ecn::Ce), "   ce|");
+        let named = [
+            (Dscp::DEFAULT, "default"),
+            (Dscp::CS1, "cs1"),
+            (Dscp::AF11, "af11"),
+            (Dscp::AF21, "af21"),
+            (Dscp::AF31, "af31"),
+            (Dscp::AF41, "af41"),
+            (Dscp::CS5, "cs5"),
+            (Dscp::EF, "ef"),
+            (Dscp::CS6, "cs6"),
+        ];
+        for (d, name) in named {
+            assert_eq!(d.to_string(), name);
+        }
+        assert_eq!(Dscp(63).to_string(), "63");
+        assert_eq!(format!("{:<4}|", Dscp::EF), "ef  |");
+        assert_eq!(format!("{:<4}|", Dscp(7)), "7   |");
+    }
 }
