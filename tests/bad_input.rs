@@ -400,3 +400,20 @@ fn datagram_too_large_display_names_the_field() {
         );
     });
 }
+
+/// A segment size equal to (or above) the payload is one datagram, not a
+/// train: an oversized one is reported as its contents, not as a segment.
+#[test]
+fn segment_size_covering_the_payload_is_one_datagram() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let to = rx.local_addr().unwrap();
+        let big = vec![7u8; 65_508];
+        for seg in [65_508, 70_000] {
+            let t = Transmit::new(to, &big).with_segment_size(seg);
+            assert_eq!(t.segments(), 1);
+            let want = InvalidTransmit::DatagramTooLarge { field: "contents", size: 65_508, max: 65_507 };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["contents", "65508"]);
+        }
+    });
+}
