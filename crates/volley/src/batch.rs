@@ -355,4 +355,14 @@ mod tests {
         assert_eq!(at(9, 10), 1);
         assert_eq!(at(30, 10), 3);
     }
+
+    /// `Debug` of a batch names each control buffer by its size instead of
+    /// dumping hundreds of bytes per slot.
+    #[test]
+    fn debug_names_control_buffers_by_size() {
+        let b = RecvBatch::with_capacity(2, 8);
+        let text = format!("{b:?}");
+        let name = format!("Aligned<{}>", crate::sys::cmsg::RECV_SPACE);
+        assert_eq!(text.matches(&name).count(), 2, "{text}");
+    }
 }
