@@ -686,4 +686,23 @@ mod tests {
             }
         }
     }
+
+    /// A GRO stride of 0 is no stride, and a timestamp's nanoseconds must be
+    /// below one second: both decode to `None`, their neighbours do not.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn decode_rejects_a_zero_gro_stride_and_a_nanosecond_overflow() {
+        let gro = |v: libc::c_int| decode(&encoded(libc::SOL_UDP, libc::UDP_GRO, v)).gro_segment_size;
+        assert_eq!(gro(0), None);
+        assert_eq!(gro(1), Some(1));
+        let ts = |ns: libc::c_long| {
+            let mut t: libc::timespec = zeroed();
+            t.tv_sec = 5;
+            t.tv_nsec = ns;
+            decode(&encoded(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, t)).timestamp
+        };
+        assert_eq!(ts(999_999_999), Some(Duration::new(5, 999_999_999)));
+        assert_eq!(ts(1_000_000_000), None);
+        assert_eq!(ts(-1), None);
+    }
 }
