@@ -417,3 +417,19 @@ fn segment_size_covering_the_payload_is_one_datagram() {
         }
     });
 }
+
+/// A segment of exactly the largest datagram is allowed: a train of them
+/// is refused for its total size, not for its segment size.
+#[test]
+fn segment_of_exactly_the_limit_is_not_too_large() {
+    for_each_backend(|case| {
+        for (at, max) in [("127.0.0.1:0", 65_507), ("[::1]:0", 65_527)] {
+            let tx = case.bind(at);
+            let rx = case.bind(at);
+            let two = vec![7u8; 2 * max];
+            let t = Transmit::new(rx.local_addr().unwrap(), &two).with_segment_size(max);
+            let want = InvalidTransmit::ContentsTooLarge { size: 2 * max, max };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["contents", &(2 * max).to_string()]);
+        }
+    });
+}
