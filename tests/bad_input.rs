@@ -418,3 +418,36 @@ fn datagram_too_large_display_names_the_field() {
         );
     });
 }
+
+/// A segment size equal to (or above) the payload is one datagram, not a
+/// train: an oversized one is reported as its contents, not as a segment.
+#[test]
+fn segment_size_covering_the_payload_is_one_datagram() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let to = rx.local_addr().unwrap();
+        let big = vec![7u8; 65_508];
+        for seg in [65_508, 70_000] {
+            let t = Transmit::new(to, &big).with_segment_size(seg);
+            assert_eq!(t.segments(), 1);
+            let want = InvalidTransmit::DatagramTooLarge { field: "contents", size: 65_508, max: 65_507 };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["contents", "65508"]);
+        }
+    });
+}
+
+/// A segment of exactly the largest datagram is allowed: a train of them
+/// is refused for its total size, not for its segment size.
+#[test]
+fn segment_of_exactly_the_limit_is_not_too_large() {
+    for_each_backend(|case| {
+        for (at, max) in [("127.0.0.1:0", 65_507), ("[::1]:0", 65_527)] {
+            let tx = case.bind(at);
+            let rx = case.bind(at);
+            let two = vec![7u8; 2 * max];
+            let t = Transmit::new(rx.local_addr().unwrap(), &two).with_segment_size(max);
+            let want = InvalidTransmit::ContentsTooLarge { size: 2 * max, max };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["contents", &(2 * max).to_string()]);
+        }
+    });
+}

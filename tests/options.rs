@@ -384,3 +384,28 @@ fn blocking_receive_does_not_spin_on_a_queued_icmp_error() {
     assert!(cpu < Duration::from_millis(150), "spun: {cpu:?} of CPU in a {wall:?} wait");
     assert!(sock.try_recv_error().unwrap().is_some(), "the ICMP entry is still queued");
 }
+
+/// The most control data one receive carries: an IPv4 datagram on a
+/// dual-stack socket with timestamps on gets pktinfo in both flavours, TOS,
+/// TTL, the timestamp and the drop counter. All of it must fit the
+/// per-message control space: nothing truncated, every field reported.
+#[test]
+fn every_option_of_a_dual_stack_receive_fits() {
+    let rx = Config::new().ipv6_only(false).timestamps(true).bind("[::]:0".parse().unwrap()).unwrap();
+    let port = rx.local_addr().unwrap().port();
+    let tx = Socket::bind(localhost()).unwrap();
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let t = Transmit::new(to, b"all of it").with_ecn(volley::Ecn::Ect0).with_dscp(volley::Dscp::AF41);
+    tx.send_batch_blocking(&[t], WAIT).unwrap();
+    let mut batch = RecvBatch::new();
+    rx.recv_batch_blocking(&mut batch, WAIT).unwrap();
+    let (meta, payload) = batch.iter().next().unwrap();
+    assert_eq!(payload, b"all of it");
+    assert!(!meta.control_truncated, "{meta:?}");
+    assert_eq!(meta.dst_ip, Some("127.0.0.1".parse().unwrap()), "{meta:?}");
+    assert!(meta.ifindex.is_some(), "{meta:?}");
+    assert_eq!((meta.ecn, meta.dscp), (volley::Ecn::Ect0, Some(volley::Dscp::AF41)), "{meta:?}");
+    assert!(meta.ttl.is_some(), "{meta:?}");
+    assert!(meta.timestamp.is_some(), "{meta:?}");
+    assert!(meta.drops.is_some(), "{meta:?}");
+}

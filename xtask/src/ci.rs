@@ -6,13 +6,14 @@
 //! (`VOLLEY_BACKEND=portable`), docs with warnings as errors, the core's
 //! tests and the socket integration tests under AddressSanitizer (nightly),
 //! the core's socket-free tests under Miri (nightly),
-//! a seconds-long run of each fuzz target (needs `cargo-fuzz`), a
-//! seconds-long benchmark smoke run, then the cross-target checks (clippy
-//! with warnings as errors on macOS, iOS, FreeBSD and Android, which also
-//! type-checks: lib, tests and examples of volley, volley-tokio and
-//! volley-cli) and the MSRV check (`cargo +1.85.0 check`). `--fast` keeps
-//! only the first five; `--cross` runs only the cross-target and MSRV
-//! checks.
+//! a seconds-long run of each fuzz target (needs `cargo-fuzz`; `cmsg_decode`
+//! starts from the checked-in `fuzz/seeds/`), one shard of the mutation run
+//! (needs `cargo-mutants`; see `mutants.rs`), a seconds-long benchmark
+//! smoke run, then the cross-target checks (clippy with warnings as errors
+//! on macOS, iOS, FreeBSD and Android, which also type-checks: lib, tests
+//! and examples of volley, volley-tokio and volley-cli) and the MSRV check
+//! (`cargo +1.85.0 check`). `--fast` keeps only the first five; `--cross`
+//! runs only the cross-target and MSRV checks.
 //!
 //! A cross-target check whose target or toolchain rustup has not
 //! installed is skipped with one `SKIPPED:` line in the final summary,
@@ -33,6 +34,9 @@ struct Step {
     env: &'static [(&'static str, &'static str)],
     dir: &'static str,
     slow: bool,
+    /// A failure fails CI. A step that does not gate reports its failure
+    /// in the final summary (`NOT GATING:`) and CI goes on.
+    gates: bool,
 }
 
 /// `Cargo` is the cargo running xtask (the pinned toolchain); `Rustup` is
@@ -58,6 +62,7 @@ const STEPS: &[Step] = &[
         env: &[],
         dir: ".",
         slow: false,
+        gates: true,
     },
     Step {
         title: "clippy",
@@ -66,6 +71,7 @@ const STEPS: &[Step] = &[
         env: &[],
         dir: ".",
         slow: false,
+        gates: true,
     },
     Step {
         title: "tests (best backend)",
@@ -74,6 +80,7 @@ const STEPS: &[Step] = &[
         env: &[],
         dir: ".",
         slow: false,
+        gates: true,
     },
     Step {
         title: "tests (portable backend forced)",
@@ -82,6 +89,7 @@ const STEPS: &[Step] = &[
         env: &[("VOLLEY_BACKEND", "portable")],
         dir: ".",
         slow: false,
+        gates: true,
     },
     Step {
         title: "docs",
@@ -90,6 +98,7 @@ const STEPS: &[Step] = &[
         env: &[("RUSTDOCFLAGS", "-Dwarnings")],
         dir: ".",
         slow: false,
+        gates: true,
     },
     // The LD_PRELOAD fault shim cannot load ahead of the ASan runtime, so
     // the lab's fault tests are left to the plain runs above.
@@ -115,6 +124,7 @@ const STEPS: &[Step] = &[
         env: ASAN_ENV,
         dir: ".",
         slow: true,
+        gates: true,
     },
     // Undefined behaviour in the unsafe code that needs no socket: the
     // control-message codec, the GRO splitter, RecvBatch, validation, and
@@ -138,14 +148,27 @@ const STEPS: &[Step] = &[
         env: &[("MIRIFLAGS", "-Zmiri-disable-isolation")],
         dir: ".",
         slow: true,
+        gates: true,
     },
     Step {
         title: "fuzz cmsg_decode (10 s)",
         program: Program::Rustup,
-        args: &["+nightly", "fuzz", "run", "-O", "cmsg_decode", "--", "-max_total_time=10", "-max_len=512"],
+        args: &[
+            "+nightly",
+            "fuzz",
+            "run",
+            "-O",
+            "cmsg_decode",
+            "corpus/cmsg_decode",
+            "seeds/cmsg_decode",
+            "--",
+            "-max_total_time=10",
+            "-max_len=512",
+        ],
         env: &[],
         dir: "fuzz",
         slow: true,
+        gates: true,
     },
     Step {
         title: "fuzz gro_split (10 s)",
@@ -154,6 +177,34 @@ const STEPS: &[Step] = &[
         env: &[],
         dir: "fuzz",
         slow: true,
+        gates: true,
+    },
+    // One slice of the mutation run over the files whose mutants have been
+    // triaged (caught, excluded with a reason, or a listed known gap),
+    // picked from the commit hash, so CI covers them over successive
+    // commits in a few minutes each. It reports, it does not gate: the rest
+    // of the core has not had its full run yet (`cargo xtask mutants`, the
+    // documented command), and a slice of untriaged mutants must not decide
+    // whether a change lands.
+    Step {
+        title: "mutation testing, one shard of 8 over the triaged files (cargo-mutants)",
+        program: Program::Cargo,
+        args: &[
+            "xtask",
+            "mutants",
+            "--rotate",
+            "8",
+            "--file",
+            "crates/volley/src/batch.rs",
+            "--file",
+            "crates/volley/src/meta.rs",
+            "--file",
+            "crates/volley/src/sys/cmsg.rs",
+        ],
+        env: &[],
+        dir: ".",
+        slow: true,
+        gates: false,
     },
     Step {
         title: "bench smoke run",
@@ -162,6 +213,7 @@ const STEPS: &[Step] = &[
         env: &[],
         dir: ".",
         slow: true,
+        gates: true,
     },
 ];
 
@@ -196,7 +248,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         println!("=== running as root: VOLLEY_REQUIRE_LAB=1 (lab tests fail instead of skipping)");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
+    // libFuzzer writes to the first corpus directory (gitignored) and needs
+    // it to exist; the checked-in seeds are the second, read-only one.
+    if !fast {
+        std::fs::create_dir_all(root.join("fuzz/corpus/cmsg_decode"))?;
+    }
     let total = Instant::now();
+    let mut not_gating = Vec::new();
     for step in STEPS.iter().filter(|s| !(cross_only || fast && s.slow)) {
         let program = match step.program {
             Program::Cargo => cargo.as_str(),
@@ -216,8 +274,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         let status = cmd.status()?;
         println!("=== {} took {:.0?}", step.title, started.elapsed());
         if !status.success() {
-            return Err(format!("step `{}` failed ({status})", step.title).into());
+            if step.gates {
+                return Err(format!("step `{}` failed ({status})", step.title).into());
+            }
+            not_gating.push(format!("{} failed ({status}): see its output above", step.title));
         }
+    }
+    for s in &not_gating {
+        println!("NOT GATING: {s}");
     }
     let mut skipped = Vec::new();
     if !fast {

@@ -5,6 +5,8 @@
 //! - `cargo xtask bench`: every scenario against every datapath, interleaved
 //!   rounds, medians and within-round ratios; markdown on stdout, JSON and
 //!   SVG under `target/bench/` ([`mod@bench`]).
+//! - `cargo xtask mutants`: mutation testing of the core with cargo-mutants,
+//!   whole or one shard ([`mod@mutants`]).
 //!
 //! The only `unsafe` is in `bench/raw.rs` (the libc datapath, the counting
 //! allocator, `getrusage`); everything else is checked by
@@ -13,6 +15,7 @@
 
 mod bench;
 mod ci;
+mod mutants;
 
 use std::process::ExitCode;
 
@@ -23,9 +26,14 @@ const USAGE: &str = "usage: cargo xtask <command> [args]
 
 commands:
   ci      run what CI runs
-  bench   run the datapath benchmarks (cargo xtask bench --help)";
+  bench   run the datapath benchmarks (cargo xtask bench --help)
+  mutants mutation testing of the core (cargo xtask mutants --help)";
 
 fn main() -> ExitCode {
+    // cargo-mutants runs this binary as its cargo (see `mutants`).
+    if let Some(real_cargo) = std::env::var_os(mutants::SHIM_ENV) {
+        return mutants::shim(real_cargo);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
         eprintln!("{USAGE}");
@@ -34,6 +42,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "bench" => bench::run(rest),
         "ci" => ci::run(rest),
+        "mutants" => mutants::run(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -343,4 +343,50 @@ mod tests {
         let flags: Vec<_> = b.iter().map(|(m, _)| (m.len, m.truncated)).collect();
         assert_eq!(flags, [(1200, false), (1200, false), (600, true)]);
     }
+
+    /// A filled batch is not empty, and `message(i)` returns each slot whole
+    /// (unsplit), `None` past the last.
+    #[test]
+    fn message_returns_each_filled_slot() {
+        let mut b = RecvBatch::with_capacity(3, 4096);
+        assert!(b.is_empty());
+        let train: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        fill(&mut b, 0, &train, 1000, false);
+        fill(&mut b, 1, b"abc", 3, true);
+        assert!(!b.is_empty());
+        let (m0, p0) = b.message(0).expect("slot 0 is filled");
+        assert_eq!((m0.len, m0.segment_size, p0), (2500, 1000, &train[..]));
+        let (m1, p1) = b.message(1).expect("slot 1 is filled");
+        assert_eq!((m1.len, m1.truncated, p1), (3, true, &b"abc"[..]));
+        assert!(b.message(2).is_none());
+        let whole: Vec<_> = b.messages().map(|(m, p)| (m.len, p.to_vec())).collect();
+        assert_eq!(whole, [(2500, train.clone()), (3, b"abc".to_vec())]);
+    }
+
+    /// `segment_count`: a slot no longer than its stride, or without one, is
+    /// one datagram; a longer one is cut at the stride.
+    #[test]
+    fn segment_count_boundaries() {
+        let at = |len: usize, stride: usize| {
+            let mut m = RecvMeta::new("127.0.0.1:1".parse().unwrap(), len);
+            m.segment_size = stride;
+            segment_count(&m)
+        };
+        assert_eq!(at(0, 0), 1);
+        assert_eq!(at(10, 0), 1);
+        assert_eq!(at(10, 10), 1);
+        assert_eq!(at(11, 10), 2);
+        assert_eq!(at(9, 10), 1);
+        assert_eq!(at(30, 10), 3);
+    }
+
+    /// `Debug` of a batch names each control buffer by its size instead of
+    /// dumping hundreds of bytes per slot.
+    #[test]
+    fn debug_names_control_buffers_by_size() {
+        let b = RecvBatch::with_capacity(2, 8);
+        let text = format!("{b:?}");
+        let name = format!("Aligned<{}>", crate::sys::cmsg::RECV_SPACE);
+        assert_eq!(text.matches(&name).count(), 2, "{text}");
+    }
 }

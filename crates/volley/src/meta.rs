@@ -647,3 +647,84 @@ mod segments_tests {
         assert_eq!(sizes(300, 0, 4096), [300], "stride 0: whole");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `segments()` at the stride boundaries: no stride, a zero stride and a
+    /// stride at least the payload are one datagram; one byte over is two.
+    #[test]
+    fn segments_at_the_stride_boundaries() {
+        let to = "127.0.0.1:1".parse().unwrap();
+        let payload = [0u8; 1200];
+        let t = |len: usize| Transmit::new(to, &payload[..len]);
+        assert_eq!(t(1200).segments(), 1);
+        assert_eq!(t(1200).with_segment_size(0).segments(), 1);
+        assert_eq!(t(0).with_segment_size(100).segments(), 1);
+        assert_eq!(t(100).with_segment_size(100).segments(), 1);
+        assert_eq!(t(101).with_segment_size(100).segments(), 2);
+        assert_eq!(t(1200).with_segment_size(1).segments(), 1200);
+        assert_eq!(t(100).with_segment_size(100).gso_stride(), None);
+        assert_eq!(t(101).with_segment_size(100).gso_stride(), Some(100));
+        assert_eq!(t(101).with_segment_size(0).gso_stride(), None);
+    }
+
+    /// A local `EMSGSIZE` (a send over the known path MTU) is a packet too
+    /// big with the MTU in `info`; other local errors are not.
+    #[test]
+    fn classify_local_emsgsize_as_packet_too_big() {
+        const LOCAL: u8 = 1;
+        assert_eq!(IcmpKind::classify(LOCAL, 0, 0, 1400, libc::EMSGSIZE), IcmpKind::PacketTooBig { mtu: 1400 });
+        assert_eq!(
+            IcmpKind::classify(LOCAL, 0, 0, 1400, libc::ECONNREFUSED),
+            IcmpKind::Other { origin: LOCAL, icmp_type: 0, code: 0 }
+        );
+        // EMSGSIZE from a non-local origin with an unknown type stays Other.
+        assert_eq!(
+            IcmpKind::classify(4, 0, 0, 1400, libc::EMSGSIZE),
+            IcmpKind::Other { origin: 4, icmp_type: 0, code: 0 }
+        );
+    }
+
+    /// The ICMP and ICMPv6 table, one row per arm.
+    #[test]
+    fn classify_icmp_and_icmp6() {
+        let c = |origin, ty, code| IcmpKind::classify(origin, ty, code, 1280, 0);
+        assert_eq!(c(2, 3, 4), IcmpKind::PacketTooBig { mtu: 1280 });
+        assert_eq!(c(3, 2, 0), IcmpKind::PacketTooBig { mtu: 1280 });
+        assert_eq!(c(2, 3, 3), IcmpKind::PortUnreachable);
+        assert_eq!(c(3, 1, 4), IcmpKind::PortUnreachable);
+        assert_eq!(c(2, 3, 1), IcmpKind::Unreachable { code: 1 });
+        assert_eq!(c(3, 1, 3), IcmpKind::Unreachable { code: 3 });
+        assert_eq!(c(2, 11, 0), IcmpKind::TimeExceeded);
+        assert_eq!(c(3, 3, 0), IcmpKind::TimeExceeded);
+        assert_eq!(c(2, 5, 1), IcmpKind::Other { origin: 2, icmp_type: 5, code: 1 });
+    }
+
+    /// The names `Display` gives ECN codepoints and DSCPs (the CLI prints
+    /// them), padded like any `str`.
+    #[test]
+    fn display_names_ecn_and_dscp() {
+        let ecn: Vec<String> = [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce].iter().map(Ecn::to_string).collect();
+        assert_eq!(ecn, ["not-ect", "ect1", "ect0", "ce"]);
+        assert_eq!(format!("{:>5}|", Ecn::Ce), "   ce|");
+        let named = [
+            (Dscp::DEFAULT, "default"),
+            (Dscp::CS1, "cs1"),
+            (Dscp::AF11, "af11"),
+            (Dscp::AF21, "af21"),
+            (Dscp::AF31, "af31"),
+            (Dscp::AF41, "af41"),
+            (Dscp::CS5, "cs5"),
+            (Dscp::EF, "ef"),
+            (Dscp::CS6, "cs6"),
+        ];
+        for (d, name) in named {
+            assert_eq!(d.to_string(), name);
+        }
+        assert_eq!(Dscp(63).to_string(), "63");
+        assert_eq!(format!("{:<4}|", Dscp::EF), "ef  |");
+        assert_eq!(format!("{:<4}|", Dscp(7)), "7   |");
+    }
+}

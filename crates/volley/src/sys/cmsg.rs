@@ -569,4 +569,214 @@ mod tests {
         hdr.cmsg_type = libc::IP_TOS;
         assert_eq!(decode(pod_bytes(&hdr)), Decoded::default());
     }
+
+    /// A control header with the given length field, as raw bytes.
+    fn raw_header(len: usize, level: libc::c_int, ty: libc::c_int) -> Vec<u8> {
+        let mut hdr: libc::cmsghdr = zeroed();
+        hdr.cmsg_len = len as _;
+        hdr.cmsg_level = level;
+        hdr.cmsg_type = ty;
+        let mut bytes = pod_bytes(&hdr).to_vec();
+        bytes.resize(HDR, 0);
+        bytes
+    }
+
+    /// Bytes of a message as `Encoder::push` lays it out (header, value,
+    /// padding to the alignment).
+    fn encoded<T: Pod>(level: libc::c_int, ty: libc::c_int, value: T) -> Vec<u8> {
+        let mut buf = Aligned::<128>::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        enc.push(level, ty, value).unwrap();
+        let n = enc.len();
+        buf.0[..n].to_vec()
+    }
+
+    /// A 32-byte message (a timestamp) followed by TOS and TTL: the walk
+    /// must step exactly one aligned length to find the next header.
+    #[test]
+    fn decode_steps_past_a_timestamp_to_tos_and_ttl() {
+        let mut ts: libc::timespec = zeroed();
+        ts.tv_sec = 1_700_000_000;
+        ts.tv_nsec = 123_456_789;
+        let mut bytes = encoded(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, ts);
+        assert_eq!(bytes.len(), HDR + size_of::<libc::timespec>());
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_TOS, 0x2eu8));
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_TTL, 17 as libc::c_int));
+        let d = decode(&bytes);
+        assert_eq!(d.timestamp, Some(Duration::new(1_700_000_000, 123_456_789)));
+        assert_eq!(d.tos, Some(0x2e));
+        assert_eq!(d.ttl, Some(17));
+    }
+
+    /// The walk also steps correctly past a message whose length is not a
+    /// multiple of the alignment (pktinfo: 12 bytes of payload).
+    #[test]
+    fn decode_steps_past_an_unaligned_length() {
+        let mut pi: libc::in_pktinfo = zeroed();
+        pi.ipi_ifindex = 4;
+        pi.ipi_addr.s_addr = u32::from(Ipv4Addr::new(10, 0, 0, 1)).to_be();
+        let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_PKTINFO, pi);
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_TTL, 9 as libc::c_int));
+        let d = decode(&bytes);
+        assert_eq!(d.dst_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(d.ttl, Some(9));
+    }
+
+    /// A header whose `cmsg_len` is below the header size ends the walk
+    /// (what came before it is kept); it must not panic.
+    #[test]
+    fn decode_stops_at_a_length_below_the_header() {
+        for short in [1, 8, HDR - 1] {
+            let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_TOS, 0x11u8);
+            bytes.extend(raw_header(short, libc::IPPROTO_IP, libc::IP_TTL));
+            bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_TTL, 5 as libc::c_int));
+            let d = decode(&bytes);
+            assert_eq!(d.tos, Some(0x11), "cmsg_len {short}");
+            assert_eq!(d.ttl, None, "cmsg_len {short}");
+        }
+    }
+
+    /// A header running past the end of the control bytes ends the walk,
+    /// also when it is not the first one.
+    #[test]
+    fn decode_stops_at_a_header_running_past_the_end() {
+        let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_TOS, 0x22u8);
+        let rest = bytes.len();
+        // Claims 4 bytes of payload, but the control data ends at its header.
+        bytes.extend(raw_header(HDR + 4, libc::IPPROTO_IP, libc::IP_TTL));
+        assert_eq!(bytes.len(), rest + HDR);
+        let d = decode(&bytes);
+        assert_eq!(d.tos, Some(0x22));
+        assert_eq!(d.ttl, None);
+    }
+
+    /// A last message whose length ends exactly at the end of the control
+    /// bytes (no trailing padding) is decoded.
+    #[test]
+    fn decode_reads_a_last_message_without_padding() {
+        let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_TOS, 0x33u8);
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_TTL, 7 as libc::c_int));
+        bytes.truncate(bytes.len() - (space(size_of::<libc::c_int>()) - HDR - size_of::<libc::c_int>()));
+        let d = decode(&bytes);
+        assert_eq!((d.tos, d.ttl), (Some(0x33), Some(7)));
+    }
+
+    /// A zero-length option (`cmsg_len` == header size) is skipped, not the
+    /// end of the walk; as the last bytes it clears nothing it cannot read.
+    #[test]
+    fn decode_steps_over_a_zero_length_option() {
+        let mut bytes = raw_header(HDR, libc::IPPROTO_IP, libc::IP_TTL);
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_TOS, 0x44u8));
+        let d = decode(&bytes);
+        assert_eq!((d.tos, d.ttl), (Some(0x44), None));
+        // A zero-length TOS after a real one: the walk reaches it, and an
+        // empty option reports no value.
+        let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_TOS, 0x44u8);
+        bytes.extend(raw_header(HDR, libc::IPPROTO_IP, libc::IP_TOS));
+        assert_eq!(decode(&bytes).tos, None);
+    }
+
+    /// `IP_RECVERR` / `IPV6_RECVERR` payload: the error, then the offender's
+    /// `sockaddr` (`SO_EE_OFFENDER`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn recverr(level: libc::c_int, ty: libc::c_int, offender: &[u8]) -> Vec<u8> {
+        let mut ee: libc::sock_extended_err = zeroed();
+        ee.ee_errno = libc::EHOSTUNREACH as u32;
+        ee.ee_origin = 2;
+        ee.ee_type = 3;
+        ee.ee_code = 1;
+        ee.ee_info = 1280;
+        let payload = size_of::<libc::sock_extended_err>() + offender.len();
+        let mut bytes = raw_header(HDR + payload, level, ty);
+        bytes.extend_from_slice(pod_bytes(&ee));
+        bytes.extend_from_slice(offender);
+        bytes.resize(space(payload), 0);
+        bytes
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn decode_reads_the_v4_icmp_offender() {
+        let mut sin: libc::sockaddr_in = zeroed();
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_addr.s_addr = u32::from(Ipv4Addr::new(192, 0, 2, 1)).to_be();
+        // As the kernel lays it out, and with room for a sockaddr_in6 after
+        // it (the family, not the length, decides).
+        for pad in [0, 16] {
+            let mut addr = pod_bytes(&sin).to_vec();
+            addr.resize(addr.len() + pad, 0);
+            let d = decode(&recverr(libc::IPPROTO_IP, libc::IP_RECVERR, &addr));
+            let ee = d.ext_err.expect("the error is decoded");
+            assert_eq!(ee.offender, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))), "pad {pad}");
+            assert_eq!(
+                (ee.errno, ee.origin, ee.icmp_type, ee.code, ee.info),
+                (libc::EHOSTUNREACH as u32, 2, 3, 1, 1280)
+            );
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn decode_reads_the_v6_icmp_offender() {
+        let ip: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let mut sin6: libc::sockaddr_in6 = zeroed();
+        sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sin6.sin6_addr.s6_addr = ip.octets();
+        let d = decode(&recverr(libc::IPPROTO_IPV6, libc::IPV6_RECVERR, pod_bytes(&sin6)));
+        assert_eq!(d.ext_err.expect("the error is decoded").offender, Some(IpAddr::V6(ip)));
+    }
+
+    /// A local error carries an offender of family `AF_UNSPEC`: no address.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn decode_reports_no_offender_for_an_unspecified_family() {
+        let mut sin6: libc::sockaddr_in6 = zeroed();
+        sin6.sin6_family = libc::AF_UNSPEC as libc::sa_family_t;
+        sin6.sin6_addr.s6_addr = [1; 16];
+        let d = decode(&recverr(libc::IPPROTO_IP, libc::IP_RECVERR, pod_bytes(&sin6)));
+        assert_eq!(d.ext_err.expect("the error is decoded").offender, None);
+    }
+
+    /// Only an interface, no source address: pktinfo of the destination's
+    /// family with the unspecified address.
+    #[test]
+    fn encode_send_ifindex_only_uses_the_destination_family() {
+        let opts = SendOptions { src_ifindex: Some(3), ..SendOptions::default() };
+        for v4 in [true, false] {
+            let mut buf = SendControl::new();
+            let mut enc = Encoder::new(&mut buf.0);
+            encode_send(&mut enc, &opts, v4).unwrap();
+            let n = enc.len();
+            let hdr = read_pod::<libc::cmsghdr>(&buf.0[..n]).unwrap();
+            let d = decode(&buf.0[..n]);
+            assert_eq!(d.ifindex, Some(3), "v4 {v4}");
+            if v4 {
+                assert_eq!((hdr.cmsg_level, hdr.cmsg_type), (libc::IPPROTO_IP, libc::IP_PKTINFO));
+                assert_eq!(d.spec_dst, Some(Ipv4Addr::UNSPECIFIED));
+            } else {
+                assert_eq!((hdr.cmsg_level, hdr.cmsg_type), (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO));
+                assert_eq!(d.dst_ip, Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)));
+                assert_eq!(d.spec_dst, None);
+            }
+        }
+    }
+
+    /// A GRO stride of 0 is no stride, and a timestamp's nanoseconds must be
+    /// below one second: both decode to `None`, their neighbours do not.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn decode_rejects_a_zero_gro_stride_and_a_nanosecond_overflow() {
+        let gro = |v: libc::c_int| decode(&encoded(libc::SOL_UDP, libc::UDP_GRO, v)).gro_segment_size;
+        assert_eq!(gro(0), None);
+        assert_eq!(gro(1), Some(1));
+        let ts = |ns: libc::c_long| {
+            let mut t: libc::timespec = zeroed();
+            t.tv_sec = 5;
+            t.tv_nsec = ns;
+            decode(&encoded(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, t)).timestamp
+        };
+        assert_eq!(ts(999_999_999), Some(Duration::new(5, 999_999_999)));
+        assert_eq!(ts(1_000_000_000), None);
+        assert_eq!(ts(-1), None);
+    }
 }
