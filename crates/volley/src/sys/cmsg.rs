@@ -593,6 +593,7 @@ mod tests {
 
     /// A 32-byte message (a timestamp) followed by TOS and TTL: the walk
     /// must step exactly one aligned length to find the next header.
+    #[cfg(linux_like)] // SO_TIMESTAMPNS
     #[test]
     fn decode_steps_past_a_timestamp_to_tos_and_ttl() {
         let mut ts: libc::timespec = zeroed();
@@ -610,6 +611,7 @@ mod tests {
 
     /// The walk also steps correctly past a message whose length is not a
     /// multiple of the alignment (pktinfo: 12 bytes of payload).
+    #[cfg(has_pktinfo_v4)] // IP_PKTINFO
     #[test]
     fn decode_steps_past_an_unaligned_length() {
         let mut pi: libc::in_pktinfo = zeroed();
@@ -739,6 +741,7 @@ mod tests {
 
     /// Only an interface, no source address: pktinfo of the destination's
     /// family with the unspecified address.
+    #[cfg(has_pktinfo_v4)] // IP_PKTINFO
     #[test]
     fn encode_send_ifindex_only_uses_the_destination_family() {
         let opts = SendOptions { src_ifindex: Some(3), ..SendOptions::default() };
