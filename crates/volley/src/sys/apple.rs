@@ -20,7 +20,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::sockopt::{may_fragment_dontfrag, set_both, set_dontfrag};
+use super::sockopt::set_both;
 use crate::validate::Families;
 use crate::{Capabilities, Config};
 
@@ -48,41 +48,7 @@ pub(super) fn probe(
     Ok(())
 }
 
-/// `IP_DONTFRAG` / `IPV6_DONTFRAG`.
-pub(super) fn set_pmtud(fd: BorrowedFd<'_>, families: Families, mode: crate::Pmtud) -> io::Result<()> {
-    set_dontfrag(fd, families, mode)
-}
-
-/// From `IP_DONTFRAG` / `IPV6_DONTFRAG`.
-pub(crate) fn may_fragment(fd: BorrowedFd<'_>, families: Families) -> bool {
-    may_fragment_dontfrag(fd, families)
-}
-
-pub(crate) fn path_mtu(_fd: BorrowedFd<'_>, _v6_path: bool) -> io::Result<u32> {
-    Err(unsupported("reading the path MTU (IP_MTU)"))
-}
-
-pub(crate) fn attach_cpu_steering(_fd: BorrowedFd<'_>, _n: usize) -> io::Result<()> {
-    Err(unsupported("CPU steering (reuse-port BPF)"))
-}
-
-/// No error queue: always empty.
-pub(super) fn read_error_entry(_fd: BorrowedFd<'_>) -> io::Result<Option<Option<crate::IcmpError>>> {
-    Ok(None)
-}
-
-/// Only Linux delivers other sockets' groups: nothing to turn off.
-pub(crate) fn disable_multicast_all(_fd: BorrowedFd<'_>, _v4: bool) -> io::Result<()> {
-    Ok(())
-}
-
-pub(super) fn bind_device(_sock: &socket2::Socket, _dev: &str) -> io::Result<()> {
-    Err(unsupported("binding to a device by name"))
-}
-
-pub(super) fn bound_device(_sock: &socket2::Socket) -> io::Result<Option<Vec<u8>>> {
-    Err(unsupported("binding to a device by name"))
-}
-
-/// No privileged override of the buffer limits.
-pub(super) fn force_buffer(_fd: BorrowedFd<'_>, _size: usize, _recv: bool) {}
+// What macOS/iOS and FreeBSD share: DF-based path-MTU control and the
+// Linux-only features both lack.
+pub(crate) use super::bsd::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
+pub(super) use super::bsd::{bind_device, bound_device, force_buffer, read_error_entry, set_pmtud};

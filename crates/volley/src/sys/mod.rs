@@ -77,6 +77,8 @@ mod unix;
 
 #[cfg(apple)]
 mod apple;
+#[cfg(any(apple, freebsd))]
+mod bsd;
 #[cfg(freebsd)]
 mod freebsd;
 #[cfg(linux_like)]
