@@ -331,13 +331,7 @@ impl UdpSocket {
     /// As [`volley::Socket::try_recv_batch`], except `WouldBlock`, on which
     /// this waits.
     pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        loop {
-            self.io.readable().await?;
-            match self.try_recv_batch(batch) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return other,
-            }
-        }
+        self.read_with(|| self.try_recv_batch(batch)).await
     }
 
     /// Polls for datagrams: `Ready(Ok(n))` when `batch` now holds `n`
@@ -359,14 +353,7 @@ impl UdpSocket {
     /// # Errors
     /// As [`UdpSocket::recv_batch`].
     pub fn poll_recv_batch(&self, cx: &mut Context<'_>, batch: &mut RecvBatch) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.io.poll_recv_ready(cx))?;
-            match self.try_recv_batch(batch) {
-                // Readiness was cleared: the next poll_recv_ready registers cx.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_ready_then(cx, Interest::READABLE, || self.try_recv_batch(batch))
     }
 
     /// Receives what is queued without waiting.
@@ -425,13 +412,7 @@ impl UdpSocket {
     /// As [`volley::Socket::try_recv`], except `WouldBlock`, on which this
     /// waits.
     pub async fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        loop {
-            self.io.readable().await?;
-            match self.try_recv(bufs, meta) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return other,
-            }
-        }
+        self.read_with(|| self.try_recv(bufs, meta)).await
     }
 
     /// The poll form of [`UdpSocket::recv`] (it wakes only the last task
@@ -445,13 +426,7 @@ impl UdpSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.io.poll_recv_ready(cx))?;
-            match self.try_recv(bufs, meta) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_ready_then(cx, Interest::READABLE, || self.try_recv(bufs, meta))
     }
 
     /// [`UdpSocket::recv`] without waiting. A short receive (fewer messages
@@ -487,13 +462,7 @@ impl UdpSocket {
         bufs: &mut [bytes::BytesMut],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.io.poll_recv_ready(cx))?;
-            match self.try_recv_bytes(bufs, meta) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_ready_then(cx, Interest::READABLE, || self.try_recv_bytes(bufs, meta))
     }
 
     /// Waits for read readiness (several tasks may wait at once).
@@ -627,7 +596,9 @@ impl UdpSocket {
     /// # Errors
     /// As [`UdpSocket::send_batch`].
     pub fn poll_send_batch(&self, cx: &mut Context<'_>, transmits: &[Transmit<'_>]) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Interest::WRITABLE, |s| s.try_send_batch(transmits))
+        self.poll_ready_then(cx, Interest::WRITABLE, || {
+            self.try_io(Interest::WRITABLE, |s| s.try_send_batch(transmits))
+        })
     }
 
     /// Sends what fits now, without waiting.
@@ -713,13 +684,14 @@ impl UdpSocket {
         self.io.async_io(interest, || f(self.get_ref()).map_err(io::Error::from)).await
     }
 
-    /// The poll form of [`UdpSocket::async_io`]: the one readiness loop the
-    /// `poll_*` methods share. Retries only on `WouldBlock`.
-    fn poll_io<R>(
+    /// The one poll-form readiness loop: waits for `interest`, runs `f`
+    /// (a `try_*` call that clears readiness on `WouldBlock`), and retries
+    /// only on `WouldBlock`, after which the next poll registers `cx`.
+    fn poll_ready_then<R>(
         &self,
         cx: &mut Context<'_>,
         interest: Interest,
-        mut f: impl FnMut(volley::SocketRef<'_>) -> Result<R, volley::Error>,
+        mut f: impl FnMut() -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
             if interest.is_writable() {
@@ -727,10 +699,23 @@ impl UdpSocket {
             } else {
                 ready!(self.io.poll_recv_ready(cx))?;
             }
-            match self.try_io(interest, &mut f) {
-                // Readiness was cleared: the next poll_*_ready registers cx.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// The async form of a receive: waits for read readiness with its own
+    /// waiter (several tasks may wait at once), runs `f`, retries only on
+    /// `WouldBlock`. Not `async_io`: a short receive is handed back while
+    /// tokio is told `WouldBlock`, which `async_io` would wait on instead.
+    async fn read_with<R>(&self, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        loop {
+            self.io.readable().await?;
+            match f() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
             }
         }
     }

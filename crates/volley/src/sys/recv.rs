@@ -313,12 +313,17 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
     }
     if let Ok(errno) = get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
         if moved == 0 && icmp_errno(errno) {
-            let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
-            log_icmp(&e, "drain");
-            ring.push(e);
+            ring.push(bare(fd, errno, "drain"));
         }
     }
     moved
+}
+
+/// An ICMP error of which only the errno is known ([`crate::IcmpKind::Pending`]).
+fn bare(fd: BorrowedFd<'_>, errno: i32, during: &'static str) -> crate::IcmpError {
+    let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
+    log_icmp(&e, during);
+    e
 }
 
 /// A pending ICMP-derived `errno` met (and so consumed) by a receive or
@@ -327,8 +332,7 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
 /// errno, so the error is never lost unseen.
 pub(super) fn absorb_pending(fd: BorrowedFd<'_>, state: &SocketState, errno: i32, during: &'static str) {
     if drain_errors(fd, state) == 0 {
-        let e = crate::IcmpError { kind: crate::IcmpKind::Pending, destination: peer(fd), offender: None, errno };
-        log_icmp(&e, during);
+        let e = bare(fd, errno, during);
         state.errors().push(e);
     }
 }
