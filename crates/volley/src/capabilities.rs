@@ -35,6 +35,13 @@ pub struct Capabilities {
     pub pktinfo: bool,
     /// The TOS / traffic class (ECN and DSCP) reported on receive.
     pub ecn: bool,
+    /// The ECN codepoint of a [`crate::Transmit`] reaches the wire. True
+    /// on Unix (a TOS / traffic-class control message); on Windows only if
+    /// a loopback self-test at the first bind saw an `IP_ECN` message's
+    /// codepoint arrive (Wine 8 accepts the message and drops the mark).
+    /// When false the datagram still leaves, unmarked, and no ECN message
+    /// is sent.
+    pub ecn_send: bool,
     /// TTL / hop limit reported on receive.
     pub ttl: bool,
     /// Kernel receive timestamps (`SO_TIMESTAMPNS`) on.
@@ -65,13 +72,14 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
-        let rows: [(&str, &str); 12] = [
+        let rows: [(&str, &str); 13] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
             ("GRO (UDP_GRO)", yn(self.gro)),
             ("pktinfo", yn(self.pktinfo)),
             ("ECN/DSCP on receive", yn(self.ecn)),
+            ("ECN on send", yn(self.ecn_send)),
             ("TTL/hop limit", yn(self.ttl)),
             ("rx timestamps", yn(self.timestamps)),
             ("SO_TXTIME", yn(self.txtime)),

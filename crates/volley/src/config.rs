@@ -280,7 +280,7 @@ impl Config {
     ///
     /// # Errors
     /// [`crate::Error::Adopt`] naming what does not fit.
-    pub fn adopt(&self, socket: impl Into<std::os::fd::OwnedFd>) -> Result<crate::Socket, crate::Error> {
+    pub fn adopt(&self, socket: impl Into<crate::os::OwnedFd>) -> Result<crate::Socket, crate::Error> {
         crate::Socket::adopt(socket.into(), self)
     }
 

@@ -13,11 +13,13 @@
 //! quinn-udp's `UdpSocketState` has the same shape: probe once, then drive
 //! any borrowed socket.
 
+use crate::os::{AsFd, BorrowedFd};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 
+#[cfg(windows)]
+use crate::sys::winsock as libc;
 use crate::sys::{self, SocketState};
 use crate::{
     BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta,
@@ -66,7 +68,8 @@ impl Datapath {
     /// # Errors
     /// [`Error::Adopt`] naming what does not fit.
     pub fn new(socket: impl AsFd, config: &Config) -> Result<Self, Error> {
-        let sock = socket2::SockRef::from(&socket);
+        let fd = socket.as_fd();
+        let sock = socket2::SockRef::from(&fd);
         let state = sys::adopt(&sock, config)?;
         Ok(Self::with_state(&sock, state, config))
     }

@@ -4,6 +4,8 @@
 //! error) so `?` works in functions returning `io::Result`, and
 //! [`Error::kind`] gives the matching [`io::ErrorKind`].
 
+#[cfg(windows)]
+use crate::sys::winsock as libc;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -77,6 +79,13 @@ pub enum InvalidTransmit {
         /// The rejected interface index.
         src_ifindex: u32,
     },
+    /// A DSCP other than the default on a platform that cannot mark it per
+    /// datagram: Windows ignores a program's DSCP without a QoS policy
+    /// (ECN, `Transmit::ecn`, is carried).
+    DscpUnsupported {
+        /// The rejected DSCP.
+        dscp: crate::Dscp,
+    },
 }
 
 impl fmt::Display for InvalidTransmit {
@@ -102,6 +111,11 @@ impl fmt::Display for InvalidTransmit {
             }
             Self::PortZero { destination } => write!(f, "destination {destination} has port 0"),
             Self::TxtimeNotEnabled => f.write_str("txtime set on a socket not configured with Config::txtime(true)"),
+            Self::DscpUnsupported { dscp } => write!(
+                f,
+                "dscp {dscp}: this platform cannot mark a DSCP per datagram (Windows needs a QoS policy); \
+                 leave Transmit::dscp unset"
+            ),
             Self::SrcIfindexOutOfRange { src_ifindex } => {
                 write!(f, "src_ifindex {src_ifindex} is out of range: interface indexes go up to {}", i32::MAX)
             }

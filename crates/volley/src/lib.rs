@@ -76,6 +76,7 @@ mod error;
 mod errqueue;
 mod meta;
 mod multicast;
+pub mod os;
 mod plan;
 mod socket;
 mod sys;

@@ -1,6 +1,8 @@
 //! Per-datagram metadata: what a receive reports ([`RecvMeta`]) and what a
 //! send asks for ([`Transmit`]). Plain data, no `unsafe`, no OS types.
 
+#[cfg(windows)]
+use crate::sys::winsock as libc;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

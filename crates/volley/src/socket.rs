@@ -2,10 +2,16 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
+use crate::os::AsFd;
+use crate::os::{BorrowedFd, Handle, OwnedFd};
 use crate::sys;
+#[cfg(windows)]
+use crate::sys::winsock as libc;
 use crate::{Capabilities, Config, Error, MulticastInterface, RecvBatch, Transmit};
 use crate::{Datapath, SocketRef};
 
@@ -46,7 +52,7 @@ use crate::{Datapath, SocketRef};
 /// ```
 #[derive(Debug)]
 pub struct Socket {
-    inner: socket2::Socket,
+    inner: Handle,
     dp: Datapath,
 }
 
@@ -84,19 +90,22 @@ impl Socket {
     }
 
     pub(crate) fn with_config(addr: SocketAddr, config: &Config) -> Result<Self, Error> {
-        let (inner, state) = sys::open(addr, config)?;
-        let dp = Datapath::with_state(&inner, state, config);
-        Ok(Self { inner, dp })
+        let (sock, state) = sys::open(addr, config)?;
+        let dp = Datapath::with_state(&sock, state, config);
+        Ok(Self { inner: Handle::new(sock), dp })
     }
 
-    pub(crate) fn adopt(fd: std::os::fd::OwnedFd, config: &Config) -> Result<Self, Error> {
-        let inner = socket2::Socket::from(fd);
-        let state = sys::adopt(&inner, config)?;
+    pub(crate) fn adopt(fd: OwnedFd, config: &Config) -> Result<Self, Error> {
+        let sock = socket2::Socket::from(fd);
+        let state = sys::adopt(&sock, config)?;
         let setup = |e| Error::Adopt { reason: crate::AdoptError::Other, source: Some(e) };
-        inner.set_nonblocking(true).map_err(setup)?;
-        inner.set_cloexec(true).map_err(setup)?;
-        let dp = Datapath::with_state(&inner, state, config);
-        Ok(Self { inner, dp })
+        sock.set_nonblocking(true).map_err(setup)?;
+        // Windows sockets are created non-inheritable (std and socket2 pass
+        // WSA_FLAG_NO_HANDLE_INHERIT); there is no exec to close them on.
+        #[cfg(unix)]
+        sock.set_cloexec(true).map_err(setup)?;
+        let dp = Datapath::with_state(&sock, state, config);
+        Ok(Self { inner: Handle::new(sock), dp })
     }
 
     /// Builds a socket from a descriptor and the [`Datapath`] made for it
@@ -110,9 +119,8 @@ impl Socket {
     /// let sock = Socket::from_parts(std_sock.into(), dp);
     /// assert!(sock.local_addr().unwrap().port() != 0);
     /// ```
-    pub fn from_parts(fd: std::os::fd::OwnedFd, datapath: Datapath) -> Self {
-        let inner = socket2::Socket::from(fd);
-        Self { inner, dp: datapath }
+    pub fn from_parts(fd: OwnedFd, datapath: Datapath) -> Self {
+        Self { inner: Handle::from_fd(fd), dp: datapath }
     }
 
     /// Splits the socket into its descriptor and its [`Datapath`], to hand
@@ -125,8 +133,8 @@ impl Socket {
     /// let std_sock = std::net::UdpSocket::from(fd);
     /// assert_eq!(dp.socket(&std_sock).local_addr().unwrap(), std_sock.local_addr().unwrap());
     /// ```
-    pub fn into_parts(self) -> (std::os::fd::OwnedFd, Datapath) {
-        (self.inner.into(), self.dp)
+    pub fn into_parts(self) -> (OwnedFd, Datapath) {
+        (self.inner.into_fd(), self.dp)
     }
 
     /// This socket as a [`SocketRef`]: a borrowed descriptor and its state.
@@ -163,7 +171,7 @@ impl Socket {
     /// assert_eq!(std_sock.local_addr().unwrap(), addr);
     /// ```
     pub fn into_std(self) -> std::net::UdpSocket {
-        self.inner.into()
+        self.inner.into_std()
     }
 
     /// The address the socket is bound to (an IPv4-mapped address as IPv4,
@@ -172,7 +180,8 @@ impl Socket {
     /// # Errors
     /// Only if the OS call fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let a = self.inner.local_addr()?.as_socket().ok_or_else(|| io::Error::other("socket has no IP address"))?;
+        let a =
+            self.inner.sock().local_addr()?.as_socket().ok_or_else(|| io::Error::other("socket has no IP address"))?;
         Ok(crate::meta::canonical(a))
     }
 
@@ -208,7 +217,7 @@ impl Socket {
     /// as std does; [`Error::is_icmp`] tells them apart, and the socket
     /// keeps receiving.
     pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> Result<usize, Error> {
-        self.as_socket_ref().try_recv_batch(batch)
+        self.inner.io(|| self.as_socket_ref().try_recv_batch(batch))
     }
 
     /// Receives into buffers the caller owns, the shape QUIC stacks use
@@ -251,7 +260,7 @@ impl Socket {
     /// buffer is shorter than 64 KiB (the kernel would discard the part of a
     /// train that does not fit).
     pub fn try_recv(&self, bufs: &mut [io::IoSliceMut<'_>], meta: &mut [crate::RecvMeta]) -> Result<usize, Error> {
-        self.as_socket_ref().try_recv(bufs, meta)
+        self.inner.io(|| self.as_socket_ref().try_recv(bufs, meta))
     }
 
     /// Like [`Socket::try_recv_batch`], but first waits up to `timeout` for
@@ -333,7 +342,7 @@ impl Socket {
     /// # Ok(()) }
     /// ```
     pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
-        self.as_socket_ref().try_send_batch(transmits)
+        self.inner.io(|| self.as_socket_ref().try_send_batch(transmits))
     }
 
     /// Sends all of `transmits`, waiting for buffer space up to `timeout` in
@@ -649,9 +658,24 @@ fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
+#[cfg(unix)]
 impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Socket {
+    fn as_socket(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawSocket for Socket {
+    fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+        std::os::windows::io::AsRawSocket::as_raw_socket(&self.inner.as_fd())
     }
 }
 
@@ -665,36 +689,37 @@ impl TryFrom<std::net::UdpSocket> for Socket {
 }
 
 /// Adopts a descriptor with the default [`Config`] (see [`Config::adopt`]).
-impl TryFrom<std::os::fd::OwnedFd> for Socket {
+impl TryFrom<OwnedFd> for Socket {
     type Error = Error;
 
-    fn try_from(fd: std::os::fd::OwnedFd) -> Result<Self, Error> {
+    fn try_from(fd: OwnedFd) -> Result<Self, Error> {
         Config::new().adopt(fd)
     }
 }
 
-impl From<Socket> for std::os::fd::OwnedFd {
+impl From<Socket> for OwnedFd {
     fn from(socket: Socket) -> Self {
-        socket.inner.into()
+        socket.inner.into_fd()
     }
 }
 
+#[cfg(unix)]
 impl AsRawFd for Socket {
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
+        self.inner.as_fd().as_raw_fd()
     }
 }
 
 impl mio::event::Source for Socket {
     fn register(&mut self, registry: &mio::Registry, token: mio::Token, interests: mio::Interest) -> io::Result<()> {
-        mio::unix::SourceFd(&self.inner.as_raw_fd()).register(registry, token, interests)
+        mio::event::Source::register(&mut self.inner, registry, token, interests)
     }
 
     fn reregister(&mut self, registry: &mio::Registry, token: mio::Token, interests: mio::Interest) -> io::Result<()> {
-        mio::unix::SourceFd(&self.inner.as_raw_fd()).reregister(registry, token, interests)
+        mio::event::Source::reregister(&mut self.inner, registry, token, interests)
     }
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        mio::unix::SourceFd(&self.inner.as_raw_fd()).deregister(registry)
+        mio::event::Source::deregister(&mut self.inner, registry)
     }
 }

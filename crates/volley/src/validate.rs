@@ -48,6 +48,12 @@ pub(crate) fn validate(t: &Transmit<'_>, limits: Limits) -> Result<Checked, Inva
     if t.txtime.is_some() && !limits.txtime {
         return Err(InvalidTransmit::TxtimeNotEnabled);
     }
+    // Windows takes ECN per datagram (IP_ECN) but no DSCP: refused, not
+    // silently dropped.
+    #[cfg(windows)]
+    if let Some(dscp) = t.dscp.filter(|d| d.tos(crate::Ecn::NotEct) != 0) {
+        return Err(InvalidTransmit::DscpUnsupported { dscp });
+    }
     // Normalise IPv4-mapped destinations to IPv4, then map for the socket.
     let dest = crate::meta::canonical(t.destination);
     let v4_path = dest.is_ipv4();

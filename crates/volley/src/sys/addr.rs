@@ -1,11 +1,13 @@
 //! Socket addresses in and out of the C structs the kernel reads and
 //! writes.
 
+use crate::os::{AsRawFd, BorrowedFd};
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::cmsg;
+#[cfg(windows)]
+use super::winsock as libc;
 
 /// Storage for one socket address, big enough for IPv4 and IPv6.
 #[repr(C)]

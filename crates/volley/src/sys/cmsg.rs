@@ -15,6 +15,9 @@ use std::mem::{align_of, size_of, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+#[cfg(windows)]
+use super::winsock as libc;
+
 /// `CMSG_ALIGN`: control messages start at multiples of this.
 const ALIGN: usize = {
     // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic on their argument.
@@ -42,9 +45,9 @@ pub(crate) const RECV_SPACE: usize = space(size_of::<libc::in6_pktinfo>())
     + 64; // headroom for anything the kernel adds that we ignore
 
 /// Receive space of the IPv4 destination-address messages.
-#[cfg(has_pktinfo_v4)]
+#[cfg(any(has_pktinfo_v4, windows))]
 const PKTINFO_V4: usize = size_of::<libc::in_pktinfo>();
-#[cfg(not(has_pktinfo_v4))]
+#[cfg(not(any(has_pktinfo_v4, windows)))]
 const PKTINFO_V4: usize = size_of::<libc::in_addr>() + HDR + size_of::<libc::sockaddr_storage>();
 
 /// Send control space per message: TOS, pktinfo, UDP_SEGMENT, SCM_TXTIME.
@@ -104,9 +107,9 @@ unsafe_impl!(Zeroable: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_a
 unsafe_impl!(Zeroable: libc::ip_mreqn);
 unsafe_impl!(Pod: u8, u16, u32, u64, libc::c_int, libc::cmsghdr, libc::in_addr, libc::in6_pktinfo,
     libc::timespec, libc::sockaddr_in, libc::sockaddr_in6);
-#[cfg(has_pktinfo_v4)]
+#[cfg(any(has_pktinfo_v4, windows))]
 unsafe_impl!(Zeroable: libc::in_pktinfo);
-#[cfg(has_pktinfo_v4)]
+#[cfg(any(has_pktinfo_v4, windows))]
 unsafe_impl!(Pod: libc::in_pktinfo);
 #[cfg(linux_like)]
 unsafe_impl!(Zeroable: libc::sock_extended_err);
@@ -194,6 +197,9 @@ pub(crate) struct Decoded {
     pub(crate) dst_ip: Option<IpAddr>,
     pub(crate) ifindex: Option<u32>,
     pub(crate) tos: Option<u8>,
+    /// The ECN codepoint alone, where the stack reports only that
+    /// (Windows' `IP_ECN` / `IPV6_ECN`): no DSCP is known then.
+    pub(crate) ecn: Option<u8>,
     pub(crate) ttl: Option<u8>,
     pub(crate) gro_segment_size: Option<usize>,
     pub(crate) timestamp: Option<Duration>,
@@ -255,6 +261,34 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
                     out.ifindex = index;
                     out.spec_dst = Some(Ipv4Addr::from(u32::from_be(pi.ipi_spec_dst.s_addr)));
                 }
+            }
+            // Windows: IN_PKTINFO is the address then the interface, no
+            // spec_dst (the address is the source on send).
+            #[cfg(windows)]
+            (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                if let Some(pi) = read_pod::<libc::in_pktinfo>(data) {
+                    let ip = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+                    out.dst_ip = Some(IpAddr::V4(ip));
+                    out.ifindex = Some(pi.ipi_ifindex);
+                    out.spec_dst = Some(ip);
+                }
+            }
+            #[cfg(windows)]
+            (libc::IPPROTO_IP, libc::IP_ECN) | (libc::IPPROTO_IPV6, libc::IPV6_ECN) => {
+                out.ecn = int_or_byte(data).map(|v| v as u8 & 0b11);
+            }
+            #[cfg(windows)]
+            (libc::IPPROTO_IP, libc::IP_HOPLIMIT) => {
+                out.ttl = int_or_byte(data).map(|v| v as u8);
+            }
+            // Windows URO: the stride of a coalesced receive, a DWORD.
+            #[cfg(windows)]
+            (libc::IPPROTO_UDP, libc::UDP_COALESCED_INFO) => {
+                out.gro_segment_size = read_pod::<u32>(data).and_then(|v| usize::try_from(v).ok()).filter(|&v| v > 0);
+            }
+            #[cfg(windows)]
+            (libc::IPPROTO_UDP, libc::UDP_SEND_MSG_SIZE) => {
+                out.segment_size = read_pod::<u32>(data).and_then(|v| u16::try_from(v).ok());
             }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                 if let Some(pi) = read_pod::<libc::in6_pktinfo>(data) {
@@ -366,7 +400,7 @@ pub(crate) struct SendOptions {
     pub(crate) src_ip: Option<IpAddr>,
     /// Outgoing interface (pktinfo's interface index).
     pub(crate) src_ifindex: Option<u32>,
-    #[cfg_attr(not(linux_like), allow(dead_code))]
+    #[cfg_attr(not(any(linux_like, windows)), allow(dead_code))]
     pub(crate) segment_size: Option<u16>,
     #[cfg_attr(not(has_txtime), allow(dead_code))]
     pub(crate) txtime: Option<u64>,
@@ -375,6 +409,14 @@ pub(crate) struct SendOptions {
 /// Encodes `opts` for a message to a destination that is IPv4 (`v4`: plain
 /// IPv4, or IPv4-mapped on a dual-stack socket) or IPv6.
 pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -> Result<(), NoSpace> {
+    // Windows: the ECN codepoint alone (IP_ECN / IPV6_ECN, an int); the
+    // stack takes no per-datagram DSCP (validate refuses one).
+    #[cfg(windows)]
+    if let Some(ecn) = opts.tos.map(|tos| tos & 0b11).filter(|&ecn| ecn != 0 && super::windows::ecn_send()) {
+        let (level, ty) = if v4 { (libc::IPPROTO_IP, libc::IP_ECN) } else { (libc::IPPROTO_IPV6, libc::IPV6_ECN) };
+        enc.push(level, ty, libc::c_int::from(ecn))?;
+    }
+    #[cfg(unix)]
     if let Some(tos) = opts.tos {
         if v4 {
             // FreeBSD's udp_output takes a single byte; Linux and Apple an int.
@@ -408,13 +450,20 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
         // FreeBSD: IP_SENDSRCADDR carries the source address only (the
         // socket must be bound to INADDR_ANY); an IPv4 interface cannot be
         // chosen per datagram there.
-        #[cfg(not(has_pktinfo_v4))]
+        #[cfg(all(unix, not(has_pktinfo_v4)))]
         Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
             let a = libc::in_addr { s_addr: u32::from(ip).to_be() };
             enc.push(libc::IPPROTO_IP, libc::IP_SENDSRCADDR, a)?;
         }
-        #[cfg(not(has_pktinfo_v4))]
+        #[cfg(all(unix, not(has_pktinfo_v4)))]
         Some(IpAddr::V4(_)) => {}
+        // Windows: IN_PKTINFO's address is the source on send.
+        #[cfg(windows)]
+        Some(IpAddr::V4(ip)) => {
+            let pi =
+                libc::in_pktinfo { ipi_addr: libc::in_addr { s_addr: u32::from(ip).to_be() }, ipi_ifindex: ifindex };
+            enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi)?;
+        }
         Some(IpAddr::V6(ip)) => {
             let mut pi: libc::in6_pktinfo = zeroed();
             pi.ipi6_addr.s6_addr = ip.octets();
@@ -428,6 +477,11 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
     #[cfg(linux_like)]
     if let Some(seg) = opts.segment_size {
         enc.push(libc::SOL_UDP, libc::UDP_SEGMENT, seg)?;
+    }
+    // Windows USO: the segment size as a DWORD.
+    #[cfg(windows)]
+    if let Some(seg) = opts.segment_size {
+        enc.push(libc::IPPROTO_UDP, libc::UDP_SEND_MSG_SIZE, u32::from(seg))?;
     }
     #[cfg(has_txtime)]
     if let Some(t) = opts.txtime {

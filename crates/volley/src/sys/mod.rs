@@ -73,7 +73,12 @@ mod recv;
 mod send;
 mod socket;
 mod sockopt;
+#[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) mod winsock;
 
 #[cfg(apple)]
 mod apple;
@@ -92,9 +97,21 @@ use freebsd as platform;
 use linux as platform;
 #[cfg(generic_unix)]
 use unix as platform;
+#[cfg(windows)]
+use windows as platform;
+
+// One datagram per call: sendmsg/recvmsg on Unix, WSASendMsg/WSARecvMsg on
+// Windows.
+#[cfg(unix)]
+use unix as per_call;
+#[cfg(windows)]
+use windows as per_call;
+#[cfg(windows)]
+use winsock as libc;
 
 use std::io;
-use std::os::fd::RawFd;
+
+use crate::os::RawFd;
 
 use crate::capabilities::Live;
 
@@ -103,8 +120,12 @@ pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;
 pub(crate) use recv::{drain_errors, recv, recv_error};
 pub(crate) use send::send;
-pub(crate) use socket::{adopt, disconnect, open, wait, SocketState};
+#[cfg(unix)]
+pub(crate) use socket::disconnect;
+pub(crate) use socket::{adopt, open, wait, SocketState};
 pub(crate) use sockopt::{multicast_membership, set_multicast_interface, set_tos, tos};
+#[cfg(windows)]
+pub(crate) use windows::disconnect;
 
 pub(crate) use platform::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
 
@@ -130,7 +151,8 @@ const _: () = assert!(size_of::<MsgHdr>() == size_of::<libc::mmsghdr>());
 unsafe impl cmsg::Zeroable for MsgHdr {}
 
 fn iovec(ptr: *const u8, len: usize) -> libc::iovec {
-    libc::iovec { iov_base: ptr.cast_mut().cast(), iov_len: len }
+    // Winsock's WSABUF length is a u32: callers pass at most a 64 KiB slot.
+    libc::iovec { iov_base: ptr.cast_mut().cast(), iov_len: len as _ }
 }
 
 /// The send backend for this call: `sendmmsg` while the socket has mmsg,
@@ -149,7 +171,7 @@ fn send_msgs(fd: RawFd, live: &Live, msgs: &mut [MsgHdr]) -> io::Result<usize> {
         }
     }
     let _ = live;
-    unix::send_msgs(fd, msgs)
+    per_call::send_msgs(fd, msgs)
 }
 
 /// The receive backend for this call, as [`send_msgs`]; an error the
@@ -170,7 +192,7 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<
             other => return other,
         }
     }
-    match unix::recv_msgs(fd, msgs) {
+    match per_call::recv_msgs(fd, msgs) {
         (0, Some(e)) => Err(e),
         (n, pending) => {
             if let Some(e) = pending {

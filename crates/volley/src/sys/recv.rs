@@ -2,13 +2,15 @@
 //! backend fills them, and each becomes a [`RecvMeta`]; and the ICMP error
 //! queue, drained into the socket's ring.
 
+use crate::os::{AsRawFd, BorrowedFd};
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::addr::{peer, SockAddrBuf};
 use super::sockopt::get_int;
+#[cfg(windows)]
+use super::winsock as libc;
 use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState};
 use crate::error::icmp_errno;
 use crate::{Dscp, Error, RecvBatch, RecvMeta};
@@ -239,7 +241,7 @@ fn recv_with(
             let ctrl_len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
             (
                 &*name_base.add(i),
-                (*iov_base.add(i)).iov_len,
+                (*iov_base.add(i)).iov_len as usize,
                 std::slice::from_raw_parts(ctrl_base.add(i).cast::<u8>(), ctrl_len),
             )
         };
@@ -256,6 +258,9 @@ fn recv_with(
         if let Some(tos) = d.tos {
             meta.ecn = crate::Ecn::from_bits(tos);
             meta.dscp = Some(Dscp::from_tos(tos));
+        }
+        if let Some(ecn) = d.ecn {
+            meta.ecn = crate::Ecn::from_bits(ecn);
         }
         meta.ttl = d.ttl;
         meta.segment_size = d.gro_segment_size.unwrap_or(len);
@@ -373,6 +378,7 @@ mod tests {
             gro: false,
             pktinfo: true,
             ecn: true,
+            ecn_send: true,
             ttl: true,
             timestamps: false,
             txtime: false,

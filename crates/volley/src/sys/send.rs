@@ -4,13 +4,15 @@
 //! where they are understood (GSO refused, a stale ICMP error, a full
 //! buffer).
 
+use crate::os::{AsRawFd, BorrowedFd};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::addr::SockAddrBuf;
 use super::cmsg::{self, Encoder, SendControl, SendOptions};
 use super::recv::{absorb_pending, drain_errors};
+#[cfg(windows)]
+use super::winsock as libc;
 use super::{iovec, platform, send_msgs, MsgHdr, SocketState};
 use crate::error::icmp_errno;
 use crate::plan::{self, Piece, Progress};

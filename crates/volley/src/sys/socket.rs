@@ -2,15 +2,16 @@
 //! it ([`open`], with the platform's probes), waiting for readiness, and
 //! dissolving a connection.
 
+use crate::os::{AsFd, AsRawFd, BorrowedFd};
 use std::io;
-use std::mem::size_of;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use super::platform;
 use super::sockopt::{get_int, set_buffer, set_tos};
-use super::{cmsg, platform};
+#[cfg(windows)]
+use super::winsock as libc;
 use crate::capabilities::Live;
 use crate::errqueue::ErrorRing;
 use crate::validate::Families;
@@ -67,7 +68,7 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
         sock.set_reuse_address(true).map_err(other)?;
     }
     if config.reuse_port {
-        sock.set_reuse_port(true).map_err(other)?;
+        set_reuse_port(&sock).map_err(other)?;
     }
     if let Some(dev) = &config.bind_device {
         platform::bind_device(&sock, dev).map_err(other)?;
@@ -115,7 +116,7 @@ pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketSta
     if config.reuse_addr && !sock.reuse_address().map_err(io(Why::Other))? {
         return Err(refuse(Why::ReuseAddr));
     }
-    if config.reuse_port && !sock.reuse_port().map_err(io(Why::Other))? {
+    if config.reuse_port && !reuse_port(sock).map_err(io(Why::Other))? {
         return Err(refuse(Why::ReusePort));
     }
     let v6 = sock.local_addr().ok().and_then(|a| a.as_socket()).is_some_and(|a| a.is_ipv6());
@@ -136,6 +137,27 @@ pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketSta
         set_buffer(sock, size, false);
     }
     configure(sock, config).map_err(io(Why::Other))
+}
+
+/// `SO_REUSEPORT`. Windows has none: its `SO_REUSEADDR` lets any later
+/// socket take the port over, which is not load balancing; refused.
+#[cfg(unix)]
+fn set_reuse_port(sock: &socket2::Socket) -> io::Result<()> {
+    sock.set_reuse_port(true)
+}
+#[cfg(windows)]
+fn set_reuse_port(_sock: &socket2::Socket) -> io::Result<()> {
+    Err(platform::unsupported("SO_REUSEPORT"))
+}
+
+/// Whether `SO_REUSEPORT` is set (never, on Windows).
+#[cfg(unix)]
+fn reuse_port(sock: &socket2::Socket) -> io::Result<bool> {
+    sock.reuse_port()
+}
+#[cfg(windows)]
+fn reuse_port(_sock: &socket2::Socket) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Applies the options that work on a bound socket and probes what the
@@ -163,6 +185,8 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         gro: false,
         pktinfo: false,
         ecn: false,
+        // Unix carries it in the TOS message; Windows' probe tests it.
+        ecn_send: true,
         ttl: false,
         timestamps: false,
         txtime: false,
@@ -216,8 +240,9 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Du
 }
 
 /// Dissolves a connection (`connect` to `AF_UNSPEC`).
+#[cfg(unix)]
 pub(crate) fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut addr: libc::sockaddr = cmsg::zeroed();
+    let mut addr: libc::sockaddr = super::cmsg::zeroed();
     addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
     // SAFETY: a valid sockaddr of the stated length; AF_UNSPEC dissolves the
     // association (connect(2), "UDP ... may dissolve the association").

@@ -1,17 +1,19 @@
 //! Socket options off the data path: the one `setsockopt`/`getsockopt`
 //! pair, TOS, multicast membership and interface, buffer sizes.
 
+use crate::os::{AsFd, AsRawFd, BorrowedFd};
 use std::io;
 use std::mem::size_of;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use super::addr::storage;
-use super::{cmsg, platform};
+use super::platform;
 use crate::validate::Families;
 
-#[cfg(generic_unix)]
+#[cfg(any(generic_unix, windows))]
 use super::platform::set_multicast_if_index_v4;
+#[cfg(windows)]
+use super::winsock as libc;
 
 /// Sets a socket option whose value is a `T` (an `int`, or the C struct the
 /// option expects): the one `setsockopt` call of the crate.
@@ -71,13 +73,18 @@ pub(crate) fn set_buffer(sock: &socket2::Socket, size: usize, recv: bool) {
 /// Sets the socket-level TOS / traffic class on every family the socket
 /// carries.
 pub(crate) fn set_tos(fd: BorrowedFd<'_>, families: Families, tos: u8) -> io::Result<()> {
-    if families.v4 {
-        set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
+    #[cfg(windows)]
+    return platform::set_tos(fd, families, tos);
+    #[cfg(unix)]
+    {
+        if families.v4 {
+            set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
+        }
+        if families.v6 {
+            set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
+        }
+        Ok(())
     }
-    if families.v6 {
-        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
-    }
-    Ok(())
 }
 
 /// Reads the socket-level TOS / traffic class.
@@ -186,7 +193,7 @@ pub(crate) fn may_fragment_dontfrag(fd: BorrowedFd<'_>, families: Families) -> b
 /// at `IP_MULTICAST_IF`, which Linux, FreeBSD and Apple accept.
 #[cfg(any(linux_like, apple, freebsd))]
 pub(crate) fn set_multicast_if_index_v4(fd: BorrowedFd<'_>, index: u32) -> io::Result<()> {
-    let mut mreqn: libc::ip_mreqn = cmsg::zeroed();
+    let mut mreqn: libc::ip_mreqn = super::cmsg::zeroed();
     mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
     set_opt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
 }
