@@ -67,6 +67,7 @@ fn check_capabilities(caps: &Capabilities, portable: bool) {
         assert_eq!(caps.max_gso_segments, 1, "Wine 8 has no UDP_SEND_MSG_SIZE: USO must read off:\n{caps}");
         assert!(!caps.gro, "Wine 8 has no UDP_RECV_MAX_COALESCED_SIZE: URO must read off:\n{caps}");
         assert!(!caps.ecn_send, "Wine 8 drops IP_ECN marks: ecn_send must read false:\n{caps}");
+        assert!(!caps.src_send, "Wine 8 ignores IP_PKTINFO on send: src_send must read false:\n{caps}");
         assert!(caps.pktinfo && caps.ecn && caps.ttl, "Wine 8 reports pktinfo, TOS and TTL:\n{caps}");
     } else if caps.gso() {
         assert_eq!(caps.max_gso_segments, 64, "{caps}");
@@ -239,17 +240,25 @@ fn dual_stack_reports_ipv4_as_ipv4() {
     assert_eq!((got[0].1.as_slice(), got[0].0.src.ip()), (&b"back"[..], IpAddr::V4(Ipv4Addr::LOCALHOST)));
 }
 
-/// The source address of a transmit (pktinfo on send) is accepted and
-/// used by a wildcard-bound socket.
+/// The source address of a transmit (pktinfo on send) is used by a
+/// wildcard-bound socket where `src_send` says so, and refused, typed,
+/// where the stack would ignore it (Wine).
 #[test]
-fn src_ip_is_used() {
+fn src_ip_is_used_or_refused() {
     let rx = Socket::bind(addr("127.0.0.1:0")).unwrap();
     let tx = Socket::bind(addr("0.0.0.0:0")).unwrap();
-    let t = Transmit::new(rx.local_addr().unwrap(), b"from").with_src_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    tx.send_batch_blocking(&[t], TIMEOUT).unwrap();
-    let mut batch = RecvBatch::new();
-    let got = recv(&rx, &mut batch, 1);
-    assert_eq!(got[0].0.src.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let src = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let t = Transmit::new(rx.local_addr().unwrap(), b"from").with_src_ip(src);
+    if tx.capabilities().src_send {
+        tx.send_batch_blocking(&[t], TIMEOUT).unwrap();
+        let mut batch = RecvBatch::new();
+        assert_eq!(recv(&rx, &mut batch, 1)[0].0.src.ip(), src);
+    } else {
+        match tx.try_send_batch(&[t]) {
+            Err(Error::InvalidTransmit(InvalidTransmit::SourceUnsupported)) => {}
+            other => panic!("src_send false, yet: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! | `Transmit::contents`           | [`Transmit::contents`]                   |
 //! | `Transmit::segment_size`       | [`Transmit::segment_size`] (GSO)         |
 //! | `Transmit::ecn` (`None` = not) | [`Transmit::ecn`] (`NotEct`)             |
-//! | `Transmit::src_ip`             | [`Transmit::src_ip`]                     |
+//! | `Transmit::src_ip`             | [`Transmit::src_ip`] (dropped where [`Capabilities::src_send`] is false: Wine) |
 //! | `RecvMeta::addr`               | [`RecvMeta::src`](volley::RecvMeta::src) |
 //! | `RecvMeta::len` / `stride`     | message `len` / `segment_size` (GRO)     |
 //! | `RecvMeta::ecn`                | `ecn` (`NotEct` becomes `None`)          |
@@ -55,6 +55,7 @@
 //! recovers from loss, and an error here would close the connection.
 //!
 //! [`Capabilities::max_gso_segments`]: volley::Capabilities::max_gso_segments
+//! [`Capabilities::src_send`]: volley::Capabilities::src_send
 
 use std::fmt;
 use std::future::Future;
@@ -159,8 +160,19 @@ impl QuinnSocket {
     ///
     /// # Panics
     /// As [`UdpSocket::new`].
+    ///
+    /// A stack without path-MTU modes (Windows before 10 1703, Wine)
+    /// refuses [`Pmtud::Probe`] as `Unsupported`: the socket is then bound
+    /// as `config` says, and [`quinn::AsyncUdpSocket::may_fragment`] reads
+    /// true, so quinn keeps to its minimum MTU instead of probing.
     pub fn bind_with(config: &Config, addr: SocketAddr) -> io::Result<Self> {
-        let socket = UdpSocket::bind_with(&config.clone().pmtud(Pmtud::Probe), addr)?;
+        let socket = match UdpSocket::bind_with(&config.clone().pmtud(Pmtud::Probe), addr) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                tracing::info!(error = %e, "path-MTU discovery mode refused; bound without it (may_fragment)");
+                UdpSocket::bind_with(config, addr)?
+            }
+            other => other?,
+        };
         Ok(Self::new(socket))
     }
 
@@ -285,7 +297,13 @@ impl quinn::AsyncUdpSocket for QuinnSocket {
     }
 
     fn try_send(&self, transmit: &QuinnTransmit<'_>) -> io::Result<()> {
-        let t = to_volley_transmit(transmit);
+        let mut t = to_volley_transmit(transmit);
+        // quinn names the source it was reached on, a hint: where the stack
+        // cannot apply it (src_send false: Wine) the datagram leaves from
+        // the default address rather than being refused.
+        if !self.socket.capabilities().src_send {
+            t.src_ip = None;
+        }
         match self.socket.try_send_batch(&[t]) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),

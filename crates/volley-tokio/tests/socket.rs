@@ -84,7 +84,8 @@ async fn triad() {
     .expect("100 datagrams in time");
     for (i, (meta, payload)) in got.iter().enumerate().take(40) {
         assert_eq!(payload, &[i as u8; 64]);
-        assert_eq!(meta.ecn, Ecn::Ect1);
+        // A stack that drops ECN marks (ecn_send false: Wine) sends unmarked.
+        assert_eq!(meta.ecn, if a.capabilities().ecn_send { Ecn::Ect1 } else { Ecn::NotEct });
         assert_eq!(meta.src, a.local_addr().unwrap());
     }
     assert!(got[40..].iter().all(|(m, p)| m.len == 100 && p == &[0xee; 100]));
@@ -256,6 +257,7 @@ async fn new_wraps_an_existing_socket_and_into_inner_returns_it() {
 /// One descriptor per socket: tokio owns it, volley drives it (no dup).
 /// Counted per socket (descriptors of this process naming the same kernel
 /// socket), so tests running in parallel do not disturb the count.
+#[cfg(target_os = "linux")] // reads /proc/self/fd
 #[tokio::test(flavor = "current_thread")]
 async fn a_socket_holds_one_descriptor() {
     use std::os::fd::AsRawFd;

@@ -42,6 +42,14 @@ pub struct Capabilities {
     /// When false the datagram still leaves, unmarked, and no ECN message
     /// is sent.
     pub ecn_send: bool,
+    /// The source address and interface of a [`crate::Transmit`]
+    /// (`src_ip`, `src_ifindex`: pktinfo on send) are applied. True on
+    /// Unix; on Windows only if a loopback self-test at the first bind saw
+    /// the chosen source arrive (Wine 8 ignores it). When false a transmit
+    /// naming a source is refused
+    /// ([`crate::InvalidTransmit::SourceUnsupported`]), never sent from
+    /// another address.
+    pub src_send: bool,
     /// TTL / hop limit reported on receive.
     pub ttl: bool,
     /// Kernel receive timestamps (`SO_TIMESTAMPNS`) on.
@@ -72,7 +80,7 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
-        let rows: [(&str, &str); 13] = [
+        let rows: [(&str, &str); 14] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
@@ -80,6 +88,7 @@ impl fmt::Display for Capabilities {
             ("pktinfo", yn(self.pktinfo)),
             ("ECN/DSCP on receive", yn(self.ecn)),
             ("ECN on send", yn(self.ecn_send)),
+            ("source on send", yn(self.src_send)),
             ("TTL/hop limit", yn(self.ttl)),
             ("rx timestamps", yn(self.timestamps)),
             ("SO_TXTIME", yn(self.txtime)),

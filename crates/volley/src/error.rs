@@ -86,6 +86,9 @@ pub enum InvalidTransmit {
         /// The rejected DSCP.
         dscp: crate::Dscp,
     },
+    /// `src_ip` or `src_ifindex` on a socket whose stack does not apply a
+    /// per-datagram source ([`crate::Capabilities::src_send`] is false).
+    SourceUnsupported,
 }
 
 impl fmt::Display for InvalidTransmit {
@@ -111,6 +114,10 @@ impl fmt::Display for InvalidTransmit {
             }
             Self::PortZero { destination } => write!(f, "destination {destination} has port 0"),
             Self::TxtimeNotEnabled => f.write_str("txtime set on a socket not configured with Config::txtime(true)"),
+            Self::SourceUnsupported => f.write_str(
+                "src_ip/src_ifindex: this socket's stack does not apply a per-datagram source \
+                 (Capabilities::src_send is false)",
+            ),
             Self::DscpUnsupported { dscp } => write!(
                 f,
                 "dscp {dscp}: this platform cannot mark a DSCP per datagram (Windows needs a QoS policy); \

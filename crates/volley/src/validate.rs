@@ -24,6 +24,8 @@ pub(crate) struct Limits {
     pub(crate) txtime: bool,
     /// Most segments one GSO send may carry (1: GSO off, trains are cut).
     pub(crate) gso_max: usize,
+    /// The stack applies a per-datagram source address / interface.
+    pub(crate) src: bool,
 }
 
 /// A transmit that passed [`validate`]: where it goes, as the socket must
@@ -64,6 +66,9 @@ pub(crate) fn validate(t: &Transmit<'_>, limits: Limits) -> Result<Checked, Inva
         SocketAddr::V4(a) if fam.v4 => SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)),
         _ => return Err(InvalidTransmit::AddressFamily { destination: t.destination }),
     };
+    if (t.src_ip.is_some() || t.src_ifindex.is_some()) && !limits.src {
+        return Err(InvalidTransmit::SourceUnsupported);
+    }
     if let Some(index) = t.src_ifindex {
         // pktinfo's interface index is a C int for both families.
         if i32::try_from(index).is_err() {
@@ -103,7 +108,22 @@ mod tests {
     const V6: Families = Families { v4: false, v6: true };
 
     fn limits(families: Families) -> Limits {
-        Limits { families, txtime: false, gso_max: 64 }
+        Limits { families, txtime: false, gso_max: 64, src: true }
+    }
+
+    /// A stack that ignores a per-datagram source (Wine) refuses a transmit
+    /// that names one, rather than sending it from another address.
+    #[test]
+    fn a_source_is_refused_where_the_stack_ignores_it() {
+        let no_src = Limits { src: false, ..limits(V4) };
+        let to = "127.0.0.1:9".parse().unwrap();
+        assert!(validate(&Transmit::new(to, b"x"), no_src).is_ok());
+        let with_ip = Transmit::new(to, b"x").with_src_ip("127.0.0.1".parse().unwrap());
+        assert_eq!(validate(&with_ip, no_src), Err(InvalidTransmit::SourceUnsupported));
+        let mut with_if = Transmit::new(to, b"x");
+        with_if.src_ifindex = Some(1);
+        assert_eq!(validate(&with_if, no_src), Err(InvalidTransmit::SourceUnsupported));
+        assert!(validate(&with_ip, limits(V4)).is_ok());
     }
 
     #[test]

@@ -379,6 +379,7 @@ mod tests {
             pktinfo: true,
             ecn: true,
             ecn_send: true,
+            src_send: true,
             ttl: true,
             timestamps: false,
             txtime: false,

@@ -69,7 +69,8 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         let done = progress.transmits;
         // Build one chunk starting at (done, segment).
         let gso_max = state.live.max_gso_segments();
-        let limits = Limits { families: state.families, txtime: state.live.fixed.txtime, gso_max };
+        let fixed = &state.live.fixed;
+        let limits = Limits { families: state.families, txtime: fixed.txtime, src: fixed.src_send, gso_max };
         let mut k = 0;
         let (mut t_idx, mut seg) = (done, progress.segment);
         let mut invalid = None;

@@ -187,6 +187,7 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         ecn: false,
         // Unix carries it in the TOS message; Windows' probe tests it.
         ecn_send: true,
+        src_send: true,
         ttl: false,
         timestamps: false,
         txtime: false,

@@ -221,7 +221,9 @@ pub(super) fn probe(
     caps.pktinfo = set_both(fd, families, libc::IP_PKTINFO, libc::IPV6_PKTINFO);
     caps.ecn = enable_ecn(fd, families);
     caps.ttl = set_both(fd, families, ws::IP_HOPLIMIT, ws::IPV6_HOPLIMIT);
-    caps.ecn_send = ecn_send();
+    let works = send_control_works();
+    caps.ecn_send = works.ecn;
+    caps.src_send = works.src;
     if portable {
         return Ok(());
     }
@@ -235,39 +237,88 @@ pub(super) fn probe(
     Ok(())
 }
 
-/// Whether the stack puts the codepoint of an `IP_ECN` message on the
-/// wire, tested once per process ([`probe_ecn_send`]). Until it is known
-/// true, the encoder sends no ECN message: a stack that refuses the
-/// message would otherwise fail every marked send.
+/// What a self-test showed the stack applies of the send-side control
+/// messages (both false when it could not run).
+#[derive(Debug, Clone, Copy)]
+struct SendControlWorks {
+    /// The codepoint of an `IP_ECN` message reaches the wire.
+    ecn: bool,
+    /// The source address of an `IP_PKTINFO` message is used.
+    src: bool,
+}
+
+/// Tested once per process ([`self_test_send_control`]).
+fn send_control_works() -> SendControlWorks {
+    static WORKS: OnceLock<SendControlWorks> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let works = self_test_send_control();
+        tracing::debug!(?works, "Windows send control messages, as the loopback self-test saw them");
+        works
+    })
+}
+
+/// Whether ECN marks reach the wire; until known true, the encoder sends
+/// no ECN message (a stack that refuses the message would otherwise fail
+/// every marked send).
 pub(super) fn ecn_send() -> bool {
-    static WORKS: OnceLock<bool> = OnceLock::new();
-    *WORKS.get_or_init(|| match probe_ecn_send() {
-        Ok(works) => works,
+    send_control_works().ecn
+}
+
+/// Two datagrams over IPv4 loopback from a wildcard-bound socket: one
+/// marked ECT(0) by an `IP_ECN` message, read back with `IP_RECVTOS` (else
+/// `IP_RECVECN`); one with `IP_PKTINFO` naming 127.0.0.2 as its source
+/// (every 127/8 address is local on Windows and Linux). Wine 8 accepts both
+/// messages and applies neither.
+fn self_test_send_control() -> SendControlWorks {
+    let ecn = match loopback_self_test(Check::Ecn) {
+        Ok(ok) => ok,
         Err(e) => {
             tracing::debug!(error = %e, "ECN send self-test could not run; ECN marks off");
             false
         }
-    })
+    };
+    let src = match loopback_self_test(Check::Source) {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::debug!(error = %e, "source-address self-test could not run; per-datagram sources refused");
+            false
+        }
+    };
+    SendControlWorks { ecn, src }
 }
 
-/// Sends one datagram marked ECT(0) with an `IP_ECN` message over IPv4
-/// loopback and reads the mark back (`IP_RECVTOS`, else `IP_RECVECN`).
-/// Wine 8 accepts the message and sends the datagram unmarked: false.
-fn probe_ecn_send() -> io::Result<bool> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Ecn,
+    Source,
+}
+
+fn loopback_self_test(check: Check) -> io::Result<bool> {
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
     use std::os::windows::io::AsSocket;
-    let lo = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
-    let rx = std::net::UdpSocket::bind(lo)?;
-    let tx = std::net::UdpSocket::bind(lo)?;
+    const ECT0: u8 = 0b10;
+    const SRC: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+    let rx = UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    let tx = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
     rx.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
     let fams = Families { v4: true, v6: false };
-    if !set_both(rx.as_socket(), fams, ws::IP_RECVTOS, 0) && !set_both(rx.as_socket(), fams, ws::IP_RECVECN, 0) {
+    if check == Check::Ecn
+        && !set_both(rx.as_socket(), fams, ws::IP_RECVTOS, 0)
+        && !set_both(rx.as_socket(), fams, ws::IP_RECVECN, 0)
+    {
         return Ok(false);
     }
-    const ECT0: u8 = 0b10;
-    let mut payload = [ECT0];
+    let mut payload = [0u8; 1];
     let mut ctrl = SendControl::new();
     let mut enc = Encoder::new(&mut ctrl.0);
-    enc.push(libc::IPPROTO_IP, libc::IP_ECN, libc::c_int::from(ECT0)).map_err(|_| io::Error::other("no space"))?;
+    let pushed = match check {
+        Check::Ecn => enc.push(libc::IPPROTO_IP, libc::IP_ECN, libc::c_int::from(ECT0)),
+        Check::Source => {
+            let pi = libc::in_pktinfo { ipi_addr: libc::in_addr { s_addr: u32::from(SRC).to_be() }, ipi_ifindex: 0 };
+            enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi)
+        }
+    };
+    pushed.map_err(|_| io::Error::other("control space"))?;
     let ctrl_len = enc.len();
     let mut name = SockAddrBuf::new();
     let mut iov = iovec(payload.as_ptr(), payload.len());
@@ -297,9 +348,14 @@ fn probe_ecn_send() -> io::Result<bool> {
         (_, Some(e)) => return Err(e),
         _ => return Ok(false),
     }
-    let len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
-    let d = cmsg::decode(&control.0[..len]);
-    Ok(d.tos.map(|t| t & 0b11).or(d.ecn) == Some(ECT0))
+    Ok(match check {
+        Check::Ecn => {
+            let len = (h.hdr.msg_controllen as usize).min(cmsg::RECV_SPACE);
+            let d = cmsg::decode(&control.0[..len]);
+            d.tos.map(|t| t & 0b11).or(d.ecn) == Some(ECT0)
+        }
+        Check::Source => from.read(h.hdr.msg_namelen).map(|a| a.ip()) == Some(SRC.into()),
+    })
 }
 
 /// Socket-level TOS: only 0 (the default) is true to its word on
