@@ -12,8 +12,9 @@
 //! smoke run, then the cross-target checks (clippy with warnings as errors
 //! on macOS, iOS, FreeBSD and Android, which also type-checks: lib, tests
 //! and examples of volley, volley-tokio and volley-cli) and the MSRV check
-//! (`cargo +1.85.0 check`). `--fast` keeps only the first five; `--cross`
-//! runs only the cross-target and MSRV checks.
+//! (`cargo +1.85.0 check`), then the Windows tests under Wine
+//! (`wine.rs`). `--fast` keeps only the first five; `--cross` runs only
+//! the cross-target and MSRV checks; `--wine` only the Wine step.
 //!
 //! A cross-target check whose target or toolchain rustup has not
 //! installed is skipped with one `SKIPPED:` line in the final summary,
@@ -225,6 +226,8 @@ const CROSS_TARGETS: &[&str] = &[
     "aarch64-apple-ios",
     "x86_64-unknown-freebsd",
     "aarch64-linux-android",
+    "x86_64-pc-windows-msvc",
+    "aarch64-pc-windows-msvc",
 ];
 
 /// The workspace's `rust-version`.
@@ -237,8 +240,18 @@ const MSRV: &str = "1.85.0";
 pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     let fast = args.iter().any(|a| a == "--fast");
     let cross_only = args.iter().any(|a| a == "--cross");
-    if let Some(bad) = args.iter().find(|a| *a != "--fast" && *a != "--cross") {
-        return Err(format!("unknown argument `{bad}` (only --fast, --cross)").into());
+    let wine_only = args.iter().any(|a| a == "--wine");
+    if let Some(bad) = args.iter().find(|a| !matches!(a.as_str(), "--fast" | "--cross" | "--wine")) {
+        return Err(format!("unknown argument `{bad}` (only --fast, --cross, --wine)").into());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
+    if wine_only {
+        let mut skipped = Vec::new();
+        crate::wine::run(root, &pinned_toolchain(root)?, &mut skipped)?;
+        for s in &skipped {
+            println!("SKIPPED: {s}");
+        }
+        return Ok(());
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // As root, the network-namespace lab (and strace, tc) must run, not skip:
@@ -247,7 +260,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     if require_lab {
         println!("=== running as root: VOLLEY_REQUIRE_LAB=1 (lab tests fail instead of skipping)");
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
     // libFuzzer writes to the first corpus directory (gitignored) and needs
     // it to exist; the checked-in seeds are the second, read-only one.
     if !fast {
@@ -287,6 +299,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     if !fast {
         cross_checks(root, &mut skipped)?;
     }
+    if !fast && !cross_only {
+        crate::wine::run(root, &pinned_toolchain(root)?, &mut skipped)?;
+    }
     for s in &skipped {
         println!("SKIPPED: {s}");
     }
@@ -296,7 +311,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
 
 /// A `cargo` run through rustup's proxy with `toolchain` (`+1.95.0`), not
 /// the one running xtask.
-fn rustup_cargo(root: &Path, toolchain: &str, args: &[&str]) -> Command {
+pub(crate) fn rustup_cargo(root: &Path, toolchain: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.arg(format!("+{toolchain}")).args(args).current_dir(root);
     cmd.env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO").env_remove("RUSTC");
@@ -304,7 +319,7 @@ fn rustup_cargo(root: &Path, toolchain: &str, args: &[&str]) -> Command {
 }
 
 /// The output of `rustup <args>`, or why it could not run.
-fn rustup(args: &[&str]) -> Result<String, String> {
+pub(crate) fn rustup(args: &[&str]) -> Result<String, String> {
     let out = Command::new("rustup").args(args).output().map_err(|e| format!("rustup: {e}"))?;
     if !out.status.success() {
         return Err(format!("rustup {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));

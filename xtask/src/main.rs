@@ -16,6 +16,7 @@
 mod bench;
 mod ci;
 mod mutants;
+mod wine;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,201 @@
+//! The Windows tests under Wine (part of `cargo xtask ci`; alone with
+//! `cargo xtask ci --wine`).
+//!
+//! Builds the test executables for `x86_64-pc-windows-gnu` with the mingw
+//! linker and runs them with Wine 8 (`/usr/lib/wine/wine64`: Debian puts
+//! no `wine64` on PATH), with `VOLLEY_WINE=1` so the tests pin Wine's
+//! capability profile (what Wine lacks must read as the documented
+//! degradation, see `tests/windows.rs`). Wine 8 has no
+//! `bcryptprimitives.dll`, whose `ProcessPrng` Rust's std imports: the
+//! shim `xtask/wine/processprng.c` (forwarding to `RtlGenRandom`) is built
+//! with mingw and put beside the executables.
+//!
+//! Missing tools (Wine, mingw, the rustup target) skip the step with one
+//! `SKIPPED:` line in the summary, like the cross-target checks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::DynError;
+
+const TARGET: &str = "x86_64-pc-windows-gnu";
+const LINKER: &str = "x86_64-w64-mingw32-gcc";
+
+/// Debian's Wine 8 loader for 64-bit programs; `wine64` or `wine` on PATH
+/// elsewhere.
+const WINE_CANDIDATES: &[&str] = &["/usr/lib/wine/wine64", "wine64", "wine"];
+
+/// The test executables built and run, one `cargo test` selection per
+/// package (target flags apply to every package of one invocation, and
+/// volley-tests' other tests are Linux-only).
+const SELECTIONS: &[&[&str]] = &[
+    &["-p", "volley", "--lib"],
+    &["-p", "volley-tests", "--test", "windows"],
+    &[
+        "-p",
+        "volley-tokio",
+        "--lib",
+        "--test",
+        "socket",
+        "--test",
+        "stream",
+        "--test",
+        "queue",
+        "--test",
+        "quinn",
+        "--test",
+        "echo",
+        "--test",
+        "alloc",
+    ],
+    &["-p", "volley-cli", "--test", "cli"],
+];
+
+/// Per executable (by test target name): libtest arguments, and what is
+/// left out under Wine and why (printed as `SKIPPED:`).
+fn selection(name: &str) -> (Vec<&'static str>, Option<&'static str>) {
+    match name {
+        "quinn" => (
+            vec!["--skip", "interop_with_quinns_own_socket_both_ways"],
+            Some(
+                "quinn test interop_with_quinns_own_socket_both_ways: quinn-udp's own socket fails its set-up under \
+                 Wine 8 (WSAEOPNOTSUPP), before any volley code runs",
+            ),
+        ),
+        "cli" => (
+            vec![
+                "probe_json_agrees_with_the_library",
+                "help_reads_well_for_every_subcommand",
+                "echo_with_a_duration_ends_by_itself",
+                "blast_size_limit_follows_the_address_family",
+            ],
+            Some(
+                "volley-cli tests of echo, blast and path: they mark DSCP per datagram and bind with \
+                 Pmtud::Probe, which Windows refuses (typed: InvalidTransmit::DscpUnsupported, Unsupported) and \
+                 the commands do not yet adapt to; the netns test needs Linux",
+            ),
+        ),
+        _ => (Vec::new(), None),
+    }
+}
+
+fn find_wine() -> Option<String> {
+    WINE_CANDIDATES.iter().find_map(|w| {
+        let ok = if w.starts_with('/') {
+            Path::new(w).exists()
+        } else {
+            Command::new(w).arg("--version").output().is_ok_and(|o| o.status.success())
+        };
+        ok.then(|| (*w).to_owned())
+    })
+}
+
+/// Runs the Windows tests under Wine; what cannot run goes into `skipped`.
+pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Result<(), DynError> {
+    let installed = crate::ci::rustup(&["target", "list", "--installed", "--toolchain", pinned]);
+    let why_not = match (&installed, find_wine()) {
+        (Err(why), _) => Some(why.clone()),
+        (Ok(list), _) if !list.lines().any(|t| t.trim() == TARGET) => {
+            Some(format!("{TARGET} not installed (rustup target add --toolchain {pinned} {TARGET})"))
+        }
+        (_, None) => Some("no Wine (apt-get install wine64)".to_owned()),
+        _ if Command::new(LINKER).arg("--version").output().is_err() => {
+            Some(format!("no {LINKER} (apt-get install gcc-mingw-w64-x86-64)"))
+        }
+        _ => None,
+    };
+    if let Some(why) = why_not {
+        skipped.push(format!("Windows tests under Wine: {why}"));
+        return Ok(());
+    }
+    let wine = find_wine().ok_or("no Wine")?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let started = Instant::now();
+    println!("\n=== xtask ci: Windows tests under Wine ({wine}, {TARGET})");
+
+    // The test executables, listed by cargo as JSON artifacts.
+    let linker_env = format!("CARGO_TARGET_{}_LINKER", TARGET.to_uppercase().replace('-', "_"));
+    let mut exes = Vec::new();
+    for selection in SELECTIONS {
+        let mut args = vec!["test", "--target", TARGET, "--no-run", "--message-format=json-render-diagnostics"];
+        args.extend_from_slice(selection);
+        // Diagnostics go to stderr (shown); the JSON artifacts to stdout.
+        let out = crate::ci::rustup_cargo(root, pinned, &args)
+            .env(&linker_env, LINKER)
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("building the Windows tests ({}) failed ({})", selection.join(" "), out.status).into());
+        }
+        exes.extend(executables(&String::from_utf8_lossy(&out.stdout)));
+    }
+    if exes.is_empty() {
+        return Err("cargo listed no Windows test executables".into());
+    }
+
+    // The ProcessPrng shim, beside the executables.
+    let dll_dir = exes[0].1.parent().ok_or("executable without a directory")?.to_path_buf();
+    let shim = root.join("xtask/wine/processprng.c");
+    let dll = dll_dir.join("bcryptprimitives.dll");
+    let status = Command::new(LINKER).args(["-shared", "-O2", "-o"]).arg(&dll).arg(&shim).arg("-ladvapi32").status()?;
+    if !status.success() {
+        return Err(format!("building {} failed ({status})", dll.display()).into());
+    }
+
+    let prefix = target_dir.join("wine-prefix");
+    std::fs::create_dir_all(&prefix)?;
+    let mut failed = Vec::new();
+    for (name, exe) in &exes {
+        let (extra, left_out) = selection(name);
+        if let Some(why) = left_out {
+            skipped.push(format!("under Wine: {why}"));
+        }
+        println!("\n=== wine: {name} ({})", exe.display());
+        let t = Instant::now();
+        let status = Command::new(&wine)
+            .arg(exe)
+            .args(["--test-threads", "2"])
+            .args(&extra)
+            .current_dir(exe.parent().unwrap_or(root))
+            .env("WINEPREFIX", &prefix)
+            .env("WINEDEBUG", "-all")
+            .env("VOLLEY_WINE", "1")
+            .status()?;
+        println!("=== wine: {name} took {:.0?}", t.elapsed());
+        if !status.success() {
+            failed.push(format!("{name} ({status})"));
+        }
+    }
+    println!("=== Windows tests under Wine took {:.0?}", started.elapsed());
+    if !failed.is_empty() {
+        return Err(format!("under Wine: {} failed", failed.join(", ")).into());
+    }
+    Ok(())
+}
+
+/// `(test target name, executable)` of each test artifact in cargo's JSON
+/// messages (no JSON parser in xtask: the two string fields are read
+/// directly; cargo escapes neither in a path it wrote).
+fn executables(json: &str) -> Vec<(String, PathBuf)> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(key)? + key.len();
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_owned())
+    };
+    json.lines()
+        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+        // A test build (the profile's `test`; the target's `test` only says
+        // it could be tested, and the CLI binary the cli tests run has it).
+        .filter(|l| {
+            l.find("\"profile\":{")
+                .is_some_and(|p| l[p..].split('}').next().is_some_and(|pr| pr.contains("\"test\":true")))
+        })
+        .filter_map(|l| {
+            let exe = field(l, "\"executable\":\"")?;
+            let target = l.find("\"target\":{")?;
+            let name = field(&l[target..], "\"name\":\"")?;
+            Some((name, PathBuf::from(exe)))
+        })
+        .collect()
+}
