@@ -2,14 +2,13 @@
 //! `BorrowedFd`, `OwnedFd`, `AsFd` on every platform.
 //!
 //! - Unix: `std::os::fd`'s types, re-exported unchanged.
-//! - Windows: a socket is a `SOCKET`, not a descriptor: [`BorrowedFd`] is
-//!   [`BorrowedSocket`](std::os::windows::io::BorrowedSocket), [`OwnedFd`]
-//!   is [`OwnedSocket`](std::os::windows::io::OwnedSocket), and [`AsFd`] is
-//!   implemented for every [`AsSocket`](std::os::windows::io::AsSocket)
-//!   type (std's, socket2's, tokio's sockets), so an API that takes
-//!   `impl AsFd` takes any Windows socket.
+//! - Windows: a socket is a `SOCKET`, not a descriptor: `BorrowedFd` is
+//!   `std::os::windows::io::BorrowedSocket`, `OwnedFd` is `OwnedSocket`,
+//!   and `AsFd` is a trait implemented for every `AsSocket` type (std's,
+//!   socket2's, tokio's sockets), so an API that takes `impl AsFd` takes
+//!   any Windows socket.
 //!
-//! And [`Handle`] (crate-private): what a [`crate::Socket`] owns. On Unix
+//! And `Handle` (crate-private): what a [`crate::Socket`] owns. On Unix
 //! a `socket2::Socket` registered with mio by descriptor; on Windows mio
 //! registers UDP sockets only as its own `mio::net::UdpSocket` (its IOCP
 //! emulation of readiness), so the handle is one of those, and every
