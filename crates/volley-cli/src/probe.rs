@@ -50,6 +50,10 @@ struct Family {
     pktinfo: bool,
     /// ECN and DSCP (the TOS byte) reported on receive.
     ecn: bool,
+    /// A transmit's ECN codepoint reaches the wire.
+    ecn_send: bool,
+    /// A transmit's source address / interface is applied.
+    src_send: bool,
     ttl: bool,
     drop_counter: bool,
     /// Multicast membership and sending supported.
@@ -162,6 +166,8 @@ fn probe_family(addr: SocketAddr) -> Family {
     f.gro = caps.gro;
     f.pktinfo = caps.pktinfo;
     f.ecn = caps.ecn;
+    f.ecn_send = caps.ecn_send;
+    f.src_send = caps.src_send;
     f.ttl = caps.ttl;
     f.drop_counter = caps.drop_counter;
     f.multicast = caps.multicast;
@@ -325,10 +331,30 @@ fn render(r: &Report) -> String {
             },
         },
         Row {
+            name: "ECN on send",
+            v4: fam(&r.ipv4, &|f| yn(f.ecn_send)),
+            v6: fam(&r.ipv6, &|f| yn(f.ecn_send)),
+            meaning: if both(&|f| f.ecn_send) {
+                "each datagram leaves with the ECN codepoint it asks for".into()
+            } else {
+                "ECN marks are not applied (datagrams leave unmarked): ECN validation will turn ECN off".into()
+            },
+        },
+        Row {
+            name: "source on send",
+            v4: fam(&r.ipv4, &|f| yn(f.src_send)),
+            v6: fam(&r.ipv6, &|f| yn(f.src_send)),
+            meaning: if both(&|f| f.src_send) {
+                "a send can pick its source address and interface".into()
+            } else {
+                "a send cannot pick its source (refused, typed): replies leave from the default address".into()
+            },
+        },
+        Row {
             name: "pktinfo",
             v4: fam(&r.ipv4, &|f| yn(f.pktinfo)),
             v6: fam(&r.ipv6, &|f| yn(f.pktinfo)),
-            meaning: if both(&|f| f.pktinfo) {
+            meaning: if both(&|f| f.pktinfo && f.src_send) {
                 "each datagram says which local address it was sent to, and a send can pick its source: \
                  a wildcard server on a multi-homed host answers from the right address"
                     .into()

@@ -141,6 +141,7 @@ fn probe_json_agrees_with_the_library() {
         assert_eq!(f["gro"], caps.gro, "{family}");
         assert_eq!(f["pktinfo"], caps.pktinfo, "{family}");
         assert_eq!(f["ecn"], caps.ecn, "{family}");
+        assert_eq!((f["ecn_send"].as_bool(), f["src_send"].as_bool()), (Some(caps.ecn_send), Some(caps.src_send)));
         assert_eq!(f["ttl"], caps.ttl, "{family}");
         assert_eq!(f["drop_counter"], caps.drop_counter, "{family}");
         assert_eq!(f["multicast"], caps.multicast, "{family}");

@@ -255,7 +255,8 @@ impl Config {
     /// (systemd socket activation passes bound sockets from fd 3 up, with
     /// `LISTEN_FDS`), one a supervisor hands over, or one bound before the
     /// process dropped its privileges. Accepts a [`std::net::UdpSocket`], a
-    /// `socket2::Socket` or an [`OwnedFd`](std::os::fd::OwnedFd).
+    /// `socket2::Socket` or an [`OwnedFd`](crate::os::OwnedFd) (on Windows
+    /// an `OwnedSocket`).
     ///
     /// The socket is made non-blocking and close-on-exec; everything this
     /// configuration asks that works on a bound socket is applied (TOS,

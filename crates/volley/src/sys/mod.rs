@@ -21,19 +21,22 @@
 //!
 //! - `sendmmsg`/`recvmmsg`, one call per array, where the kernel has them
 //!   (`cfg(has_mmsg)`), in the platform file;
-//! - [`unix`]: one `sendmsg`/`recvmsg` per message, any Unix. Used when
+//! - `unix`: one `sendmsg`/`recvmsg` per message, any Unix. Used when
 //!   [`crate::Backend::Portable`] is configured, where there is no mmsg,
 //!   and at run time when a seccomp filter refuses the `mmsg` calls.
 //!
 //! # What a platform file provides
 //!
 //! One file per platform, picked once below as `platform`: `linux`
-//! (Linux and Android), `apple` (macOS, iOS), `freebsd`, and [`unix`]
-//! (any other Unix). Each
+//! (Linux and Android), `apple` (macOS, iOS), `freebsd`, `windows`, and
+//! `unix` (any other Unix). On Windows `windows` is also the
+//! one-per-call backend (`WSASendMsg` / `WSARecvMsg`), and `winsock`
+//! gives the shared files Winsock under libc's names. Each
 //! provides the same functions: `probe` (what the kernel offers, on a fresh
 //! socket), `set_pmtud`, `may_fragment`, `path_mtu`, `attach_cpu_steering`,
 //! `read_error_entry` (the ICMP error queue), `set_multicast_if_index_v4`,
-//! `disable_multicast_all`, `force_buffer`, `bind_device`, `bound_device`; with `has_mmsg` also
+//! `disable_multicast_all`, `force_buffer`, `bind_device`, `bound_device`
+//! (Windows also `set_tos`, `disconnect`, `send_msgs`, `recv_msgs`); with `has_mmsg` also
 //! `send_mmsg`, `recv_mmsg` and `mmsg_blocked`. What a kernel lacks is an
 //! `Unsupported` error or a `false` capability, never a silent no-op.
 //!
