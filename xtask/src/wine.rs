@@ -155,7 +155,10 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
         let t = Instant::now();
         let status = Command::new(&wine)
             .arg(exe)
-            .args(["--test-threads", "2"])
+            // One test at a time: Wine adds a server round trip to many
+            // calls, and the timing-bound tests (a sender thread feeding
+            // the allocation counter) starve when run side by side.
+            .args(["--test-threads", "1"])
             .args(&extra)
             .current_dir(exe.parent().unwrap_or(root))
             .env("WINEPREFIX", &prefix)
