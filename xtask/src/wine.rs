@@ -63,6 +63,14 @@ fn selection(name: &str) -> (Vec<&'static str>, Option<&'static str>) {
                  Wine 8 (WSAEOPNOTSUPP), before any volley code runs",
             ),
         ),
+        "alloc" => (
+            vec!["--skip", "steady_state_allocations_per_datagram_are_near_zero"],
+            Some(
+                "volley-tokio alloc test steady_state_allocations_per_datagram_are_near_zero: it needs 52,000 \
+                 datagrams within 20 s, which Wine's per-call overhead on a loaded 2-core machine misses \
+                 intermittently (passed 3 of 5 runs); the other allocation tests run",
+            ),
+        ),
         "cli" => (
             vec![
                 "probe_json_agrees_with_the_library",
