@@ -327,6 +327,43 @@ fn mio_readiness_rearms_after_would_block() {
     }
 }
 
+/// volley lets a loop stop after a short receive, without meeting
+/// `WouldBlock`: the next datagram must still raise an event (mio on
+/// Windows re-arms only after a `WouldBlock`, which volley reports to it
+/// after every call).
+#[test]
+fn mio_readiness_after_a_short_receive() {
+    use mio::{Events, Interest, Poll, Token};
+    let mut rx = Socket::bind(addr("127.0.0.1:0")).unwrap();
+    let tx = Socket::bind(addr("127.0.0.1:0")).unwrap();
+    let to = rx.local_addr().unwrap();
+    let mut poll = Poll::new().unwrap();
+    poll.registry().register(&mut rx, Token(3), Interest::READABLE).unwrap();
+    let mut events = Events::with_capacity(8);
+    let mut batch = RecvBatch::new();
+    for round in 0..3u32 {
+        let p = payload(round, 20);
+        tx.try_send_batch(&[Transmit::new(to, &p)]).unwrap();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            assert!(std::time::Instant::now() < deadline, "round {round}: no readiness event after a short receive");
+            poll.poll(&mut events, Some(Duration::from_millis(500))).unwrap();
+            if events.iter().any(|e| e.token() == Token(3)) {
+                match rx.try_recv_batch(&mut batch) {
+                    // One call, short (one datagram in a 32-slot batch): stop here.
+                    Ok(n) => {
+                        assert!(batch.is_short() && n == 1, "round {round}");
+                        assert_eq!(batch.iter().next().unwrap().1, &p[..]);
+                        break;
+                    }
+                    Err(e) if e.is_would_block() => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    }
+}
+
 /// A port unreachable does not fail the next receive of an unconnected
 /// socket (`SIO_UDP_CONNRESET` off), as on Linux.
 #[test]

@@ -104,26 +104,26 @@ impl Handle {
         socket2::SockRef::from(&self.inner)
     }
 
-    /// Runs one datapath call. On Windows through mio's `try_io`, so a
-    /// `WouldBlock` re-arms the socket's readiness (else mio would never
-    /// report it ready again); on Unix readiness needs no help.
+    /// Runs one datapath call. On Windows through mio's `try_io`, which
+    /// re-arms the socket's readiness only when the call reports
+    /// `WouldBlock` (else mio would never report it ready again). volley's
+    /// contract lets a caller stop after a *short* receive or send without
+    /// meeting `WouldBlock`, so every call tells mio `WouldBlock` and
+    /// returns its own result: readiness is re-armed after each call (at
+    /// worst one spurious wake-up). On Unix readiness needs no help.
     pub(crate) fn io<T>(&self, f: impl FnOnce() -> Result<T, crate::Error>) -> Result<T, crate::Error> {
         #[cfg(unix)]
         return f();
         #[cfg(windows)]
         {
             let mut out = None;
-            let res = self.inner.try_io(|| match f() {
-                Err(e) if e.is_would_block() => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-                other => {
-                    out = Some(other);
-                    Ok(())
-                }
+            let rearmed: io::Result<()> = self.inner.try_io(|| {
+                out = Some(f());
+                Err(io::Error::from(io::ErrorKind::WouldBlock))
             });
-            match (res, out) {
-                (_, Some(r)) => r,
-                (Err(e), None) => Err(crate::Error::Io(e)),
-                (Ok(()), None) => Err(crate::Error::Io(io::Error::from(io::ErrorKind::WouldBlock))),
+            match out {
+                Some(r) => r,
+                None => Err(crate::Error::Io(rearmed.err().unwrap_or_else(|| io::ErrorKind::WouldBlock.into()))),
             }
         }
     }
