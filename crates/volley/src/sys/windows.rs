@@ -9,9 +9,12 @@
 //!   `IPV6_HOPLIMIT`); URO (`UDP_RECV_MAX_COALESCED_SIZE`, the stride in a
 //!   `UDP_COALESCED_INFO` message), probed at bind;
 //! - send: ECN per datagram (`IP_ECN` / `IPV6_ECN` messages), source
-//!   address and interface (`IP_PKTINFO` / `IPV6_PKTINFO`), USO
-//!   (`UDP_SEND_MSG_SIZE` message), probed at bind; without it trains are
-//!   sent one datagram per segment, as on any platform without GSO;
+//!   address and interface (`IP_PKTINFO` / `IPV6_PKTINFO`), each used only
+//!   if a loopback self-test at the first bind saw the stack apply it
+//!   (`Capabilities::ecn_send`, `src_send`: Wine 8 accepts both messages
+//!   and applies neither); USO (`UDP_SEND_MSG_SIZE` message), probed at
+//!   bind; without it trains are sent one datagram per segment, as on any
+//!   platform without GSO;
 //! - DSCP: Windows ignores `IP_TOS` / `IPV6_TCLASS` set by a program
 //!   unless a QoS policy allows it (DSCP goes through the qWAVE API or
 //!   Group Policy, which volley does not drive): a socket-level DSCP is an
