@@ -818,6 +818,64 @@ mod tests {
         }
     }
 
+    /// Windows' receive messages, as the stack lays them out: IN_PKTINFO
+    /// (address, then interface), the ECN-only IP_ECN, the hop limit as
+    /// IP_HOPLIMIT, the URO stride as a DWORD UDP_COALESCED_INFO.
+    #[cfg(windows)]
+    #[test]
+    fn decode_reads_windows_receive_messages() {
+        let pi = libc::in_pktinfo {
+            ipi_addr: libc::in_addr { s_addr: u32::from(Ipv4Addr::new(10, 0, 0, 7)).to_be() },
+            ipi_ifindex: 12,
+        };
+        let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_PKTINFO, pi);
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_ECN, 3 as libc::c_int));
+        bytes.extend(encoded(libc::IPPROTO_IP, libc::IP_HOPLIMIT, 61 as libc::c_int));
+        bytes.extend(encoded(libc::IPPROTO_UDP, libc::UDP_COALESCED_INFO, 1350u32));
+        let d = decode(&bytes);
+        assert_eq!((d.dst_ip, d.ifindex), (Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))), Some(12)));
+        assert_eq!((d.ecn, d.tos, d.ttl), (Some(3), None, Some(61)), "ECN alone: no TOS, so no DSCP");
+        assert_eq!(d.gro_segment_size, Some(1350));
+        // A zero stride is no stride.
+        assert_eq!(decode(&encoded(libc::IPPROTO_UDP, libc::UDP_COALESCED_INFO, 0u32)).gro_segment_size, None);
+        let v6 = encoded(libc::IPPROTO_IPV6, libc::IPV6_ECN, 1 as libc::c_int);
+        assert_eq!(decode(&v6).ecn, Some(1));
+    }
+
+    /// Windows' send messages: the source in IN_PKTINFO's address, the USO
+    /// size as a DWORD; ECN only once the self-test saw marks applied.
+    #[cfg(windows)]
+    #[test]
+    fn encode_send_writes_windows_messages() {
+        let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5));
+        let opts = SendOptions {
+            tos: Some(0b10),
+            src_ip: Some(src),
+            src_ifindex: Some(4),
+            segment_size: Some(1200),
+            txtime: None,
+        };
+        let mut buf = SendControl::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        encode_send(&mut enc, &opts, true).unwrap();
+        let n = enc.len();
+        let d = decode(&buf.0[..n]);
+        assert_eq!((d.dst_ip, d.spec_dst, d.ifindex), (Some(src), Some(Ipv4Addr::new(192, 0, 2, 5)), Some(4)));
+        assert_eq!(d.segment_size, Some(1200));
+        assert_eq!(d.ecn, super::super::windows::ecn_send().then_some(0b10), "ECN message only where applied");
+        assert_eq!(d.tos, None, "no IP_TOS message on Windows");
+    }
+
+    /// WSA_CMSG_SPACE / WSA_CMSG_LEN on 64-bit Windows: a 16-byte header,
+    /// data aligned to 8, as on 64-bit Linux.
+    #[cfg(all(windows, target_pointer_width = "64"))]
+    #[test]
+    fn windows_control_message_layout() {
+        assert_eq!((HDR, ALIGN), (16, 8));
+        assert_eq!(space(4), 24);
+        assert_eq!(space(size_of::<libc::in6_pktinfo>()), 16 + 24);
+    }
+
     /// A GRO stride of 0 is no stride, and a timestamp's nanoseconds must be
     /// below one second: both decode to `None`, their neighbours do not.
     #[cfg(any(target_os = "linux", target_os = "android"))]
