@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use crate::sys::{self, SocketState};
 use crate::{
-    BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta,
+    BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta, Sent,
     Transmit,
 };
 
@@ -171,7 +171,7 @@ impl<'a> SocketRef<'a> {
     ///
     /// # Errors
     /// As [`crate::Socket::try_send_batch`].
-    pub fn try_send_batch(self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
+    pub fn try_send_batch(self, transmits: &[Transmit<'_>]) -> Result<Sent, Error> {
         sys::send(self.fd, &self.dp.state, transmits)
     }
 
