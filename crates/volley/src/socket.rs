@@ -93,7 +93,8 @@ impl Socket {
         let inner = socket2::Socket::from(fd);
         let state = sys::adopt(&inner, config)?;
         let setup = |e| Error::Adopt { reason: crate::AdoptError::Other, source: Some(e) };
-        inner.set_nonblocking(true).map_err(setup)?;
+        inner.set_nonblocking(!config.blocking).map_err(setup)?;
+        state.blocking.store(config.blocking, std::sync::atomic::Ordering::Relaxed);
         inner.set_cloexec(true).map_err(setup)?;
         let dp = Datapath::with_state(&inner, state, config);
         Ok(Self { inner, dp })
@@ -255,26 +256,60 @@ impl Socket {
     }
 
     /// Like [`Socket::try_recv_batch`], but first waits up to `timeout` for
-    /// a datagram. For tests, tools and simple programs; event loops use
-    /// mio readiness instead.
+    /// a datagram; returns what is queued once one is. For threads that own
+    /// a socket, tools and tests; event loops use mio readiness instead.
+    ///
+    /// How it waits depends on the descriptor's mode: on a blocking one
+    /// ([`Config::blocking`](crate::Config::blocking)) in the kernel, one
+    /// `recvmmsg` with `MSG_WAITFORONE` per wake-up (`SO_RCVTIMEO` bounds
+    /// it, set only when the timeout changes); on a non-blocking one with
+    /// `poll` between receives.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::{RecvBatch, Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let mut batch = RecvBatch::new();
+    /// let e = rx.recv_batch_blocking(&mut batch, Duration::from_millis(5)).unwrap_err();
+    /// assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`io::ErrorKind::TimedOut`] if nothing arrived in time; otherwise as
     /// [`Socket::try_recv_batch`].
     pub fn recv_batch_blocking(&self, batch: &mut RecvBatch, timeout: Duration) -> Result<usize, Error> {
-        // A timeout too large for an Instant means no limit.
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            match self.try_recv_batch(batch) {
-                Err(e) if e.is_would_block() => {}
-                other => return other,
-            }
-            let left = remaining(deadline);
-            if left.is_some_and(|l| l.is_zero()) {
-                return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "no datagram before the timeout")));
-            }
-            sys::wait(self.inner.as_fd(), libc::POLLIN, left)?;
-        }
+        self.as_socket_ref().recv_batch_blocking(batch, timeout)
+    }
+
+    /// [`Socket::try_recv`] (the caller's buffers) waiting up to `timeout`
+    /// for the first datagram, as [`Socket::recv_batch_blocking`] waits.
+    ///
+    /// ```
+    /// use std::{io::IoSliceMut, time::Duration};
+    /// use volley::{Config, RecvMeta, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = Config::new().gro(false).blocking(true).bind("127.0.0.1:0".parse()?)?;
+    /// rx.send_batch_blocking(&[Transmit::new(rx.local_addr()?, b"mine")], Duration::from_secs(5))?;
+    /// let mut buf = [0u8; 1500];
+    /// let mut meta = [RecvMeta::default()];
+    /// let n = rx.recv_blocking(&mut [IoSliceMut::new(&mut buf)], &mut meta, Duration::from_secs(5))?;
+    /// assert_eq!((n, &buf[..meta[0].len]), (1, &b"mine"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::TimedOut`] if nothing arrived in time; otherwise as
+    /// [`Socket::try_recv`] ([`Error::EmptyBatch`] at once, without
+    /// waiting).
+    pub fn recv_blocking(
+        &self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [crate::RecvMeta],
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        self.as_socket_ref().recv_blocking(bufs, meta, timeout)
     }
 
     /// Sends `transmits` in order with as few `sendmmsg` calls as possible
