@@ -936,6 +936,8 @@ mod child {
         assert!(faults >= 1, "the shim never failed a GSO send");
         assert_eq!(tx.capabilities().max_gso_segments, 1, "GSO is off after EIO");
         assert_eq!(warns.load(Ordering::Relaxed), 1, "exactly one warning");
+        let off = tx.stats().gso_disabled_at.expect("the statistics say when GSO went off");
+        assert!(off <= std::time::SystemTime::now());
 
         // GSO stays off: no more faults, no more warnings, nothing lost.
         traffic(&tx, &rx, 2);
@@ -1054,6 +1056,8 @@ mod child {
         traffic(&tx, &rx, 3);
         assert!(!tx.capabilities().mmsg, "sender still claims sendmmsg:\n{}", tx.capabilities());
         assert!(!rx.capabilities().mmsg, "receiver still claims recvmmsg:\n{}", rx.capabilities());
+        assert!(tx.stats().mmsg_disabled_at.is_some() && rx.stats().mmsg_disabled_at.is_some(), "stats say when");
+        assert!(tx.stats().gso_disabled_at.is_none(), "GSO was not turned off");
         // Reported once per socket, not once per call.
         assert_eq!(warns.load(Ordering::Relaxed), 2, "one warning per socket");
     }

@@ -209,6 +209,23 @@ impl UdpSocket {
         self.dp.capabilities()
     }
 
+    /// What the datapath has done on this socket (see `volley::Stats`):
+    /// the same counters the core keeps, driven by this socket, its
+    /// `DatagramStream`, `SendQueue` and quinn socket alike.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::Transmit, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// sock.send_batch_all(&[Transmit::new(sock.local_addr()?, b"x")]).await?;
+    /// assert_eq!(sock.stats().datagrams_sent, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> volley::Stats {
+        self.dp.stats()
+    }
+
     /// The address the socket is bound to.
     ///
     /// ```

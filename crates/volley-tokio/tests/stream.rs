@@ -160,3 +160,30 @@ async fn an_idle_stream_drains_icmp_errors_and_keeps_receiving() {
     let got = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap();
     assert_eq!(got.unwrap().unwrap(), b"data");
 }
+
+/// The adapters drive the core's counters: what a `SendQueue` sends and a
+/// `DatagramStream` receives shows in the sockets' `stats()`.
+#[tokio::test(flavor = "current_thread")]
+async fn stream_and_queue_drive_the_socket_statistics() {
+    use volley_tokio::{Outgoing, SendQueue};
+    let rx = Arc::new(local());
+    let tx = Arc::new(local());
+    let to = rx.local_addr().unwrap();
+    let mut q = SendQueue::new(tx.clone());
+    for i in 0..20u8 {
+        q.try_push(Outgoing::new(to, vec![i; 1200])).unwrap();
+    }
+    q.flush().await.unwrap();
+    let mut stream = DatagramStream::new(rx.clone());
+    for _ in 0..20 {
+        tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap();
+    }
+    let (s, r) = (tx.stats(), rx.stats());
+    assert_eq!((s.datagrams_sent, s.bytes_sent), (20, 24_000), "{s:?}");
+    assert_eq!((r.datagrams_received, r.bytes_received), (20, 24_000), "{r:?}");
+    if tx.capabilities().gso() {
+        // The queue coalesced one destination's datagrams into trains.
+        assert!(s.gso_trains >= 1 && s.gso_segments == 20, "{s:?}");
+        assert!(s.send_syscalls <= 2, "{s:?}");
+    }
+}

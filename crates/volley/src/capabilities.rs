@@ -2,7 +2,7 @@
 //! feature is turned off at run time (GSO after `EIO`, mmsg after `ENOSYS`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::Backend;
 
@@ -97,6 +97,9 @@ pub(crate) struct Live {
     mmsg: AtomicBool,
     gso_segments: AtomicUsize,
     gso_warned: AtomicBool,
+    /// When GSO / mmsg were turned off (ns since the Unix epoch; 0: never).
+    pub(crate) gso_off_ns: AtomicU64,
+    pub(crate) mmsg_off_ns: AtomicU64,
 }
 
 impl Live {
@@ -105,6 +108,8 @@ impl Live {
             mmsg: AtomicBool::new(fixed.mmsg),
             gso_segments: AtomicUsize::new(fixed.max_gso_segments),
             gso_warned: AtomicBool::new(false),
+            gso_off_ns: AtomicU64::new(0),
+            mmsg_off_ns: AtomicU64::new(0),
             fixed,
         }
     }
@@ -124,6 +129,7 @@ impl Live {
     /// GSO failed with `errno`: stop using it on this socket, warn once.
     pub(crate) fn disable_gso(&self, errno: i32) {
         self.gso_segments.store(1, Ordering::Relaxed);
+        let _ = self.gso_off_ns.compare_exchange(0, crate::stats::now_ns(), Ordering::Relaxed, Ordering::Relaxed);
         if !self.gso_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 errno,
@@ -137,6 +143,7 @@ impl Live {
     #[cfg_attr(not(has_mmsg), allow(dead_code))]
     pub(crate) fn disable_mmsg(&self, errno: i32) {
         if self.mmsg.swap(false, Ordering::Relaxed) {
+            self.mmsg_off_ns.store(crate::stats::now_ns(), Ordering::Relaxed);
             tracing::warn!(
                 errno,
                 error = %std::io::Error::from_raw_os_error(errno),

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::sys::{self, SocketState};
 use crate::{
     BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta, Sent,
-    Transmit,
+    Stats, Transmit,
 };
 
 /// What volley knows and keeps about one socket (probed capabilities, the
@@ -108,6 +108,17 @@ impl Datapath {
     /// [`crate::Socket::lost_icmp_errors`]).
     pub fn lost_icmp_errors(&self) -> u64 {
         self.state.errors().lost()
+    }
+
+    /// What the datapath has done on this socket (see [`Stats`]).
+    ///
+    /// ```
+    /// let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// let dp = volley::Datapath::new(&std_sock, &volley::Config::new()).unwrap();
+    /// assert_eq!(dp.stats(), volley::Stats::default());
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
     }
 }
 
@@ -220,6 +231,11 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::lost_icmp_errors`].
     pub fn lost_icmp_errors(self) -> u64 {
         self.dp.lost_icmp_errors()
+    }
+
+    /// As [`crate::Socket::stats`].
+    pub fn stats(self) -> Stats {
+        self.dp.stats()
     }
 
     /// As [`crate::Socket::capabilities`].

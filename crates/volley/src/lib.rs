@@ -78,6 +78,7 @@ mod meta;
 mod multicast;
 mod plan;
 mod socket;
+mod stats;
 mod sys;
 mod validate;
 
@@ -135,3 +136,4 @@ pub use error::{is_icmp_error, AdoptError, BindError, Error, InvalidTransmit};
 pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Sent, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 pub use multicast::{MulticastError, MulticastInterface};
 pub use socket::{BufferSize, Socket};
+pub use stats::{IcmpCounts, Stats};

@@ -544,6 +544,23 @@ impl Socket {
         self.dp.lost_icmp_errors()
     }
 
+    /// What the datapath has done on this socket since it was opened:
+    /// datagrams, bytes, syscalls, GSO trains and GRO messages, `WouldBlock`s,
+    /// kernel drops, truncations, ICMP errors by kind, and when GSO or mmsg
+    /// were turned off. A copy of relaxed atomic counters, updated once per
+    /// call (see [`crate::Stats`]).
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let mut batch = volley::RecvBatch::new();
+    /// assert!(sock.try_recv_batch(&mut batch).is_err()); // nothing queued
+    /// let s = sock.stats();
+    /// assert_eq!((s.recv_syscalls, s.recv_would_block), (1, 1));
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.dp.stats()
+    }
+
     /// Moves the ICMP errors the kernel has queued (with
     /// [`Config::recv_errors`]) into the socket's ring, and returns how
     /// many. Receives and sends do this whenever the kernel signals an error;

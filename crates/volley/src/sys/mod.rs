@@ -96,8 +96,6 @@ use unix as platform;
 use std::io;
 use std::os::fd::RawFd;
 
-use crate::capabilities::Live;
-
 #[cfg(feature = "bytes")]
 pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;
@@ -136,20 +134,27 @@ fn iovec(ptr: *const u8, len: usize) -> libc::iovec {
 /// The send backend for this call: `sendmmsg` while the socket has mmsg,
 /// else one `sendmsg` per message. A seccomp refusal of `sendmmsg` turns
 /// mmsg off for the socket and the same messages go the portable way.
-fn send_msgs(fd: RawFd, live: &Live, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+fn send_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     #[cfg(has_mmsg)]
-    if live.mmsg() {
+    if state.live.mmsg() {
+        state.stats.send_syscalls(1);
         match platform::send_mmsg(fd, msgs) {
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && platform::mmsg_blocked(fd, true) =>
             {
-                live.disable_mmsg(e.raw_os_error().unwrap_or(0));
+                state.live.disable_mmsg(e.raw_os_error().unwrap_or(0));
             }
             other => return other,
         }
     }
-    let _ = live;
-    unix::send_msgs(fd, msgs)
+    let res = unix::send_msgs(fd, msgs);
+    // One sendmsg per message sent, plus the one that failed, if any.
+    let calls = match &res {
+        Ok(n) => n + usize::from(*n < msgs.len()),
+        Err(_) => 1,
+    };
+    state.stats.send_syscalls(calls as u64);
+    res
 }
 
 /// Whether a receive may wait in the kernel for its first datagram. Every
@@ -186,6 +191,7 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr], wait: Wait) ->
     }
     #[cfg(has_mmsg)]
     if state.live.mmsg() {
+        state.stats.recv_syscalls(1);
         match platform::recv_mmsg(fd, msgs, wait) {
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM))
@@ -196,7 +202,11 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr], wait: Wait) ->
             other => return other,
         }
     }
-    match unix::recv_msgs(fd, msgs, wait) {
+    let (n, pending) = unix::recv_msgs(fd, msgs, wait);
+    // One recvmsg per message, plus the one that ended the loop (EAGAIN or
+    // an error), unless every message was filled.
+    state.stats.recv_syscalls((n + usize::from(n < msgs.len() || pending.is_some())) as u64);
+    match (n, pending) {
         (0, Some(e)) => Err(e),
         (n, pending) => {
             if let Some(e) = pending {

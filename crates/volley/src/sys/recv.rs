@@ -11,6 +11,7 @@ use super::addr::{peer, SockAddrBuf};
 use super::sockopt::get_int;
 use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState, Wait};
 use crate::error::icmp_errno;
+use crate::stats::Tally;
 use crate::{Dscp, Error, RecvBatch, RecvMeta};
 
 /// The receive syscall with volley's ICMP rule: a pending ICMP-derived
@@ -231,7 +232,17 @@ fn recv_with(
     // SAFETY: entries 0..n of `hdrs` were written just above; the slice is
     // derived from the same base pointer, so the pointers inside stay valid.
     let hdrs = unsafe { std::slice::from_raw_parts_mut(hdr_base, n) };
-    let got = kernel(hdrs)?.min(n);
+    let got = match kernel(hdrs) {
+        Ok(got) => got.min(n),
+        Err(e) => {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                state.stats.received(&Tally::default(), true, None);
+            }
+            return Err(e.into());
+        }
+    };
+    let mut tally = Tally { messages: got as u64, ..Tally::default() };
+    let mut drops = None;
     for (i, h) in hdrs[..got].iter().enumerate() {
         // SAFETY: entry i < got <= n of `names` and of the iovecs was written
         // above; the kernel is done writing through the pointers, and wrote
@@ -266,8 +277,15 @@ fn recv_with(
         meta.timestamp = d.timestamp;
         // The kernel sends no SO_RXQ_OVFL message while the count is 0.
         meta.drops = d.drops.or(state.live.fixed.drop_counter.then_some(0));
+        let datagrams = crate::batch::segment_count(&meta) as u64;
+        tally.datagrams += datagrams;
+        tally.bytes += len as u64;
+        tally.trains += u64::from(datagrams > 1);
+        tally.truncated += u64::from(meta.truncated);
+        drops = meta.drops.or(drops);
         out(meta);
     }
+    state.stats.received(&tally, false, drops);
     Ok(got)
 }
 
@@ -306,6 +324,7 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
         match platform::read_error_entry(fd) {
             Ok(Some(Some(e))) => {
                 log_icmp(&e, "drain");
+                state.stats.icmp(&e.kind);
                 ring.push(e);
                 moved += 1;
             }
@@ -315,7 +334,9 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
     }
     if let Ok(errno) = get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
         if moved == 0 && icmp_errno(errno) {
-            ring.push(bare(fd, errno, "drain"));
+            let e = bare(fd, errno, "drain");
+            state.stats.icmp(&e.kind);
+            ring.push(e);
         }
     }
     moved
@@ -335,6 +356,7 @@ fn bare(fd: BorrowedFd<'_>, errno: i32, during: &'static str) -> crate::IcmpErro
 pub(super) fn absorb_pending(fd: BorrowedFd<'_>, state: &SocketState, errno: i32, during: &'static str) {
     if drain_errors(fd, state) == 0 {
         let e = bare(fd, errno, during);
+        state.stats.icmp(&e.kind);
         state.errors().push(e);
     }
 }
@@ -346,7 +368,10 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Opti
     }
     for _ in 0..DRAIN_MAX {
         match platform::read_error_entry(fd)? {
-            Some(Some(e)) => return Ok(Some(e)),
+            Some(Some(e)) => {
+                state.stats.icmp(&e.kind);
+                return Ok(Some(e));
+            }
             Some(None) => {}
             None => break,
         }
@@ -390,6 +415,7 @@ mod tests {
             errors: Default::default(),
             blocking: Default::default(),
             rcvtimeo_us: AtomicU64::new(super::super::socket::NO_TIMEOUT_SET),
+            stats: Default::default(),
         }
     }
 

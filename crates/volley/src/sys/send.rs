@@ -14,6 +14,7 @@ use super::recv::{absorb_pending, drain_errors};
 use super::{iovec, platform, send_msgs, MsgHdr, SocketState};
 use crate::error::icmp_errno;
 use crate::plan::{self, Piece, Progress};
+use crate::stats::Tally;
 use crate::validate::{validate, Checked, Limits};
 use crate::{Error, Sent, Transmit};
 
@@ -32,10 +33,42 @@ unsafe fn init_prefix_mut<T, const N: usize>(arr: &mut [MaybeUninit<T>; N], n: u
     unsafe { std::slice::from_raw_parts_mut(arr.as_mut_ptr().cast::<T>(), n) }
 }
 
-/// Sends `transmits` in order; returns how far it got.
+/// Sends `transmits` in order; returns how far it got, and counts the call
+/// in the socket's statistics.
 ///
 /// `Err` only when nothing was sent.
 pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmit<'_>]) -> Result<Sent, Error> {
+    let mut tally = Tally::default();
+    let res = send_counted(fd, state, transmits, &mut tally);
+    let would_block = matches!(&res, Err(e) if e.is_would_block());
+    state.stats.sent(&tally, would_block, res.is_err() && !would_block);
+    res
+}
+
+/// What the kernel took of `sent` (pieces, in order), into `tally`.
+fn count(tally: &mut Tally, sent: &[Piece]) {
+    for p in sent {
+        let bytes = (p.end - p.start) as u64;
+        tally.bytes += bytes;
+        match p.gso {
+            Some(stride) if bytes > stride as u64 => {
+                let segments = bytes.div_ceil(stride as u64);
+                tally.datagrams += segments;
+                tally.trains += 1;
+                tally.train_segments += segments;
+            }
+            _ => tally.datagrams += 1,
+        }
+    }
+}
+
+/// [`send`], adding what went out to `tally`.
+fn send_counted(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    transmits: &[Transmit<'_>],
+    tally: &mut Tally,
+) -> Result<Sent, Error> {
     let raw = fd.as_raw_fd();
     let socket_dscp = state.socket_dscp();
     // Transmits fully sent, and emulated segments of the next one.
@@ -138,7 +171,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
 
         // SAFETY: entries 0..k of `hdrs` were written by this chunk's loop.
         let msgs = unsafe { init_prefix_mut(&mut hdrs, k) };
-        match send_msgs(raw, &state.live, msgs) {
+        match send_msgs(raw, state, msgs) {
             Ok(n) => {
                 if let Some(errno) = emulate_next.take() {
                     // The unsegmented resend worked: GSO was the problem.
@@ -151,6 +184,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                 }
                 pending_retried = false;
                 progress.advance(&pieces[..n]);
+                count(tally, &pieces[..n]);
                 if n < k {
                     // The kernel stopped early (buffer full, or an error at
                     // message n, which the caller's retry will meet first).

@@ -37,6 +37,8 @@ pub(crate) struct SocketState {
     /// The `SO_RCVTIMEO` last set, in microseconds (`NO_TIMEOUT_SET`: never
     /// set by volley; 0: none, wait without limit).
     pub(crate) rcvtimeo_us: AtomicU64,
+    /// What the datapath did ([`crate::Stats`]).
+    pub(crate) stats: crate::stats::Counters,
 }
 
 /// [`SocketState::rcvtimeo_us`] before volley set it.
@@ -50,6 +52,12 @@ impl SocketState {
     /// The ring of ICMP errors (a poisoned lock still holds valid entries).
     pub(crate) fn errors(&self) -> std::sync::MutexGuard<'_, ErrorRing> {
         self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The statistics snapshot.
+    pub(crate) fn stats(&self) -> crate::Stats {
+        let when = |ns: &AtomicU64| ns.load(Ordering::Relaxed);
+        self.stats.snapshot(when(&self.live.gso_off_ns), when(&self.live.mmsg_off_ns))
     }
 }
 
@@ -197,6 +205,7 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         errors: Default::default(),
         blocking: AtomicBool::new(!sock.nonblocking().unwrap_or(true)),
         rcvtimeo_us: AtomicU64::new(NO_TIMEOUT_SET),
+        stats: Default::default(),
     })
 }
 
