@@ -176,6 +176,7 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         gro: false,
         pktinfo: false,
         ecn: false,
+        tos_cmsg: true,
         ttl: false,
         timestamps: false,
         txtime: false,
