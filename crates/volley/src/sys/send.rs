@@ -64,7 +64,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
         let done = progress.transmits;
         // Build one chunk starting at (done, segment).
         let gso_max = state.live.max_gso_segments();
-        let limits = Limits { families: state.families, txtime: state.live.fixed.txtime, gso_max };
+        let limits = Limits {
+            families: state.families,
+            txtime: state.live.fixed.txtime,
+            gso_max,
+            ifindex_v4: Limits::IFINDEX_V4,
+        };
         let mut k = 0;
         let (mut t_idx, mut seg) = (done, progress.segment);
         let mut invalid = None;
