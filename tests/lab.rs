@@ -1159,9 +1159,7 @@ mod child {
             op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32), // 6
         ];
         let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only.
-        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        assert_eq!(rc, 0, "PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+        nix::sys::prctl::set_no_new_privs().expect("PR_SET_NO_NEW_PRIVS");
         // SAFETY: `prog` points to a valid filter program that outlives the
         // call (the kernel copies it). TSYNC applies it to every thread.
         let rc = unsafe {

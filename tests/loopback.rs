@@ -471,8 +471,7 @@ const EACCES_CHILD: &str = "bind_privileged_port_child";
 #[test]
 fn bind_privileged_port_is_permission_denied() {
     let Some(port) = privileged_port() else { return };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         for_each_backend(|case| assert_privileged_bind_denied(case, port));
         return;
     }
@@ -494,13 +493,10 @@ fn bind_privileged_port_child() {
         return;
     }
     let Some(port) = privileged_port() else { return };
-    // SAFETY: setgid/setuid take plain ids; glibc applies them to every
-    // thread of the process.
-    unsafe {
-        assert_eq!(libc::setgid(65534), 0, "setgid: {}", std::io::Error::last_os_error());
-        assert_eq!(libc::setuid(65534), 0, "setuid: {}", std::io::Error::last_os_error());
-        assert_eq!(libc::geteuid(), 65534);
-    }
+    // glibc applies setgid/setuid to every thread of the process.
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).expect("setgid");
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).expect("setuid");
+    assert_eq!(nix::unistd::geteuid().as_raw(), 65534);
     for_each_backend(|case| {
         assert_privileged_bind_denied(case, port);
         println!("CHILD-OK eacces {}", case.name);
