@@ -250,6 +250,27 @@ fn src_ifindex_out_of_range_is_rejected() {
     });
 }
 
+/// FreeBSD (and any Unix without `IP_PKTINFO`) cannot choose the outgoing
+/// interface of an IPv4 datagram: `src_ifindex` on an IPv4 destination is
+/// refused there rather than ignored. Linux, Android and Apple apply it:
+/// the datagram leaves by that interface and arrives.
+#[test]
+fn src_ifindex_on_ipv4_is_applied_or_rejected() {
+    let applies = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
+    for_each_backend(|case| {
+        let b = payload(1, 10);
+        let (tx, rx) = pair_v4(case);
+        let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ifindex(driver::lo_ifindex());
+        if applies {
+            let got = send_recv(&tx, &rx, &[t]);
+            assert_eq!(got.len(), 1, "[{}]", case.name);
+        } else {
+            let want = InvalidTransmit::SrcIfindexUnsupported { src_ifindex: driver::lo_ifindex() };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["src_ifindex", "IPv4"]);
+        }
+    });
+}
+
 #[test]
 fn dscp_out_of_range_is_rejected() {
     for value in [64, 100, 255] {

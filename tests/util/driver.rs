@@ -19,7 +19,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -143,11 +143,7 @@ pub fn sysctl(path: &str) -> Option<i64> {
 
 /// The loopback interface index, from `if_nametoindex("lo")`.
 pub fn lo_ifindex() -> u32 {
-    // SAFETY: if_nametoindex reads a NUL-terminated string that lives for
-    // the call.
-    let idx = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-    assert_ne!(idx, 0, "no interface named lo");
-    idx
+    nix::net::if_::if_nametoindex("lo").unwrap_or_else(|e| panic!("no interface named lo: {e}"))
 }
 
 /// A test payload of `len` bytes that carries `seq` in its first four bytes
@@ -270,12 +266,11 @@ pub fn send_recv(tx: &Socket, rx: &Socket, transmits: &[Transmit<'_>]) -> Vec<Re
 
 /// Waits until `sock` is readable (`libc::POLLIN`) or writable
 /// (`libc::POLLOUT`), or `timeout` passes; returns whether it became ready.
-pub fn wait_ready(sock: &impl AsRawFd, events: libc::c_short, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events, revents: 0 };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n > 0
+pub fn wait_ready(sock: &impl AsFd, events: libc::c_short, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::from_bits_truncate(events))];
+    let ms = PollTimeout::try_from(timeout.as_millis()).unwrap_or(PollTimeout::MAX);
+    poll(&mut pfd, ms).is_ok_and(|n| n > 0)
 }
 
 /// Which child-mode body this process should run, if it is a child started
@@ -311,11 +306,9 @@ pub fn run_child(test: &str, mode: &str, wrapper: &[&str]) -> io::Result<Output>
 pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: unshare(2) affects only the calling thread's network
-            // namespace; no pointers are involved.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("unshare(CLONE_NEWNET): {}", io::Error::last_os_error()));
-            }
+            // unshare(2) affects only the calling thread's network namespace.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare(CLONE_NEWNET): {}", io::Error::from(e)))?;
             run_cmd(&["ip", "link", "set", "lo", "up"])?;
             Ok(f())
         })

@@ -2,10 +2,15 @@
 //! and IPv6, each item with a line on what it means.
 //!
 //! Every probe binds a fresh socket on the wildcard address with port 0 and
-//! sends nothing: the base capabilities come from a default socket; the
-//! optional features (timestamps, transmit times, the ICMP error queue,
-//! path-MTU modes, reuse-port steering) from one socket each configured to
-//! ask for them, "yes" meaning the kernel accepted it.
+//! sends nothing, but one: the base capabilities come from a default
+//! socket; the optional features (timestamps, transmit times, the ICMP
+//! error queue, path-MTU modes, reuse-port steering) from one socket each
+//! configured to ask for them, "yes" meaning the kernel accepted it. Whether
+//! the kernel takes per-datagram ECN/DSCP on send (`IP_TOS`/`IPV6_TCLASS`
+//! control messages; Android before 8.0 refuses them) can only be learned by
+//! sending: a loopback socket sends one ECN-marked datagram to itself, and
+//! `Capabilities::tos_cmsg` says afterwards whether volley had to turn the
+//! control message off.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,6 +55,9 @@ struct Family {
     pktinfo: bool,
     /// ECN and DSCP (the TOS byte) reported on receive.
     ecn: bool,
+    /// ECN and DSCP set per datagram on send (the TOS control message was
+    /// taken by the kernel for one datagram sent to itself on loopback).
+    tos_cmsg: bool,
     ttl: bool,
     drop_counter: bool,
     /// Multicast membership and sending supported.
@@ -170,6 +178,12 @@ fn probe_family(addr: SocketAddr) -> Family {
     drop(base);
 
     let mut errors = BTreeMap::new();
+    match tos_cmsg(addr.is_ipv6()) {
+        Ok(ok) => f.tos_cmsg = ok,
+        Err(e) => {
+            errors.insert("tos_cmsg", e.to_string());
+        }
+    }
     let mut try_bind = |name: &'static str, config: Config| match config.bind(addr) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -204,6 +218,18 @@ fn probe_family(addr: SocketAddr) -> Family {
     }
     f.probe_errors = errors;
     f
+}
+
+/// Sends one ECN-marked datagram from a loopback socket to itself: volley
+/// resends it without the TOS control message (and turns that off) if the
+/// kernel refuses it. Returns whether it is still on.
+fn tos_cmsg(v6: bool) -> Result<bool, volley::Error> {
+    let lo: SocketAddr = if v6 { (Ipv6Addr::LOCALHOST, 0).into() } else { (Ipv4Addr::LOCALHOST, 0).into() };
+    let sock = Socket::bind(lo)?;
+    let me = sock.local_addr()?;
+    let t = volley::Transmit::new(me, b"volley probe").with_ecn(volley::Ecn::Ect0);
+    sock.send_batch_blocking(&[t], std::time::Duration::from_secs(1))?;
+    Ok(sock.capabilities().tos_cmsg)
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -322,6 +348,18 @@ fn render(r: &Report) -> String {
                     .into()
             } else {
                 "ECN marks are invisible to the application: ECN-based congestion control cannot work".into()
+            },
+        },
+        Row {
+            name: "ECN/DSCP on send",
+            v4: fam(&r.ipv4, &|f| if f.tos_cmsg { "per datagram".into() } else { "socket only".into() }),
+            v6: fam(&r.ipv6, &|f| if f.tos_cmsg { "per datagram".into() } else { "socket only".into() }),
+            meaning: if both(&|f| f.tos_cmsg) {
+                "each datagram carries its own ECN codepoint and DSCP (IP_TOS/IPV6_TCLASS control messages)".into()
+            } else {
+                "the kernel refused the TOS control message: volley sends without it, so datagrams carry the \
+                 socket-level TOS (Socket::set_tos) and per-datagram ECN is lost"
+                    .into()
             },
         },
         Row {

@@ -141,6 +141,7 @@ fn probe_json_agrees_with_the_library() {
         assert_eq!(f["gro"], caps.gro, "{family}");
         assert_eq!(f["pktinfo"], caps.pktinfo, "{family}");
         assert_eq!(f["ecn"], caps.ecn, "{family}");
+        assert_eq!(f["tos_cmsg"], caps.tos_cmsg, "{family}");
         assert_eq!(f["ttl"], caps.ttl, "{family}");
         assert_eq!(f["drop_counter"], caps.drop_counter, "{family}");
         assert_eq!(f["multicast"], caps.multicast, "{family}");
@@ -159,7 +160,9 @@ fn probe_json_agrees_with_the_library() {
     let out = volley(&["probe"]);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    for item in ["GSO (UDP_SEGMENT)", "GRO (UDP_GRO)", "pktinfo", "drop counter", "PMTUD modes", "rmem_max"] {
+    for item in
+        ["GSO (UDP_SEGMENT)", "GRO (UDP_GRO)", "ECN/DSCP on send", "pktinfo", "drop counter", "PMTUD modes", "rmem_max"]
+    {
         assert!(text.contains(item), "probe output lacks {item}:\n{text}");
     }
 }

@@ -1,5 +1,6 @@
 //! What the kernel gave this socket: probed once at bind, updated when a
-//! feature is turned off at run time (GSO after `EIO`, mmsg after `ENOSYS`).
+//! feature is turned off at run time (GSO after `EIO`, mmsg after `ENOSYS`,
+//! TOS control messages after the kernel refuses one).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +36,23 @@ pub struct Capabilities {
     pub pktinfo: bool,
     /// The TOS / traffic class (ECN and DSCP) reported on receive.
     pub ecn: bool,
+    /// ECN and DSCP set per datagram on send (`IP_TOS` / `IPV6_TCLASS`
+    /// control messages, from [`crate::Transmit::ecn`] and
+    /// [`crate::Transmit::dscp`]). True until the kernel refuses such a
+    /// control message (`EINVAL` on Android before 8.0; `EIO` beside
+    /// `UDP_SEGMENT` on some kernels): then the datagram is resent without
+    /// it and it stays off for the socket. While off, every datagram
+    /// carries the socket-level TOS ([`crate::Socket::set_tos`]) instead:
+    /// per-datagram ECN marks are not sent.
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// if !sock.capabilities().tos_cmsg {
+    ///     // Tell the transport not to count on ECN (QUIC's ECN validation
+    ///     // would find out too, as no ECT marks arrive).
+    /// }
+    /// ```
+    pub tos_cmsg: bool,
     /// TTL / hop limit reported on receive.
     pub ttl: bool,
     /// Kernel receive timestamps (`SO_TIMESTAMPNS`) on.
@@ -65,13 +83,15 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
-        let rows: [(&str, &str); 12] = [
+        let tos_send = if self.tos_cmsg { "per datagram" } else { "socket-level only (control message refused)" };
+        let rows: [(&str, &str); 13] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
             ("GRO (UDP_GRO)", yn(self.gro)),
             ("pktinfo", yn(self.pktinfo)),
             ("ECN/DSCP on receive", yn(self.ecn)),
+            ("ECN/DSCP on send", tos_send),
             ("TTL/hop limit", yn(self.ttl)),
             ("rx timestamps", yn(self.timestamps)),
             ("SO_TXTIME", yn(self.txtime)),
@@ -100,6 +120,8 @@ pub(crate) struct Live {
     /// When GSO / mmsg were turned off (ns since the Unix epoch; 0: never).
     pub(crate) gso_off_ns: AtomicU64,
     pub(crate) mmsg_off_ns: AtomicU64,
+    pub(crate) tos_cmsg_off_ns: AtomicU64,
+    tos_cmsg: AtomicBool,
 }
 
 impl Live {
@@ -110,12 +132,37 @@ impl Live {
             gso_warned: AtomicBool::new(false),
             gso_off_ns: AtomicU64::new(0),
             mmsg_off_ns: AtomicU64::new(0),
+            tos_cmsg_off_ns: AtomicU64::new(0),
+            tos_cmsg: AtomicBool::new(fixed.tos_cmsg),
             fixed,
         }
     }
 
     pub(crate) fn snapshot(&self) -> Capabilities {
-        Capabilities { mmsg: self.mmsg(), max_gso_segments: self.max_gso_segments(), ..self.fixed }
+        Capabilities {
+            mmsg: self.mmsg(),
+            max_gso_segments: self.max_gso_segments(),
+            tos_cmsg: self.tos_cmsg(),
+            ..self.fixed
+        }
+    }
+
+    pub(crate) fn tos_cmsg(&self) -> bool {
+        self.tos_cmsg.load(Ordering::Relaxed)
+    }
+
+    /// The kernel refused a TOS / traffic-class control message with
+    /// `errno`: send without them on this socket from now on, warn once.
+    pub(crate) fn disable_tos_cmsg(&self, errno: i32) {
+        if self.tos_cmsg.swap(false, Ordering::Relaxed) {
+            self.tos_cmsg_off_ns.store(crate::stats::now_ns(), Ordering::Relaxed);
+            tracing::warn!(
+                errno,
+                error = %std::io::Error::from_raw_os_error(errno),
+                "IP_TOS/IPV6_TCLASS control message refused; per-datagram ECN/DSCP turned off for this socket \
+                 (datagrams carry the socket-level TOS), message resent without it"
+            );
+        }
     }
 
     pub(crate) fn mmsg(&self) -> bool {

@@ -77,6 +77,16 @@ pub enum InvalidTransmit {
         /// The rejected interface index.
         src_ifindex: u32,
     },
+    /// `src_ifindex` (not 0) on a transmit to an IPv4 destination, on a
+    /// platform that cannot choose the outgoing interface of an IPv4
+    /// datagram: FreeBSD (and other Unixes without `IP_PKTINFO`), whose
+    /// `IP_SENDSRCADDR` carries only a source address. Use `src_ip`, or a
+    /// socket bound to the interface's address. IPv6 destinations take the
+    /// index everywhere.
+    SrcIfindexUnsupported {
+        /// The interface index that could not be applied.
+        src_ifindex: u32,
+    },
 }
 
 impl fmt::Display for InvalidTransmit {
@@ -105,6 +115,11 @@ impl fmt::Display for InvalidTransmit {
             Self::SrcIfindexOutOfRange { src_ifindex } => {
                 write!(f, "src_ifindex {src_ifindex} is out of range: interface indexes go up to {}", i32::MAX)
             }
+            Self::SrcIfindexUnsupported { src_ifindex } => write!(
+                f,
+                "src_ifindex {src_ifindex} cannot be applied to an IPv4 destination on this platform \
+                 (no IP_PKTINFO: IP_SENDSRCADDR carries only an address); use src_ip instead"
+            ),
         }
     }
 }

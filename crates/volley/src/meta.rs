@@ -372,6 +372,9 @@ pub struct Transmit<'a> {
     pub src_ip: Option<IpAddr>,
     /// The interface to send from (pktinfo's interface index), e.g. to
     /// answer from a link-local `dst_ip`, which names no interface itself.
+    /// Linux, Android, Apple: both families; FreeBSD: IPv6 only (to an
+    /// IPv4 destination it is refused,
+    /// [`crate::InvalidTransmit::SrcIfindexUnsupported`]).
     pub src_ifindex: Option<u32>,
     /// Earliest departure time (`SO_TXTIME`, `CLOCK_MONOTONIC` nanoseconds),
     /// honoured only under an fq/etf qdisc; needs [`crate::Config::txtime`].

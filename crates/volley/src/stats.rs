@@ -80,6 +80,9 @@ pub struct Stats {
     /// When `recvmmsg`/`sendmmsg` were turned off at run time (refused by a
     /// seccomp filter), if they were.
     pub mmsg_disabled_at: Option<SystemTime>,
+    /// When per-datagram TOS control messages (ECN/DSCP) were turned off
+    /// because the kernel refused one, if they were.
+    pub tos_cmsg_disabled_at: Option<SystemTime>,
 }
 
 impl Stats {
@@ -249,7 +252,7 @@ impl Counters {
 
     /// The counters, with the run-time degrades' times (`0`: never) from
     /// the capability state.
-    pub(crate) fn snapshot(&self, gso_off_ns: u64, mmsg_off_ns: u64) -> Stats {
+    pub(crate) fn snapshot(&self, gso_off_ns: u64, mmsg_off_ns: u64, tos_cmsg_off_ns: u64) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             datagrams_sent: get(&self.datagrams_sent),
@@ -277,6 +280,7 @@ impl Counters {
             },
             gso_disabled_at: at(gso_off_ns),
             mmsg_disabled_at: at(mmsg_off_ns),
+            tos_cmsg_disabled_at: at(tos_cmsg_off_ns),
         }
     }
 }
@@ -304,7 +308,7 @@ mod tests {
         c.received(&Tally::default(), true, Some(3));
         c.icmp(&IcmpKind::PortUnreachable);
         c.icmp(&IcmpKind::PacketTooBig { mtu: 1280 });
-        let s = c.snapshot(now_ns(), 0);
+        let s = c.snapshot(now_ns(), 0, 0);
         assert_eq!(
             (s.datagrams_sent, s.bytes_sent, s.send_syscalls, s.gso_trains, s.gso_segments),
             (64, 64_000, 1, 1, 64)

@@ -10,9 +10,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io;
-use std::mem::{self, MaybeUninit};
+use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::ptr;
 
 use socket2::{SockAddr, Socket};
@@ -82,23 +82,18 @@ pub(crate) fn thread_allocs() -> u64 {
 /// (user, system) CPU time of the calling thread, in nanoseconds
 /// (`getrusage(RUSAGE_THREAD)`).
 pub(crate) fn thread_cpu_ns() -> (u64, u64) {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is a valid, writable `rusage`; RUSAGE_THREAD takes no
-    // other argument. On failure (impossible for these arguments) the zeroed
-    // value is read.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    (ns(ru.ru_utime), ns(ru.ru_stime))
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    // Cannot fail for the calling thread; zeros if it ever did.
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_THREAD) else { return (0, 0) };
+    let ns = |t: nix::sys::time::TimeVal| u64::try_from(t.num_nanoseconds()).unwrap_or(0);
+    (ns(ru.user_time()), ns(ru.system_time()))
 }
 
 /// Clock ticks per second of `/proc/stat` (`sysconf(_SC_CLK_TCK)`).
 pub(crate) fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(t).ok().filter(|t| *t > 0).unwrap_or(100)
+    let t = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten();
+    t.and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0).unwrap_or(100)
 }
 
 // ---------------------------------------------------------------------------
@@ -109,19 +104,12 @@ pub(crate) fn clock_ticks() -> u64 {
 /// # Errors
 /// The CPU does not exist or the call is not permitted.
 pub(crate) fn pin_thread(cpu: usize) -> io::Result<()> {
-    // SAFETY: all-zero is an empty, valid `cpu_set_t`.
-    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
-    // SAFETY: CPU_SET writes one bit inside `set`; `cpu` is bounds-checked
-    // against CPU_SETSIZE by the macro's implementation in libc.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; `set` is a live cpu_set_t of the
-    // size we pass.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    // Pid 0: the calling thread.
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -188,23 +176,9 @@ impl std::fmt::Debug for Ctrl {
 }
 
 /// `setsockopt(fd, SOL_UDP, UDP_GRO, 1)`.
-fn enable_gro(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is a live `c_int` and we pass its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            ptr::from_ref(&on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::UdpGroSegment, &true)?;
+    Ok(())
 }
 
 /// One `sendmsg` of `buf` to `dst`; with `segment`, a `UDP_SEGMENT` control
@@ -331,7 +305,7 @@ impl Endpoint for RawEndpoint {
         for i in 0..n {
             let s = endpoint::socket(opts)?;
             s.set_nonblocking(true)?;
-            enable_gro(s.as_raw_fd())?;
+            enable_gro(s.as_fd())?;
             ready.register(i, &s, role)?;
             socks.push(s);
         }

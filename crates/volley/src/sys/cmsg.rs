@@ -407,7 +407,8 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
         }
         // FreeBSD: IP_SENDSRCADDR carries the source address only (the
         // socket must be bound to INADDR_ANY); an IPv4 interface cannot be
-        // chosen per datagram there.
+        // chosen per datagram there, so validate() refuses a src_ifindex
+        // (SrcIfindexUnsupported) before it gets here.
         #[cfg(not(has_pktinfo_v4))]
         Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
             let a = libc::in_addr { s_addr: u32::from(ip).to_be() };

@@ -7,7 +7,9 @@
 //! - send: `IP_TOS` (one byte) / `IPV6_TCLASS`, `IP_SENDSRCADDR` (source
 //!   address; the socket must be bound to `INADDR_ANY`) / `IPV6_PKTINFO`.
 //!   An IPv4 outgoing interface cannot be chosen per datagram: a
-//!   transmit's `src_ifindex` is not applied to IPv4 destinations here;
+//!   transmit's `src_ifindex` to an IPv4 destination is refused before
+//!   any syscall (`InvalidTransmit::SrcIfindexUnsupported`, in
+//!   `validate.rs`);
 //! - PMTUD: `IP_DONTFRAG` / `IPV6_DONTFRAG`;
 //! - not here: GSO (emulated), GRO, the error queue, receive timestamps,
 //!   `SO_TXTIME`, the drop counter, reuse-port CPU steering, binding to a

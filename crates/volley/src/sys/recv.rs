@@ -400,6 +400,7 @@ mod tests {
             gro: false,
             pktinfo: true,
             ecn: true,
+            tos_cmsg: true,
             ttl: true,
             timestamps: false,
             txtime: false,

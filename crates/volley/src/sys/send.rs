@@ -73,9 +73,10 @@ fn send_counted(
     let socket_dscp = state.socket_dscp();
     // Transmits fully sent, and emulated segments of the next one.
     let mut progress = Progress::default();
-    // Set after a GSO EINVAL: emulate transmits[progress.transmits] to
-    // learn whether GSO itself was the problem.
-    let mut emulate_next: Option<i32> = None;
+    // Set after an `EIO`/`EINVAL` for a message carrying a control message
+    // the kernel may refuse (TOS, `UDP_SEGMENT`): the next message is sent
+    // alone without it, to learn which one the kernel refuses.
+    let mut trial: Option<Trial> = None;
     // An ICMP error about an earlier datagram (port unreachable, too big,
     // ...) leaves its errno pending on the socket (sk_err), and the next send
     // of anything returns it without sending: retry once, past it, before
@@ -96,12 +97,22 @@ fn send_counted(
         let done = progress.transmits;
         // Build one chunk starting at (done, segment).
         let gso_max = state.live.max_gso_segments();
-        let limits = Limits { families: state.families, txtime: state.live.fixed.txtime, gso_max };
+        let limits = Limits {
+            families: state.families,
+            txtime: state.live.fixed.txtime,
+            gso_max,
+            ifindex_v4: Limits::IFINDEX_V4,
+        };
         let mut k = 0;
         let (mut t_idx, mut seg) = (done, progress.segment);
         let mut invalid = None;
         let mut checked: Option<(usize, Checked)> = None;
-        while k < SEND_CHUNK && t_idx < transmits.len() {
+        // Whether the chunk's first message carries a TOS control message.
+        let mut first_tos = false;
+        let tos_cmsg = state.live.tos_cmsg();
+        // Under a trial the chunk is its first message alone.
+        let chunk = if trial.is_some() { 1 } else { SEND_CHUNK };
+        while k < chunk && t_idx < transmits.len() {
             let t = &transmits[t_idx];
             // Validate a transmit once, not once per emulated segment.
             let Checked { wire, v4 } = match checked {
@@ -117,11 +128,18 @@ fn send_counted(
                     }
                 },
             };
-            let gso_ok = gso_max > 1 && !(t_idx == done && emulate_next.is_some());
+            let left_out = if k == 0 { trial.unwrap_or_default() } else { Trial::default() };
+            let gso_ok = gso_max > 1 && !left_out.without_gso;
             let piece = plan::cut(t, seg, gso_ok);
             let payload = &t.contents[piece.start..piece.end];
+            // Without TOS control messages (refused by this kernel) the
+            // datagram carries the socket-level TOS: see Capabilities::tos_cmsg.
+            let tos = t.tos(socket_dscp).filter(|_| tos_cmsg && !left_out.without_tos);
+            if k == 0 {
+                first_tos = tos.is_some();
+            }
             let opts = SendOptions {
-                tos: t.tos(socket_dscp),
+                tos,
                 src_ip: t.src_ip.map(|ip| ip.to_canonical()),
                 src_ifindex: t.src_ifindex,
                 segment_size: piece.gso.map(|s| s as u16),
@@ -173,9 +191,15 @@ fn send_counted(
         let msgs = unsafe { init_prefix_mut(&mut hdrs, k) };
         match send_msgs(raw, state, msgs) {
             Ok(n) => {
-                if let Some(errno) = emulate_next.take() {
-                    // The unsegmented resend worked: GSO was the problem.
-                    state.live.disable_gso(errno);
+                if let Some(t) = trial.take() {
+                    // The resend without them worked: the kernel refuses
+                    // what was left out. Off for the socket from now on.
+                    if t.without_tos {
+                        state.live.disable_tos_cmsg(t.errno);
+                    }
+                    if t.without_gso {
+                        state.live.disable_gso(t.errno);
+                    }
                 }
                 if let Some(errno) = stale.take() {
                     // The retry went through: the error was an earlier
@@ -203,13 +227,15 @@ fn send_counted(
                 let first = pieces[0];
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::EIO) if first.gso.is_some() => {
-                        state.live.disable_gso(libc::EIO);
-                        continue;
-                    }
-                    Some(libc::EINVAL) if first.gso.is_some() && emulate_next.is_none() => {
-                        emulate_next = Some(libc::EINVAL);
-                        continue;
+                    Some(errno @ (libc::EIO | libc::EINVAL)) => {
+                        // Which control message does the kernel refuse? Try
+                        // the next resend that leaves some out; when none is
+                        // left, the error is the transmit's own.
+                        let carried = trial.map_or((first_tos, first.gso.is_some()), |t| t.carried);
+                        trial = Trial::next(trial, carried, errno);
+                        if trial.is_some() {
+                            continue;
+                        }
                     }
                     Some(errno)
                         if icmp_errno(errno)
@@ -254,6 +280,43 @@ fn send_counted(
     Ok(progress.sent())
 }
 
+/// A resend of one message with some of its control messages left out, to
+/// learn which one the kernel refuses with `EIO` or `EINVAL`. Android
+/// before 8.0 refuses `IP_TOS` (`EINVAL`); some kernels refuse TOS sent
+/// alongside `UDP_SEGMENT` (`EIO`), others `UDP_SEGMENT` itself (`EIO` on
+/// a device without checksum offload before Linux 6.11, `EINVAL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Trial {
+    /// The error that started the search (logged when something is turned off).
+    errno: i32,
+    /// What the original message carried: (a TOS control message, `UDP_SEGMENT`).
+    carried: (bool, bool),
+    without_tos: bool,
+    without_gso: bool,
+}
+
+impl Trial {
+    /// The resend to try after `prev` (or after the original send, `None`)
+    /// failed with `errno`; `None` when every combination was tried. The
+    /// order keeps GSO when it can: without TOS, then without GSO, then
+    /// without both (when each alone is refused).
+    fn next(prev: Option<Self>, carried: (bool, bool), errno: i32) -> Option<Self> {
+        let steps: &[(bool, bool)] = match carried {
+            (true, true) => &[(true, false), (false, true), (true, true)],
+            (true, false) => &[(true, false)],
+            (false, true) => &[(false, true)],
+            (false, false) => &[],
+        };
+        let at = match prev {
+            None => 0,
+            Some(p) => steps.iter().position(|&s| s == (p.without_tos, p.without_gso))? + 1,
+        };
+        let &(without_tos, without_gso) = steps.get(at)?;
+        let errno = prev.map_or(errno, |p| p.errno);
+        Some(Self { errno, carried, without_tos, without_gso })
+    }
+}
+
 /// Whether an `EMSGSIZE` for a datagram of `len` bytes may be a pending
 /// socket error left by an ICMP "too big" rather than about this datagram:
 /// on a connected socket, when the datagram fits the path MTU; on an
@@ -267,5 +330,34 @@ fn may_be_pending(fd: BorrowedFd<'_>, state: &SocketState, t: &Transmit<'_>, len
     match platform::path_mtu(fd, !v4) {
         Ok(mtu) => len + headers <= mtu as usize,
         Err(_) => state.live.fixed.recv_errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Trial;
+
+    /// The resends tried, in order, for a message carrying `carried`.
+    fn steps(carried: (bool, bool)) -> Vec<(bool, bool)> {
+        let mut out = Vec::new();
+        let mut t = None;
+        for _ in 0..8 {
+            t = Trial::next(t, carried, libc::EIO);
+            let Some(s) = t else { break };
+            assert_eq!((s.errno, s.carried), (libc::EIO, carried));
+            out.push((s.without_tos, s.without_gso));
+        }
+        out
+    }
+
+    #[test]
+    fn trials_leave_out_tos_first_then_gso_then_both() {
+        assert_eq!(steps((true, true)), [(true, false), (false, true), (true, true)]);
+        assert_eq!(steps((true, false)), [(true, false)]);
+        assert_eq!(steps((false, true)), [(false, true)]);
+        assert_eq!(steps((false, false)), []);
+        // The first error is the one reported when something is turned off.
+        let first = Trial::next(None, (true, true), libc::EIO);
+        assert_eq!(Trial::next(first, (true, true), libc::EINVAL).map(|t| t.errno), Some(libc::EIO));
     }
 }

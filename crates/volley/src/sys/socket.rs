@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use super::sockopt::{get_int, set_buffer, set_tos};
+use super::sockopt::{set_buffer, set_tos};
 use super::{cmsg, platform, Wait};
 use crate::capabilities::Live;
 use crate::errqueue::ErrorRing;
@@ -57,7 +57,8 @@ impl SocketState {
     /// The statistics snapshot.
     pub(crate) fn stats(&self) -> crate::Stats {
         let when = |ns: &AtomicU64| ns.load(Ordering::Relaxed);
-        self.stats.snapshot(when(&self.live.gso_off_ns), when(&self.live.mmsg_off_ns))
+        let live = &self.live;
+        self.stats.snapshot(when(&live.gso_off_ns), when(&live.mmsg_off_ns), when(&live.tos_cmsg_off_ns))
     }
 }
 
@@ -184,16 +185,13 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         gro: false,
         pktinfo: false,
         ecn: false,
+        tos_cmsg: true,
         ttl: false,
         timestamps: false,
         txtime: false,
         drop_counter: false,
         recv_errors: false,
-        multicast: if v6 {
-            get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS).is_ok()
-        } else {
-            get_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL).is_ok()
-        },
+        multicast: if v6 { sock.multicast_hops_v6().is_ok() } else { sock.multicast_ttl_v4().is_ok() },
     };
     platform::probe(fd, config, families, portable, &mut caps)?;
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
@@ -269,25 +267,27 @@ fn set_rcvtimeo(fd: BorrowedFd<'_>, state: &SocketState, timeout: Option<Duratio
 /// entry, which does not make the socket readable or writable: then it
 /// naps 1 ms between polls instead of spinning.
 pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let events = PollFlags::from_bits_truncate(events);
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     loop {
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
         // Round up, so a sub-millisecond wait does not become a busy poll(0).
-        let ms =
-            left.map_or(-1, |l| libc::c_int::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX));
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-        // SAFETY: one valid pollfd, count 1.
-        match syscall!(poll(&mut pfd, 1, ms)) {
+        let ms = left.map_or(PollTimeout::NONE, |l| {
+            PollTimeout::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
+        });
+        let mut pfd = [PollFd::new(fd, events)];
+        match poll(&mut pfd, ms) {
             Ok(0) => return Ok(false),
-            Ok(_) if pfd.revents & events != 0 => return Ok(true),
+            Ok(_) if pfd[0].revents().is_some_and(|r| r.intersects(events)) => return Ok(true),
             Ok(_) => {
                 if left.is_some_and(|l| l.is_zero()) {
                     return Ok(false);
                 }
                 std::thread::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
