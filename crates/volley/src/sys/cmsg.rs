@@ -343,7 +343,11 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
             (libc::IPPROTO_IPV6, libc::IPV6_ORIGDSTADDR) => {
                 out.orig_dst = read_pod::<libc::sockaddr_in6>(data)
                     .filter(|a| libc::c_int::from(a.sin6_family) == libc::AF_INET6)
-                    .map(|a| SocketAddr::new(Ipv6Addr::from(a.sin6_addr.s6_addr).into(), u16::from_be(a.sin6_port)));
+                    .map(|a| {
+                        let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                        let port = u16::from_be(a.sin6_port);
+                        std::net::SocketAddrV6::new(ip, port, a.sin6_flowinfo, a.sin6_scope_id).into()
+                    });
             }
             #[cfg(linux_like)]
             (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) => {
@@ -398,6 +402,7 @@ pub(crate) fn push_orig_dst(enc: &mut Encoder<'_>, addr: SocketAddr) -> Result<(
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
             sin6.sin6_scope_id = a.scope_id();
             enc.push(libc::IPPROTO_IPV6, libc::IPV6_ORIGDSTADDR, sin6)
         }
