@@ -392,8 +392,7 @@ fn blocking_receive_does_not_spin_on_a_queued_icmp_error() {
 /// field reported.
 #[test]
 fn every_option_of_a_dual_stack_receive_fits() {
-    let rx =
-        Config::new().ipv6_only(false).timestamps(true).orig_dst(true).bind("[::]:0".parse().unwrap()).unwrap();
+    let rx = Config::new().ipv6_only(false).timestamps(true).orig_dst(true).bind("[::]:0".parse().unwrap()).unwrap();
     let port = rx.local_addr().unwrap().port();
     let tx = Socket::bind(localhost()).unwrap();
     let to = SocketAddr::from(([127, 0, 0, 1], port));
