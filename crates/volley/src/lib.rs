@@ -5,7 +5,8 @@
 //! GSO (`UDP_SEGMENT`) and receives with GRO (`UDP_GRO`). Each received
 //! datagram comes with a [`RecvMeta`]: source, the local address it was sent
 //! to (`dst_ip`, from pktinfo), interface index, ECN codepoint, DSCP, TTL,
-//! GRO stride and a truncation flag. Each [`Transmit`] carries its own
+//! GRO stride and a truncation flag, and on request the original
+//! destination behind a TPROXY rule ([`RecvMeta::orig_dst`]). Each [`Transmit`] carries its own
 //! destination, ECN, DSCP, source address and GSO stride.
 //!
 //! ```

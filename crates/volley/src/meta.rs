@@ -194,7 +194,8 @@ impl fmt::Display for Dscp {
 ///
 /// One `RecvMeta` describes one datagram after GRO splitting: a coalesced
 /// receive of `n` segments yields `n` records that share `src`, `dst_ip`,
-/// `ifindex`, `ecn`, `dscp`, `ttl`, `timestamp` and `drops`.
+/// `ifindex`, `ecn`, `dscp`, `ttl`, `timestamp`, `drops` and
+/// `orig_dst_port`.
 ///
 /// Fields that depend on a kernel feature are `Option`s and are `None` when
 /// the feature is unavailable (see [`crate::Capabilities`]).
