@@ -75,7 +75,10 @@ fn round(tx: &Socket, rx: &Socket, batch: &mut RecvBatch, transmits: &[Transmit<
     let mut rest = transmits;
     while !rest.is_empty() {
         match tx.try_send_batch(rest) {
-            Ok(n) => rest = &rest[n..],
+            Ok(sent) => {
+                assert!(!sent.is_partial(), "a GSO train cut: {sent:?}");
+                rest = &rest[sent.transmits..];
+            }
             Err(e) if e.is_would_block() => {
                 driver::wait_ready(tx, libc::POLLOUT, Duration::from_millis(100));
             }

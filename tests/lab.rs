@@ -218,8 +218,9 @@ mod pmtu {
         Some((line, rx))
     }
 
+    /// Transmits sent (0 or 1: one datagram is never cut).
     fn send_one(tx: &Socket, dst: SocketAddr, p: &[u8]) -> Result<usize, Error> {
-        tx.try_send_batch(&[Transmit::new(dst, p)])
+        tx.try_send_batch(&[Transmit::new(dst, p)]).map(|sent| sent.transmits)
     }
 
     /// `Do`: the first big send leaves and draws an ICMP; the next fails
@@ -970,7 +971,7 @@ mod child {
             other => panic!("expected NoBufferSpace, got {other:?}"),
         }
         assert_eq!(shim_counter(c"volley_shim_faults"), Some(1), "the shim failed exactly one call");
-        assert_eq!(tx.try_send_batch(&[Transmit::new(dst, &p)]).expect("retry"), 1);
+        assert_eq!(tx.try_send_batch(&[Transmit::new(dst, &p)]).expect("retry").transmits, 1);
         let got = recv_exactly(&rx, 1);
         assert!(got.contains_key(&7));
     }

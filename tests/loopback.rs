@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, RecvMeta, Socket, Transmit};
+use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, RecvMeta, Sent, Socket, Transmit};
 use volley_tests::driver::{
     self, addr, child_mode, for_each_backend, lo_ifindex, payload, recv_datagrams, send_all, send_recv, sysctl, train,
     Case,
@@ -303,7 +303,12 @@ fn one_send_call_reaches_eight_destinations() {
         let transmits: Vec<_> =
             rxs.iter().zip(&bufs).map(|(rx, b)| Transmit::new(rx.local_addr().unwrap(), b)).collect();
         let sent = tx.try_send_batch(&transmits).expect("one send call");
-        assert_eq!(sent, 8, "[{}] one try_send_batch call should send all 8", case.name);
+        assert_eq!(
+            sent,
+            Sent { transmits: 8, segments: 0 },
+            "[{}] one try_send_batch call should send all 8",
+            case.name
+        );
         let mut batch = RecvBatch::new();
         for (i, rx) in rxs.iter().enumerate() {
             let got = recv_datagrams(rx, &mut batch, 1);
@@ -534,7 +539,7 @@ fn probed_gso_limit_is_the_kernels() {
     println!("probed GSO limit: {max} segments");
     let to = rx.local_addr().unwrap();
     let contents: Vec<u8> = (0..max).map(|i| i as u8).collect();
-    assert_eq!(tx.try_send_batch(&[Transmit::new(to, &contents).with_segment_size(1)]).unwrap(), 1);
+    assert_eq!(tx.try_send_batch(&[Transmit::new(to, &contents).with_segment_size(1)]).unwrap().transmits, 1);
     let mut batch = RecvBatch::new();
     let mut got = Vec::new();
     while got.len() < max {

@@ -67,7 +67,7 @@ fn workload_fanout(case: &Case) {
     let transmits: Vec<_> = rxs.iter().zip(&bufs).map(|(rx, b)| Transmit::new(rx.local_addr().unwrap(), b)).collect();
     let mut batch = RecvBatch::with_capacity(1, volley::DEFAULT_SLOT_LEN);
     for _ in 0..FANOUT_ROUNDS {
-        assert_eq!(tx.try_send_batch(&transmits).expect("send"), FANOUT, "one call should send all 64");
+        assert_eq!(tx.try_send_batch(&transmits).expect("send").transmits, FANOUT, "one call should send all 64");
         for rx in &rxs {
             assert_eq!(rx.recv_batch_blocking(&mut batch, driver::TIMEOUT).expect("receive"), 1);
         }

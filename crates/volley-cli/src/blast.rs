@@ -341,8 +341,11 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
             }
             out.calls += 1;
             match sock.try_send_batch(&transmits[i..]) {
-                Ok(k) => {
-                    i += k;
+                Ok(sent) => {
+                    // What is left, a cut-short train resumed where it
+                    // stopped (the datagrams already out keep their numbers:
+                    // the remaining contents start with the next one).
+                    i = transmits.len() - sent.rest(&mut transmits[i..]).len();
                     stalled_since = None;
                 }
                 Err(e) if e.is_would_block() => {
@@ -361,12 +364,6 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
                     }
                 }
                 Err(Error::NoBufferSpace) => std::thread::sleep(Duration::from_millis(1)),
-                Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                    i += transmits_sent;
-                    transmits[i] = transmits[i].skip_segments(segments_sent);
-                    // The datagrams already out keep their numbers: the
-                    // remaining contents start with the next one.
-                }
                 Err(e) if is_icmp_error(&e) => {
                     // An ICMP error about earlier datagrams; nothing was sent.
                     take_icmp(sock, shared);

@@ -217,7 +217,7 @@ async fn quinn_socket_receives_in_place_without_a_batch() {
     let mut got = 0;
     let mut spent = 0;
     while got < train.len() {
-        tx.send_batch(&[Transmit::new(to, &train).with_segment_size(1200)]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(to, &train).with_segment_size(1200)]).await.unwrap();
         let mut bufs: Vec<std::io::IoSliceMut<'_>> = storage.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
         let before = allocs();
         let n = tokio::time::timeout(DEADLINE, std::future::poll_fn(|cx| socket.poll_recv(cx, &mut bufs, &mut meta)))
@@ -246,7 +246,7 @@ async fn a_quiet_stream_holds_at_most_256_kib() {
     let mut streams: Vec<_> = socks.iter().map(DatagramStream::new).collect();
     let idle = alloc_bytes() - before;
     for (s, stream) in socks.iter().zip(&mut streams) {
-        tx.send_batch(&[Transmit::new(s.local_addr().unwrap(), b"hello")]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(s.local_addr().unwrap(), b"hello")]).await.unwrap();
         let d = tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(&d.payload[..], b"hello");
     }

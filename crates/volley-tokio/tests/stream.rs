@@ -19,7 +19,7 @@ async fn gro_segments_are_slices_of_one_allocation() {
         return;
     }
     let train: Vec<u8> = (0..8 * 1000 + 300).map(|i| (i / 1000) as u8).collect();
-    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1000).with_ecn(Ecn::Ce)])
+    tx.send_batch_all(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1000).with_ecn(Ecn::Ce)])
         .await
         .unwrap();
     let mut stream = DatagramStream::new(rx);
@@ -114,7 +114,7 @@ async fn held_datagrams_are_never_overwritten() {
     let mut held = Vec::new();
     for round in 0..50u8 {
         let m = [round; 64];
-        tx.send_batch(&[Transmit::new(to, &m)]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(to, &m)]).await.unwrap();
         held.push(tokio::time::timeout(DEADLINE, stream.recv()).await.unwrap().unwrap());
     }
     for (i, d) in held.iter().enumerate() {
@@ -137,7 +137,7 @@ async fn an_idle_stream_drains_icmp_errors_and_keeps_receiving() {
         dead.push(std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
     }
     for &d in &dead {
-        rx.send_batch(&[Transmit::new(d, b"anyone?")]).await.unwrap();
+        rx.send_batch_all(&[Transmit::new(d, b"anyone?")]).await.unwrap();
     }
     let mut kept = Vec::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -156,7 +156,7 @@ async fn an_idle_stream_drains_icmp_errors_and_keeps_receiving() {
     }
     assert!(!waiter.is_finished(), "the stream yielded something for an ICMP error");
     let tx = local();
-    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), b"data")]).await.unwrap();
+    tx.send_batch_all(&[Transmit::new(rx.local_addr().unwrap(), b"data")]).await.unwrap();
     let got = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap();
     assert_eq!(got.unwrap().unwrap(), b"data");
 }

@@ -103,6 +103,7 @@ pub struct Config {
     pub(crate) transparent: bool,
     pub(crate) mark: Option<u32>,
     pub(crate) orig_dst: bool,
+    pub(crate) blocking: bool,
 }
 
 impl Config {
@@ -130,6 +131,39 @@ impl Config {
     /// one datagram per message.
     pub fn gso(mut self, on: bool) -> Self {
         self.gso = Some(on);
+        self
+    }
+
+    /// Puts the descriptor in blocking mode (default: non-blocking), for a
+    /// server that gives each socket a thread of its own and no event loop.
+    ///
+    /// Then [`crate::Socket::recv_batch_blocking`] (and
+    /// [`crate::Socket::recv_blocking`]) wait *in the kernel*: one
+    /// `recvmmsg` with `MSG_WAITFORONE` sleeps until the first datagram and
+    /// returns it with whatever else is queued, one syscall per wake-up,
+    /// where the non-blocking way costs a `poll` too (and an `epoll` loop
+    /// one more `recvmmsg` to hear `EAGAIN`). The timeout is the socket's
+    /// `SO_RCVTIMEO`, set only when it changes (so a constant timeout costs
+    /// nothing per call).
+    ///
+    /// Every `try_` call still never blocks (each passes `MSG_DONTWAIT`),
+    /// so such a socket also works with mio; only the blocking helpers
+    /// wait in the kernel.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::{Config, RecvBatch, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = Config::new().blocking(true).bind("127.0.0.1:0".parse()?)?;
+    /// let mut batch = RecvBatch::new();
+    /// // Nothing queued: a `try_` call still answers at once.
+    /// assert!(rx.try_recv_batch(&mut batch).unwrap_err().is_would_block());
+    /// rx.send_batch_blocking(&[Transmit::new(rx.local_addr()?, b"to myself")], Duration::from_secs(5))?;
+    /// assert_eq!(rx.recv_batch_blocking(&mut batch, Duration::from_secs(5))?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn blocking(mut self, on: bool) -> Self {
+        self.blocking = on;
         self
     }
 

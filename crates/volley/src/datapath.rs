@@ -17,10 +17,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::sys::{self, SocketState};
 use crate::{
-    BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta,
+    BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta, Sent,
     Transmit,
 };
 
@@ -61,7 +62,9 @@ impl Datapath {
     /// Configures and probes a bound UDP socket that the caller keeps
     /// owning, as [`Config::adopt`] does (the same checks and options),
     /// except that it leaves the socket's blocking mode alone: volley's
-    /// `try_` calls expect a non-blocking socket.
+    /// `try_` calls never block either way (each passes `MSG_DONTWAIT`),
+    /// and on a blocking descriptor the blocking helpers
+    /// ([`SocketRef::recv_batch_blocking`]) wait in the kernel.
     ///
     /// # Errors
     /// [`Error::Adopt`] naming what does not fit.
@@ -127,7 +130,7 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::try_recv_batch`].
     pub fn try_recv_batch(self, batch: &mut RecvBatch) -> Result<usize, Error> {
-        sys::recv(self.fd, &self.dp.state, batch)
+        sys::recv(self.fd, &self.dp.state, batch, sys::Wait::No)
     }
 
     /// As [`crate::Socket::try_recv`].
@@ -135,7 +138,7 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::try_recv`].
     pub fn try_recv(self, bufs: &mut [io::IoSliceMut<'_>], meta: &mut [RecvMeta]) -> Result<usize, Error> {
-        sys::recv_into(self.fd, &self.dp.state, bufs, meta)
+        sys::recv_into(self.fd, &self.dp.state, bufs, meta, sys::Wait::No)
     }
 
     /// Receives into the spare capacity of `bufs` (feature `bytes`): message
@@ -164,14 +167,40 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::try_recv`].
     #[cfg(feature = "bytes")]
     pub fn try_recv_bytes(self, bufs: &mut [bytes::BytesMut], meta: &mut [RecvMeta]) -> Result<usize, Error> {
-        sys::recv_bytes(self.fd, &self.dp.state, bufs, meta)
+        sys::recv_bytes(self.fd, &self.dp.state, bufs, meta, sys::Wait::No)
+    }
+
+    /// As [`crate::Socket::recv_batch_blocking`].
+    ///
+    /// # Errors
+    /// As [`crate::Socket::recv_batch_blocking`].
+    pub fn recv_batch_blocking(self, batch: &mut RecvBatch, timeout: Duration) -> Result<usize, Error> {
+        sys::recv_waiting(self.fd, &self.dp.state, timeout, |wait| sys::recv(self.fd, &self.dp.state, batch, wait))
+    }
+
+    /// As [`crate::Socket::recv_blocking`].
+    ///
+    /// # Errors
+    /// As [`crate::Socket::recv_blocking`].
+    pub fn recv_blocking(
+        self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        if bufs.is_empty() || meta.is_empty() {
+            return Err(Error::EmptyBatch); // not after waiting
+        }
+        sys::recv_waiting(self.fd, &self.dp.state, timeout, |wait| {
+            sys::recv_into(self.fd, &self.dp.state, bufs, meta, wait)
+        })
     }
 
     /// As [`crate::Socket::try_send_batch`].
     ///
     /// # Errors
     /// As [`crate::Socket::try_send_batch`].
-    pub fn try_send_batch(self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
+    pub fn try_send_batch(self, transmits: &[Transmit<'_>]) -> Result<Sent, Error> {
         sys::send(self.fd, &self.dp.state, transmits)
     }
 

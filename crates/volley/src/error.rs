@@ -114,7 +114,7 @@ impl fmt::Display for InvalidTransmit {
 /// ```
 /// use volley::{Error, Socket};
 /// let sock = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-/// let err = sock.try_send_batch(&[]).unwrap_err();
+/// let err = sock.try_recv(&mut [], &mut []).unwrap_err();
 /// assert!(matches!(err, Error::EmptyBatch));
 /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 /// // Converts into io::Error for `?` in io code:
@@ -127,7 +127,9 @@ pub enum Error {
     /// A [`crate::Transmit`] was rejected before any syscall; nothing of it
     /// was sent.
     InvalidTransmit(InvalidTransmit),
-    /// `try_send_batch` was given no transmits.
+    /// A receive was given no buffers or no metadata entries to fill (the
+    /// kernel would have nowhere to put a datagram). An empty *send* batch is
+    /// not an error: it sends nothing.
     EmptyBatch,
     /// A DSCP value outside `0..=63`.
     InvalidDscp {
@@ -146,16 +148,6 @@ pub enum Error {
     /// from a full device queue, distinct from `WouldBlock` (a full socket
     /// buffer). The transmit was not sent; retry later or drop it.
     NoBufferSpace,
-    /// In the portable path (no kernel GSO), a multi-segment transmit was
-    /// only partly sent when the socket buffer stayed full. The first
-    /// `transmits_sent` transmits of the call were sent completely, and of
-    /// the next one the first `segments_sent` segments: resend only the rest.
-    PartialTransmit {
-        /// Transmits fully sent before the partial one.
-        transmits_sent: usize,
-        /// Segments of the partial transmit that were sent.
-        segments_sent: usize,
-    },
     /// The socket uses GRO, and the [`crate::RecvBatch`]'s slots are
     /// smaller than a coalesced train can be: the kernel would discard the
     /// part of each train that does not fit. Use slots of `needed` bytes
@@ -370,7 +362,6 @@ impl Error {
             Self::InvalidTransmit(_) | Self::EmptyBatch | Self::InvalidDscp { .. } => io::ErrorKind::InvalidInput,
             Self::MessageTooLong { .. } => io::ErrorKind::InvalidInput,
             Self::NoBufferSpace => io::ErrorKind::OutOfMemory,
-            Self::PartialTransmit { .. } => io::ErrorKind::WriteZero,
             Self::BatchTooSmallForGro { .. } => io::ErrorKind::InvalidInput,
             Self::Multicast { source: Some(e), .. } => e.kind(),
             Self::Multicast { .. } => io::ErrorKind::InvalidInput,
@@ -438,7 +429,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidTransmit(e) => write!(f, "invalid transmit: {e}"),
-            Self::EmptyBatch => f.write_str("empty batch: no transmits to send"),
+            Self::EmptyBatch => f.write_str("empty batch: no buffers to receive into"),
             Self::InvalidDscp { value } => write!(f, "invalid DSCP {value}: must be 0..=63"),
             Self::MessageTooLong { size, mtu: Some(mtu) } => {
                 write!(f, "datagram of {size} bytes is too long for the path (path MTU {mtu})")
@@ -448,9 +439,6 @@ impl fmt::Display for Error {
             }
             Self::NoBufferSpace => {
                 f.write_str("no buffer space in the kernel (ENOBUFS): device queue full, retry later")
-            }
-            Self::PartialTransmit { transmits_sent, segments_sent } => {
-                write!(f, "{transmits_sent} transmits sent, then only {segments_sent} segments of the next")
             }
             Self::BatchTooSmallForGro { slot_len, needed } => write!(
                 f,

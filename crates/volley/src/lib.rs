@@ -141,6 +141,6 @@ pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};
 pub use datapath::{Datapath, SocketRef};
 pub use error::{is_icmp_error, AdoptError, BindError, Error, InvalidTransmit, OptionError, SocketOption};
-pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
+pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Sent, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 pub use multicast::{MulticastError, MulticastInterface};
 pub use socket::{BufferSize, Socket};

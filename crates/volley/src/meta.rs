@@ -477,8 +477,8 @@ impl<'a> Transmit<'a> {
     }
 
     /// What is left of this transmit after its first `segments` datagrams
-    /// went out: the one way to resume a train that
-    /// [`crate::Error::PartialTransmit`] reports cut short.
+    /// went out: the one formula behind [`Sent::split`] and [`Sent::rest`],
+    /// which resume a train a send cut short.
     ///
     /// ```
     /// let payload = [0u8; 2500];
@@ -550,6 +550,124 @@ impl<'a> Transmit<'a> {
             (Some(d), e) => Some(d.tos(e)),
             (None, e) => Some(socket_dscp.tos(e)),
         }
+    }
+}
+
+/// How far a send got: the value every batch send returns
+/// ([`crate::Socket::try_send_batch`], volley-tokio's `send_batch`).
+///
+/// `transmits` were sent whole; then, if `segments > 0`, that many datagrams
+/// of the next transmit (a multi-segment train the kernel took only in part,
+/// which happens when segments are sent one by one and the socket buffer
+/// fills mid-way). Progress is always a value and never an error: an `Err`
+/// from a send means nothing was sent.
+///
+/// [`Sent::rest`] (in place) or [`Sent::split`] give what is left to send,
+/// the partly sent train cut to its unsent segments, so no caller computes
+/// it by hand.
+///
+/// ```
+/// use volley::{Sent, Transmit};
+/// let to = "127.0.0.1:9".parse().unwrap();
+/// let train = [0u8; 3000];
+/// let mut batch = [Transmit::new(to, b"a"), Transmit::new(to, &train).with_segment_size(1000), Transmit::new(to, b"c")];
+/// // The kernel took the first transmit and one segment of the train:
+/// let sent = Sent { transmits: 1, segments: 1 };
+/// let rest = sent.rest(&mut batch);
+/// assert_eq!(rest.len(), 2);
+/// assert_eq!(rest[0].contents.len(), 2000); // the train's unsent segments
+/// assert_eq!(rest[1].contents, b"c");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[must_use = "a send may take only part of a batch: resend the rest (Sent::rest)"]
+pub struct Sent {
+    /// Transmits sent completely, from the start of the batch.
+    pub transmits: usize,
+    /// Datagrams (segments) of the next transmit that were sent; 0 unless a
+    /// train was cut short.
+    pub segments: usize,
+}
+
+impl Sent {
+    /// Whether a transmit was sent only in part (`segments > 0`).
+    ///
+    /// ```
+    /// assert!(volley::Sent { transmits: 0, segments: 2 }.is_partial());
+    /// assert!(!volley::Sent { transmits: 3, segments: 0 }.is_partial());
+    /// ```
+    pub const fn is_partial(self) -> bool {
+        self.segments > 0
+    }
+
+    /// Whether all of `transmits` (the batch this was the answer to) went out.
+    ///
+    /// ```
+    /// let t = [volley::Transmit::new("127.0.0.1:9".parse().unwrap(), b"x")];
+    /// assert!(volley::Sent { transmits: 1, segments: 0 }.is_complete(&t));
+    /// assert!(!volley::Sent::default().is_complete(&t));
+    /// ```
+    pub fn is_complete(self, transmits: &[Transmit<'_>]) -> bool {
+        self.transmits >= transmits.len()
+    }
+
+    /// What is left of `transmits` (the batch this was the answer to): the
+    /// unsent part of a partly sent train, if any, then the untouched
+    /// transmits after it. For callers that cannot rewrite their batch; see
+    /// [`Sent::rest`] for those that can.
+    ///
+    /// ```
+    /// use volley::{Sent, Transmit};
+    /// let to = "127.0.0.1:9".parse().unwrap();
+    /// let train = [0u8; 2500];
+    /// let batch = [Transmit::new(to, &train).with_segment_size(1000), Transmit::new(to, b"b")];
+    /// let (head, tail) = Sent { transmits: 0, segments: 2 }.split(&batch);
+    /// assert_eq!(head.map(|t| t.contents.len()), Some(500));
+    /// assert_eq!(tail.len(), 1);
+    /// let (head, tail) = Sent { transmits: 1, segments: 0 }.split(&batch);
+    /// assert!(head.is_none() && tail.len() == 1);
+    /// ```
+    pub fn split<'s, 'a>(self, transmits: &'s [Transmit<'a>]) -> (Option<Transmit<'a>>, &'s [Transmit<'a>]) {
+        let done = self.transmits.min(transmits.len());
+        match transmits.get(done) {
+            // A train with nothing left (a progress past its end) is done.
+            Some(t) if self.segments > 0 => match t.skip_segments(self.segments) {
+                t if t.contents.is_empty() => (None, &transmits[done + 1..]),
+                t => (Some(t), &transmits[done + 1..]),
+            },
+            _ => (None, &transmits[done..]),
+        }
+    }
+
+    /// What is left of `transmits` (the batch this was the answer to), in
+    /// place: the partly sent train, if any, is cut to its unsent segments,
+    /// and the returned slice starts there. Pass it to the next send.
+    ///
+    /// ```
+    /// use volley::{Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sock = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let to = peer.local_addr()?;
+    /// let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100]).collect();
+    /// let mut batch: Vec<_> = msgs.iter().map(|m| Transmit::new(to, m)).collect();
+    /// let mut rest = &mut batch[..];
+    /// while !rest.is_empty() {
+    ///     match sock.try_send_batch(rest) {
+    ///         Ok(sent) => rest = sent.rest(rest),
+    ///         Err(e) if e.is_would_block() => std::thread::yield_now(), // or wait for WRITABLE
+    ///         Err(e) => return Err(e.into()), // concerns rest[0]; nothing of it was sent
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn rest<'s, 'a>(self, transmits: &'s mut [Transmit<'a>]) -> &'s mut [Transmit<'a>] {
+        let (head, tail) = self.split(transmits);
+        let start = transmits.len() - tail.len() - usize::from(head.is_some());
+        let rest = &mut transmits[start..];
+        if let Some(head) = head {
+            rest[0] = head;
+        }
+        rest
     }
 }
 
@@ -712,6 +830,31 @@ mod tests {
         assert_eq!(m.orig_dst(), Some("[fd00:77:99::7]:4242".parse().unwrap()));
         m.orig_dst_port = None;
         assert_eq!(m.orig_dst(), None, "no port");
+    }
+
+    #[test]
+    fn sent_rest_resumes_exactly_where_the_send_stopped() {
+        let to: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let train: Vec<u8> = (0..25u8).collect();
+        let batch = [Transmit::new(to, b"a"), Transmit::new(to, &train).with_segment_size(10), Transmit::new(to, b"z")];
+        let rest = |sent: Sent| {
+            let mut b = batch;
+            sent.rest(&mut b).iter().map(|t| t.contents.to_vec()).collect::<Vec<_>>()
+        };
+        assert_eq!(rest(Sent::default()).len(), 3);
+        assert_eq!(rest(Sent { transmits: 1, segments: 0 }), [train.clone(), b"z".to_vec()]);
+        assert_eq!(rest(Sent { transmits: 1, segments: 1 }), [train[10..].to_vec(), b"z".to_vec()]);
+        assert_eq!(rest(Sent { transmits: 1, segments: 2 }), [train[20..].to_vec(), b"z".to_vec()]);
+        assert_eq!(rest(Sent { transmits: 3, segments: 0 }), Vec::<Vec<u8>>::new());
+        // A progress that does not belong to this batch never panics.
+        assert_eq!(rest(Sent { transmits: 7, segments: 3 }), Vec::<Vec<u8>>::new());
+        // Nothing is left of a train sent to its end: no empty datagram.
+        let (head, tail) = Sent { transmits: 2, segments: 1 }.split(&batch);
+        assert!(head.is_none() && tail.is_empty());
+        assert_eq!(rest(Sent { transmits: 1, segments: 3 }), [b"z".to_vec()]);
+        // The train keeps its stride and marks.
+        let (head, _) = Sent { transmits: 1, segments: 1 }.split(&batch);
+        assert_eq!(head.unwrap().segment_size, Some(10));
     }
 
     /// `segments()` at the stride boundaries: no stride, a zero stride and a

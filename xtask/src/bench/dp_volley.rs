@@ -119,7 +119,8 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
             }
             self.syscalls += 1;
             match self.socks[from].try_send_batch(&txs[..run.len()]) {
-                Ok(done) => {
+                Ok(progress) => {
+                    let done = whole_trains(progress)?;
                     let n: u64 = run[..done].iter().map(|t| t.segments as u64).sum();
                     *seq += n;
                     sent += n;
@@ -148,7 +149,7 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
         loop {
             self.syscalls += 1;
             match self.socks[from].try_send_batch(&[Transmit::new(to, payload)]) {
-                Ok(1) => return Ok(()),
+                Ok(sent) if sent.transmits == 1 => return Ok(()),
                 Ok(_) => self.ready.wait()?,
                 Err(e) if e.is_would_block() => self.ready.wait()?,
                 Err(e) => return Err(io_err(e)),
@@ -176,4 +177,15 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
     fn syscalls(&self) -> u64 {
         self.syscalls + self.ready.waits
     }
+}
+
+/// The trains a send took whole. The datapaths here send GSO trains, which
+/// the kernel takes whole or not at all; a train cut mid-way (segments sent
+/// one by one: GSO turned off at run time) would be re-stamped and resent
+/// in part, so it stops the run instead of skewing the counts.
+pub(crate) fn whole_trains(sent: volley::Sent) -> io::Result<usize> {
+    if sent.is_partial() {
+        return Err(io::Error::other(format!("a train was sent in part ({sent:?}): GSO is off on this socket")));
+    }
+    Ok(sent.transmits)
 }

@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 
 use super::sockopt::{set_both, set_int};
-use super::MsgHdr;
+use super::{MsgHdr, Wait};
 use crate::validate::Families;
 use crate::{Capabilities, Config};
 
@@ -57,18 +57,20 @@ pub(super) fn send_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     // MsgHdr has FreeBSD's mmsghdr layout (msg_len an ssize_t; asserted at
     // compile time in sys/mod.rs) and `msgs` holds `msgs.len()` of them,
     // each pointing at a sockaddr, one iovec and its control data, all
-    // live for this call. flags = 0 (the socket is non-blocking).
-    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), 0))?;
+    // live for this call. MSG_DONTWAIT: never block, whatever the
+    // descriptor's mode.
+    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), libc::MSG_DONTWAIT))?;
     Ok(n as usize)
 }
 
-/// One `recvmmsg` into `msgs`.
-pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+/// One `recvmmsg` into `msgs`; `wait` as in [`Wait::mmsg_flags`].
+pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     // SAFETY: recvmmsg(2) (FreeBSD): the same array contract as sendmmsg;
     // each entry points at writable name, iovec and control buffers of
-    // the stated sizes, live for this call. timeout = NULL: return what is
-    // queued (the socket is non-blocking).
-    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), 0, std::ptr::null()))?;
+    // the stated sizes, live for this call. timeout = NULL: the flags say
+    // whether to wait for the first message, never for more.
+    let flags = wait.mmsg_flags();
+    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), flags, std::ptr::null()))?;
     Ok(n as usize)
 }
 

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use super::addr::SockAddrBuf;
 use super::sockopt::{get_int, set_both, set_int, IpOptions};
-use super::{cmsg, iovec, MsgHdr};
+use super::{cmsg, iovec, MsgHdr, Wait};
 use crate::validate::Families;
 use crate::{Capabilities, Config, SocketOption};
 
@@ -26,14 +26,14 @@ pub(super) fn send_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     // mmsghdr's layout (asserted at compile time in sys/mod.rs) and `msgs`
     // holds `vlen` of them. Each msg_hdr points at a sockaddr of msg_namelen
     // bytes, one iovec, and msg_controllen bytes of control data, all owned
-    // by the caller's stack frame and live for this call. flags = 0 (the
-    // socket is non-blocking).
-    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, 0))?;
+    // by the caller's stack frame and live for this call. MSG_DONTWAIT:
+    // never block, whatever the descriptor's mode.
+    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, libc::MSG_DONTWAIT))?;
     Ok(n as usize)
 }
 
-/// One `recvmmsg` into `msgs`.
-pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+/// One `recvmmsg` into `msgs`; `wait` as in [`Wait::mmsg_flags`].
+pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: recvmmsg(2): "msgvec is a pointer to an array of mmsghdr
     // structures. The size of this array is specified in vlen." Each entry
@@ -41,8 +41,10 @@ pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     // over a writable slot of the batch, and msg_controllen bytes of
     // writable, cmsghdr-aligned control space, all live for this call. The
     // kernel writes msg_len, msg_namelen, msg_controllen and msg_flags.
-    // timeout = NULL: return what is queued (the socket is non-blocking).
-    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, 0, std::ptr::null_mut()))?;
+    // timeout = NULL: the flags say whether to wait for the first message
+    // (SO_RCVTIMEO bounds that wait), never for more.
+    let flags = wait.mmsg_flags();
+    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, flags, std::ptr::null_mut()))?;
     Ok(n as usize)
 }
 

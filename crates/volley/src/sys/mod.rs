@@ -103,7 +103,7 @@ pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;
 pub(crate) use recv::{drain_errors, recv, recv_error};
 pub(crate) use send::send;
-pub(crate) use socket::{adopt, disconnect, open, wait, SocketState};
+pub(crate) use socket::{adopt, disconnect, open, recv_waiting, wait, SocketState};
 pub(crate) use sockopt::{broadcast_refused, multicast_membership, set_multicast_interface, set_tos, tos};
 
 pub(crate) use platform::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
@@ -152,15 +152,41 @@ fn send_msgs(fd: RawFd, live: &Live, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     unix::send_msgs(fd, msgs)
 }
 
+/// Whether a receive may wait in the kernel for its first datagram. Every
+/// send and every other receive passes `MSG_DONTWAIT`, so a `try_` call
+/// never blocks, even on a descriptor in blocking mode (an adopted or
+/// borrowed socket, or [`crate::Config::blocking`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Return what is queued, or `WouldBlock`.
+    No,
+    /// On a blocking descriptor, wait (up to `SO_RCVTIMEO`) for the first
+    /// datagram, then take what else is queued without waiting. On a
+    /// non-blocking one the kernel answers as for `No`.
+    ForFirst,
+}
+
+impl Wait {
+    /// The `recvmmsg` flags: `MSG_DONTWAIT`, or `MSG_WAITFORONE` (block for
+    /// the first message only).
+    #[cfg(has_mmsg)]
+    fn mmsg_flags(self) -> libc::c_int {
+        match self {
+            Self::No => libc::MSG_DONTWAIT,
+            Self::ForFirst => libc::MSG_WAITFORONE,
+        }
+    }
+}
+
 /// The receive backend for this call, as [`send_msgs`]; an error the
 /// portable loop met after it had datagrams is returned by the next call.
-fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     if let Some(e) = state.pending_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
     #[cfg(has_mmsg)]
     if state.live.mmsg() {
-        match platform::recv_mmsg(fd, msgs) {
+        match platform::recv_mmsg(fd, msgs, wait) {
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM))
                     && platform::mmsg_blocked(fd, false) =>
@@ -170,7 +196,7 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<
             other => return other,
         }
     }
-    match unix::recv_msgs(fd, msgs) {
+    match unix::recv_msgs(fd, msgs, wait) {
         (0, Some(e)) => Err(e),
         (n, pending) => {
             if let Some(e) = pending {

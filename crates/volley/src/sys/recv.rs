@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::addr::{peer, SockAddrBuf};
 use super::sockopt::get_int;
-use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState};
+use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState, Wait};
 use crate::error::icmp_errno;
 use crate::{Dscp, Error, RecvBatch, RecvMeta};
 
@@ -19,10 +19,10 @@ use crate::{Dscp, Error, RecvBatch, RecvMeta};
 /// and the receive goes on: the queue is drained whenever the kernel
 /// signals an error, so its entries never fill the receive buffer. Without
 /// the error queue it is returned once, as std does.
-fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr]) -> io::Result<usize> {
+fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     let mut icmp_passes = 0;
     loop {
-        match recv_msgs(fd.as_raw_fd(), state, hdrs) {
+        match recv_msgs(fd.as_raw_fd(), state, hdrs, wait) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if state.live.fixed.recv_errors
@@ -39,8 +39,8 @@ fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr]) -> 
 
 /// Receives into `batch`'s slots, one [`RecvMeta`] per message. Returns
 /// the number of datagrams after GRO splitting.
-pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
-    recv_batch_with(state, batch, |hdrs| kernel_recv(fd, state, hdrs))
+pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch, wait: Wait) -> Result<usize, Error> {
+    recv_batch_with(state, batch, |hdrs| kernel_recv(fd, state, hdrs, wait))
 }
 
 /// Receives into the caller's buffers: message `i` into `bufs[i]`,
@@ -50,6 +50,7 @@ pub(crate) fn recv_into(
     state: &SocketState,
     bufs: &mut [io::IoSliceMut<'_>],
     meta: &mut [RecvMeta],
+    wait: Wait,
 ) -> Result<usize, Error> {
     let n = bufs.len().min(meta.len()).min(crate::batch::MAX_SLOTS);
     if n == 0 {
@@ -67,7 +68,7 @@ pub(crate) fn recv_into(
         state,
         Target::Caller(&mut bufs[..n]),
         &mut control[..n],
-        |hdrs| kernel_recv(fd, state, hdrs),
+        |hdrs| kernel_recv(fd, state, hdrs, wait),
         |m| {
             if let Some(slot) = out.next() {
                 *slot = m;
@@ -84,8 +85,9 @@ pub(crate) fn recv_bytes(
     state: &SocketState,
     bufs: &mut [bytes::BytesMut],
     meta: &mut [RecvMeta],
+    wait: Wait,
 ) -> Result<usize, Error> {
-    recv_bytes_with(state, bufs, meta, |hdrs| kernel_recv(fd, state, hdrs))
+    recv_bytes_with(state, bufs, meta, |hdrs| kernel_recv(fd, state, hdrs, wait))
 }
 
 /// [`recv_bytes`] over any `kernel` (a fake one under Miri).
@@ -360,7 +362,7 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Opti
 #[cfg(linux_like)]
 mod tests {
     use std::net::IpAddr;
-    use std::sync::atomic::AtomicU8;
+    use std::sync::atomic::{AtomicU64, AtomicU8};
 
     use super::*;
     use crate::capabilities::Live;
@@ -394,6 +396,8 @@ mod tests {
             socket_dscp: AtomicU8::new(0),
             pending_error: Default::default(),
             errors: Default::default(),
+            blocking: Default::default(),
+            rcvtimeo_us: AtomicU64::new(super::super::socket::NO_TIMEOUT_SET),
         }
     }
 

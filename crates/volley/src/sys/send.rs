@@ -16,7 +16,7 @@ use super::{iovec, platform, send_msgs, MsgHdr, SocketState};
 use crate::error::icmp_errno;
 use crate::plan::{self, Piece, Progress};
 use crate::validate::{validate, Checked, Limits};
-use crate::{Error, Transmit};
+use crate::{Error, Sent, Transmit};
 
 /// Messages per `sendmmsg` call. Stack arrays of this many headers,
 /// addresses and control buffers are built per call (about 15 KiB).
@@ -33,14 +33,10 @@ unsafe fn init_prefix_mut<T, const N: usize>(arr: &mut [MaybeUninit<T>; N], n: u
     unsafe { std::slice::from_raw_parts_mut(arr.as_mut_ptr().cast::<T>(), n) }
 }
 
-/// Sends `transmits` in order; returns how many were sent completely.
+/// Sends `transmits` in order; returns how far it got.
 ///
-/// `Err` only when nothing was sent (or a segmented transmit was cut
-/// short, [`Error::PartialTransmit`]).
-pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
-    if transmits.is_empty() {
-        return Err(Error::EmptyBatch);
-    }
+/// `Err` only when nothing was sent.
+pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmit<'_>]) -> Result<Sent, Error> {
     let raw = fd.as_raw_fd();
     let socket_dscp = state.socket_dscp();
     // Transmits fully sent, and emulated segments of the next one.
@@ -137,7 +133,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
             // in line, else return what went out before it.
             return match invalid {
                 Some(e) if done == 0 => Err(e.into()),
-                _ => Ok(done),
+                _ => Ok(progress.sent()),
             };
         }
 
@@ -162,12 +158,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                     // At a transmit boundary, return now rather than spend a
                     // syscall to learn it; mid-train, try to finish it.
                     if progress.segment == 0 {
-                        return Ok(progress.transmits);
+                        return Ok(progress.sent());
                     }
                     continue;
                 }
                 if invalid.is_some() {
-                    return Ok(progress.transmits);
+                    return Ok(progress.sent());
                 }
             }
             Err(e) => {
@@ -205,16 +201,12 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
                         absorb_pending(fd, state, old, "send");
                     }
                 }
-                if progress.segment > 0 {
-                    // Mid-way through an emulated train: never block in a
-                    // `try_` call; say exactly how far it got.
-                    return Err(Error::PartialTransmit {
-                        transmits_sent: progress.transmits,
-                        segments_sent: progress.segment,
-                    });
-                }
-                if progress.transmits > 0 {
-                    return Ok(progress.transmits);
+                if progress.transmits > 0 || progress.segment > 0 {
+                    // Something went out (mid-way through an emulated train,
+                    // say exactly how far: never block in a `try_` call).
+                    // The error, if it persists, meets the caller's resend
+                    // of the rest first.
+                    return Ok(progress.sent());
                 }
                 return Err(match e.raw_os_error() {
                     Some(libc::EMSGSIZE) => Error::MessageTooLong {
@@ -231,7 +223,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, state: &SocketState, transmits: &[Transmi
             }
         }
     }
-    Ok(progress.transmits)
+    Ok(progress.sent())
 }
 
 /// Whether an `EMSGSIZE` for a datagram of `len` bytes may be a pending

@@ -6,11 +6,11 @@ use std::io;
 use std::mem::size_of;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use super::sockopt::{get_int, set_buffer, set_tos};
-use super::{cmsg, platform};
+use super::{cmsg, platform, Wait};
 use crate::capabilities::Live;
 use crate::errqueue::ErrorRing;
 use crate::validate::Families;
@@ -30,7 +30,17 @@ pub(crate) struct SocketState {
     /// ICMP errors drained from the kernel (or left pending by an earlier
     /// datagram), kept for [`crate::Socket::try_recv_error`].
     pub(crate) errors: std::sync::Mutex<ErrorRing>,
+    /// Whether the descriptor was in blocking mode when last seen (at set
+    /// up): the blocking helpers then wait in the kernel. A guess only for
+    /// speed: a wrong one costs a syscall, never correctness.
+    pub(crate) blocking: AtomicBool,
+    /// The `SO_RCVTIMEO` last set, in microseconds (`NO_TIMEOUT_SET`: never
+    /// set by volley; 0: none, wait without limit).
+    pub(crate) rcvtimeo_us: AtomicU64,
 }
+
+/// [`SocketState::rcvtimeo_us`] before volley set it.
+pub(crate) const NO_TIMEOUT_SET: u64 = u64::MAX;
 
 impl SocketState {
     pub(crate) fn socket_dscp(&self) -> Dscp {
@@ -58,6 +68,9 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     let sock = socket2::Socket::new(domain, ty, Some(socket2::Protocol::UDP)).map_err(other)?;
     #[cfg(not(has_sock_flags))]
     sock.set_nonblocking(true).map_err(other)?;
+    if config.blocking {
+        sock.set_nonblocking(false).map_err(other)?;
+    }
     let v6 = addr.is_ipv6();
     let dual_stack = v6 && !config.ipv6_only.unwrap_or(false);
     if v6 {
@@ -206,7 +219,62 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         socket_dscp,
         pending_error: Default::default(),
         errors: Default::default(),
+        blocking: AtomicBool::new(!sock.nonblocking().unwrap_or(true)),
+        rcvtimeo_us: AtomicU64::new(NO_TIMEOUT_SET),
     })
+}
+
+/// A receive that waits up to `timeout` for the first datagram: `recv`
+/// runs with [`Wait::ForFirst`] on a blocking descriptor (the kernel
+/// sleeps, bounded by `SO_RCVTIMEO`: one syscall per wake-up), else with
+/// [`Wait::No`] between `poll`s. `WouldBlock` past the deadline becomes
+/// `TimedOut`.
+pub(crate) fn recv_waiting(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    timeout: Duration,
+    mut recv: impl FnMut(Wait) -> Result<usize, Error>,
+) -> Result<usize, Error> {
+    // A timeout too large for an Instant means no limit.
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let mut bound = Some(timeout);
+    loop {
+        let mode = match bound {
+            Some(t) if t.is_zero() => Wait::No,
+            _ if !state.blocking.load(Ordering::Relaxed) => Wait::No,
+            // The first pass asks for `timeout` itself, so that a caller
+            // with a constant timeout never changes SO_RCVTIMEO.
+            _ => {
+                set_rcvtimeo(fd, state, deadline.and(bound))?;
+                Wait::ForFirst
+            }
+        };
+        match recv(mode) {
+            Err(e) if e.is_would_block() => {}
+            other => return other,
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "no datagram before the timeout")));
+        }
+        // A non-blocking descriptor (whatever the state guessed) answered
+        // at once, or the kernel woke early: wait here, never spin.
+        wait(fd, libc::POLLIN, left)?;
+        bound = left;
+    }
+}
+
+/// Sets `SO_RCVTIMEO` to `timeout` (`None`: no limit) unless it is set so
+/// already; rounded up to a microsecond (0 would mean no limit).
+fn set_rcvtimeo(fd: BorrowedFd<'_>, state: &SocketState, timeout: Option<Duration>) -> io::Result<()> {
+    let us = timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX - 1).max(1));
+    if state.rcvtimeo_us.load(Ordering::Relaxed) == us {
+        return Ok(());
+    }
+    let dur = (us != 0).then(|| Duration::from_micros(us));
+    socket2::SockRef::from(&fd).set_read_timeout(dur)?;
+    state.rcvtimeo_us.store(us, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),
