@@ -291,10 +291,13 @@ impl RecvMeta {
     /// let sizes: Vec<usize> = meta.segments(&buf).map(|d| d.len()).collect();
     /// assert_eq!(sizes, [1200, 1200, 100]);
     /// ```
+    #[inline]
     pub fn segments<'a>(&self, buf: &'a [u8]) -> Segments<'a> {
         let data = &buf[..self.len.min(buf.len())];
         let stride = if self.segment_size == 0 { data.len().max(1) } else { self.segment_size };
-        Segments { data, stride, done: false }
+        // `chunks` yields nothing for an empty message: it is one empty
+        // datagram, handed out once at the end.
+        Segments { chunks: data.chunks(stride), empty: data.is_empty().then_some(data) }
     }
 
     /// The original destination of the datagram, address and port: where
@@ -346,24 +349,28 @@ impl RecvMeta {
 /// The datagrams of one received message; see [`RecvMeta::segments`].
 #[derive(Debug, Clone)]
 pub struct Segments<'a> {
-    data: &'a [u8],
-    stride: usize,
-    done: bool,
+    chunks: std::slice::Chunks<'a, u8>,
+    empty: Option<&'a [u8]>,
 }
 
 impl<'a> Iterator for Segments<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.done {
-            return None;
-        }
-        let (head, rest) = self.data.split_at(self.stride.min(self.data.len()));
-        self.data = rest;
-        self.done = rest.is_empty();
-        Some(head)
+        self.chunks.next().or_else(|| self.empty.take())
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.chunks.len() + usize::from(self.empty.is_some());
+        (n, Some(n))
     }
 }
+
+impl ExactSizeIterator for Segments<'_> {}
+
+impl std::iter::FusedIterator for Segments<'_> {}
 
 /// One outgoing message: a datagram, or with `segment_size` a train of
 /// equal-sized datagrams (the last may be shorter) sent with one GSO call.

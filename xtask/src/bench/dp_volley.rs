@@ -5,7 +5,8 @@
 //!   KiB)` datagrams (1 with GSO off); up to [`BATCH`] consecutive trains
 //!   from the same socket go into one `try_send_batch` (one `sendmmsg`).
 //! - Receive: one `RecvBatch::new()` (32 x 64 KiB) per side, one
-//!   `try_recv_batch` (one `recvmmsg`) per call, datagrams from `iter()`.
+//!   `try_recv_batch` (one `recvmmsg`) per call, datagrams from `messages()`
+//!   + `RecvMeta::segments` (metadata by reference, once per message).
 //! - Readiness: the socket is a `mio::event::Source`; edge-triggered epoll.
 //!
 //! Syscall counting assumes one `try_send_batch` / `try_recv_batch` call is
@@ -166,10 +167,14 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
             Err(e) if e.is_would_block() => return Ok(0),
             Err(e) => return Err(io_err(e)),
         }
+        // Per message, metadata by reference, then its datagrams: the fast
+        // way through a batch (as quinn-udp's users walk `stride`).
         let mut delivered = 0;
-        for (meta, payload) in self.batch.iter() {
-            on(i, meta.src, payload);
-            delivered += 1;
+        for (meta, message) in self.batch.messages() {
+            for payload in meta.segments(message) {
+                on(i, meta.src, payload);
+                delivered += 1;
+            }
         }
         Ok(delivered)
     }
