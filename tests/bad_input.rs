@@ -488,3 +488,31 @@ fn segment_of_exactly_the_limit_is_not_too_large() {
         }
     });
 }
+
+/// A send to the limited broadcast address from a socket without
+/// `SO_BROADCAST` (on loopback: 127.0.0.1 as source routes it to `lo`) is
+/// the typed `BroadcastNotEnabled`, not a generic permission error and not
+/// an ICMP error; with `Config::broadcast(true)` it is sent.
+#[test]
+fn broadcast_without_so_broadcast_is_typed() {
+    for_each_backend(|case| {
+        let to = addr("255.255.255.255:9");
+        let tx = case.bind("127.0.0.1:0");
+        match tx.try_send_batch(&[Transmit::new(to, b"lan discovery")]) {
+            Err(e @ Error::BroadcastNotEnabled { destination }) => {
+                assert_eq!(destination, to);
+                assert_eq!((e.kind(), e.raw_os_error()), (std::io::ErrorKind::PermissionDenied, Some(libc::EACCES)));
+                assert!(!e.is_icmp() && !volley::is_icmp_error(&std::io::Error::from(e)));
+            }
+            other => panic!("[{}] {other:?}", case.name),
+        }
+        let on = case.config().broadcast(true).bind(addr("127.0.0.1:0")).unwrap();
+        assert!(on.capabilities().broadcast);
+        assert_eq!(on.try_send_batch(&[Transmit::new(to, b"lan discovery")]).unwrap().transmits, 1, "[{}]", case.name);
+        // A unicast send from the socket without the option still works.
+        let rx = case.bind("127.0.0.1:0");
+        let sent = tx.try_send_batch(&[Transmit::new(rx.local_addr().unwrap(), b"unicast")]).unwrap();
+        assert_eq!(sent.transmits, 1, "[{}]", case.name);
+        assert_eq!(recv_datagrams(&rx, &mut RecvBatch::new(), 1).len(), 1, "[{}]", case.name);
+    });
+}

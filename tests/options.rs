@@ -380,11 +380,12 @@ fn blocking_receive_does_not_spin_on_a_queued_icmp_error() {
 
 /// The most control data one receive carries: an IPv4 datagram on a
 /// dual-stack socket with timestamps on gets pktinfo in both flavours, TOS,
-/// TTL, the timestamp and the drop counter. All of it must fit the
-/// per-message control space: nothing truncated, every field reported.
+/// TTL, the timestamp, the drop counter and the original destination. All
+/// of it must fit the per-message control space: nothing truncated, every
+/// field reported.
 #[test]
 fn every_option_of_a_dual_stack_receive_fits() {
-    let rx = Config::new().ipv6_only(false).timestamps(true).bind("[::]:0".parse().unwrap()).unwrap();
+    let rx = Config::new().ipv6_only(false).timestamps(true).orig_dst(true).bind("[::]:0".parse().unwrap()).unwrap();
     let port = rx.local_addr().unwrap().port();
     let tx = Socket::bind(localhost()).unwrap();
     let to = SocketAddr::from(([127, 0, 0, 1], port));
@@ -401,4 +402,5 @@ fn every_option_of_a_dual_stack_receive_fits() {
     assert!(meta.ttl.is_some(), "{meta:?}");
     assert!(meta.timestamp.is_some(), "{meta:?}");
     assert!(meta.drops.is_some(), "{meta:?}");
+    assert_eq!(meta.orig_dst(), Some(to), "{meta:?}");
 }

@@ -65,6 +65,20 @@ pub struct Capabilities {
     pub recv_errors: bool,
     /// The kernel supports multicast on this socket's family.
     pub multicast: bool,
+    /// `SO_BROADCAST` on: the socket may send to broadcast addresses
+    /// ([`crate::Config::broadcast`]).
+    pub broadcast: bool,
+    /// `IP_FREEBIND` / `IPV6_FREEBIND` on ([`crate::Config::freebind`]).
+    pub freebind: bool,
+    /// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` on
+    /// ([`crate::Config::transparent`]).
+    pub transparent: bool,
+    /// The socket's `SO_MARK`, if not 0 ([`crate::Config::mark`]). `None`
+    /// off Linux.
+    pub mark: Option<u32>,
+    /// Each datagram's original destination reported
+    /// ([`crate::RecvMeta::orig_dst`], [`crate::Config::orig_dst`]).
+    pub orig_dst: bool,
 }
 
 impl Capabilities {
@@ -84,7 +98,8 @@ impl fmt::Display for Capabilities {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
         let tos_send = if self.tos_cmsg { "per datagram" } else { "socket-level only (control message refused)" };
-        let rows: [(&str, &str); 13] = [
+        let mark = self.mark.map_or_else(|| "none".into(), |m| format!("{m:#x}"));
+        let rows: [(&str, &str); 18] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
@@ -98,6 +113,11 @@ impl fmt::Display for Capabilities {
             ("drop counter", yn(self.drop_counter)),
             ("ICMP error queue", yn(self.recv_errors)),
             ("multicast", yn(self.multicast)),
+            ("SO_BROADCAST", yn(self.broadcast)),
+            ("IP_FREEBIND", yn(self.freebind)),
+            ("IP_TRANSPARENT", yn(self.transparent)),
+            ("SO_MARK", &mark),
+            ("original dst", yn(self.orig_dst)),
         ];
         for (i, (name, value)) in rows.iter().enumerate() {
             if i > 0 {

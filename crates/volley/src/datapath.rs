@@ -293,11 +293,17 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::connect`].
     pub fn connect(self, addr: SocketAddr) -> Result<(), Error> {
-        let addr = match addr {
+        let wire = match addr {
             SocketAddr::V4(a) if self.dp.state.families.v6 => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
             a => a,
         };
-        self.sock().connect(&addr.into()).map_err(Error::from)
+        self.sock().connect(&wire.into()).map_err(|e| {
+            if sys::broadcast_refused(self.fd, addr, e.raw_os_error()) {
+                Error::BroadcastNotEnabled { destination: addr }
+            } else {
+                Error::from(e)
+            }
+        })
     }
 
     /// As [`crate::Socket::disconnect`].

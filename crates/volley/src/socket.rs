@@ -449,7 +449,8 @@ impl Socket {
     /// and [`Socket::path_mtu`] becomes available.
     ///
     /// # Errors
-    /// As `connect(2)`.
+    /// As `connect(2)`; connecting to a broadcast address without
+    /// [`Config::broadcast`] is [`Error::BroadcastNotEnabled`].
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         self.as_socket_ref().connect(addr)
     }

@@ -5,13 +5,13 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use super::addr::SockAddrBuf;
-use super::sockopt::{get_int, set_both, set_int};
+use super::sockopt::{get_int, set_both, set_int, IpOptions};
 use super::{cmsg, iovec, MsgHdr, Wait};
 use crate::validate::Families;
-use crate::{Capabilities, Config};
+use crate::{Capabilities, Config, SocketOption};
 
 /// Most segments one GSO send may carry on every kernel with GSO
 /// (`UDP_MAX_SEGMENTS` until Linux 6.8; newer kernels allow 128, which
@@ -152,6 +152,57 @@ pub(super) fn probe(
         caps.gro = set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
     }
     Ok(())
+}
+
+/// The Linux-only options `config` asks for, each set only if the socket
+/// lacks it (so a socket a privileged parent made transparent or marked is
+/// adopted without the privilege): `IP_FREEBIND` / `IPV6_FREEBIND` and
+/// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` (one flag per socket, set at the
+/// socket's own level), `SO_MARK`, and `IP_RECVORIGDSTADDR` /
+/// `IPV6_RECVORIGDSTADDR` on each family the socket carries.
+pub(super) fn apply_ip_options(
+    sock: &socket2::Socket,
+    families: Families,
+    config: &Config,
+) -> Result<(), (SocketOption, io::Error)> {
+    let v6 = families.v6;
+    let now = ip_options(sock, families);
+    if config.freebind && !now.freebind {
+        let set = if v6 { sock.set_freebind_v6(true) } else { sock.set_freebind_v4(true) };
+        set.map_err(|e| (SocketOption::Freebind, e))?;
+    }
+    if config.transparent && !now.transparent {
+        let set = if v6 { sock.set_ip_transparent_v6(true) } else { sock.set_ip_transparent_v4(true) };
+        set.map_err(|e| (SocketOption::Transparent, e))?;
+    }
+    if let Some(mark) = config.mark.filter(|&m| now.mark.unwrap_or(0) != m) {
+        sock.set_mark(mark).map_err(|e| (SocketOption::Mark, e))?;
+    }
+    if config.orig_dst && !now.orig_dst {
+        let fd = sock.as_fd();
+        let orig = |e| (SocketOption::OrigDst, e);
+        if families.v4 {
+            set_int(fd, libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR, 1).map_err(orig)?;
+        }
+        if families.v6 {
+            set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR, 1).map_err(orig)?;
+        }
+    }
+    Ok(())
+}
+
+/// The Linux-only options as the socket has them (a failed read is "off").
+pub(super) fn ip_options(sock: &socket2::Socket, families: Families) -> IpOptions {
+    let v6 = families.v6;
+    let fd = sock.as_fd();
+    let on = |level, name| get_int(fd, level, name).is_ok_and(|v| v != 0);
+    IpOptions {
+        freebind: if v6 { sock.freebind_v6() } else { sock.freebind_v4() }.unwrap_or(false),
+        transparent: if v6 { sock.ip_transparent_v6() } else { sock.ip_transparent_v4() }.unwrap_or(false),
+        mark: sock.mark().ok().filter(|&m| m != 0),
+        orig_dst: (!families.v4 || on(libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR))
+            && (!families.v6 || on(libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR)),
+    }
 }
 
 /// Attaches `A = cpu; A %= n; return A` as the group's reuse-port program:

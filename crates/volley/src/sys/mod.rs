@@ -102,7 +102,7 @@ pub(crate) use recv::recv_into;
 pub(crate) use recv::{drain_errors, recv, recv_error};
 pub(crate) use send::send;
 pub(crate) use socket::{adopt, disconnect, open, recv_waiting, wait, SocketState};
-pub(crate) use sockopt::{multicast_membership, set_multicast_interface, set_tos, tos};
+pub(crate) use sockopt::{broadcast_refused, multicast_membership, set_multicast_interface, set_tos, tos};
 
 pub(crate) use platform::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
 

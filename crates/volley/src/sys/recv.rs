@@ -264,7 +264,10 @@ fn recv_with(
         let len = (h.len as usize).min(room);
         let d = cmsg::decode(ctrl);
         let mut meta = RecvMeta::new(src, len);
-        meta.dst_ip = d.dst_ip.map(|ip| ip.to_canonical());
+        // The original destination's address is the header's destination,
+        // as pktinfo's: only its port is kept (RecvMeta::orig_dst).
+        meta.dst_ip = d.dst_ip.or(d.orig_dst.map(|a| a.ip())).map(|ip| ip.to_canonical());
+        meta.orig_dst_port = d.orig_dst.map(|a| a.port());
         meta.ifindex = d.ifindex;
         if let Some(tos) = d.tos {
             meta.ecn = crate::Ecn::from_bits(tos);
@@ -407,6 +410,11 @@ mod tests {
             drop_counter: true,
             recv_errors,
             multicast: true,
+            broadcast: false,
+            freebind: false,
+            transparent: false,
+            mark: None,
+            orig_dst: true,
         };
         SocketState {
             live: Live::new(caps),
@@ -445,6 +453,11 @@ mod tests {
                 enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).unwrap();
                 enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8 | (i as u8 & 3)).unwrap();
                 enc.push(libc::IPPROTO_IP, libc::IP_TTL, 60 as libc::c_int).unwrap();
+                if i % 2 == 1 {
+                    // Diverted by a TPROXY rule: sent to port 5000 + i.
+                    let orig = SocketAddr::from(([10, 0, 0, 1], 5000 + i as u16));
+                    cmsg::push_orig_dst(&mut enc, orig).unwrap();
+                }
                 h.hdr.msg_controllen = enc.len() as _;
             }
             h.len = payload.len() as libc::c_uint;
@@ -468,6 +481,8 @@ mod tests {
             assert_eq!(meta.dscp, Some(Dscp::EF));
             assert_eq!(meta.ttl, Some(60));
             assert_eq!(meta.drops, Some(0), "drop counter on, no SO_RXQ_OVFL message: 0");
+            let orig = (i % 2 == 1).then(|| SocketAddr::from(([10, 0, 0, 1], 5000 + i as u16)));
+            assert_eq!((meta.orig_dst(), meta.orig_dst_port), (orig, orig.map(|a| a.port())));
         }
     }
 

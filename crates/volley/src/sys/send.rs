@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use super::addr::SockAddrBuf;
 use super::cmsg::{self, Encoder, SendControl, SendOptions};
 use super::recv::{absorb_pending, drain_errors};
+use super::sockopt::broadcast_refused;
 use super::{iovec, platform, send_msgs, MsgHdr, SocketState};
 use crate::error::icmp_errno;
 use crate::plan::{self, Piece, Progress};
@@ -272,6 +273,11 @@ fn send_counted(
                         size: first.datagram,
                         mtu: transmits.first().and_then(|t| platform::path_mtu(fd, !t.destination.is_ipv4()).ok()),
                     },
+                    // EACCES is also an ICMPv6 errno: here it failed twice
+                    // (the retry above), so it is not a stale one.
+                    errno if broadcast_refused(fd, transmits[0].destination, errno) => {
+                        Error::BroadcastNotEnabled { destination: transmits[0].destination }
+                    }
                     _ => Error::from(e),
                 });
             }

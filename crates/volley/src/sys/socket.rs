@@ -14,7 +14,7 @@ use super::{cmsg, platform, Wait};
 use crate::capabilities::Live;
 use crate::errqueue::ErrorRing;
 use crate::validate::Families;
-use crate::{Backend, Capabilities, Config, Dscp, Error};
+use crate::{Backend, Capabilities, Config, Dscp, Error, OptionError, SocketOption};
 
 /// Per-socket facts the data path needs.
 #[derive(Debug)]
@@ -94,6 +94,8 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     if let Some(dev) = &config.bind_device {
         platform::bind_device(&sock, dev).map_err(other)?;
     }
+    // Before bind: FREEBIND and TRANSPARENT decide what it may bind to.
+    apply_options(&sock, Families { v4: !v6 || dual_stack, v6 }, config)?;
     if let Some(size) = config.recv_buffer_size {
         set_buffer(&sock, size, true);
     }
@@ -151,6 +153,8 @@ pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketSta
             return Err(refuse(Why::BindDevice));
         }
     }
+    let dual_stack = v6 && !sock.only_v6().map_err(io(Why::Other))?;
+    apply_options(sock, Families { v4: !v6 || dual_stack, v6 }, config)?;
     if let Some(size) = config.recv_buffer_size {
         set_buffer(sock, size, true);
     }
@@ -158,6 +162,18 @@ pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketSta
         set_buffer(sock, size, false);
     }
     configure(sock, config).map_err(io(Why::Other))
+}
+
+/// The options a [`Config`] asks for that can be refused for want of a
+/// privilege or of the platform: `SO_BROADCAST` (everywhere), and the
+/// Linux-only ones (`platform::apply_ip_options`). A refusal is a typed
+/// [`Error::SocketOption`], at bind and at adoption alike.
+fn apply_options(sock: &socket2::Socket, families: Families, config: &Config) -> Result<(), Error> {
+    let refused = |option, source: io::Error| Error::SocketOption { option, reason: OptionError::of(&source), source };
+    if config.broadcast && !sock.broadcast().unwrap_or(false) {
+        sock.set_broadcast(true).map_err(|e| refused(SocketOption::Broadcast, e))?;
+    }
+    platform::apply_ip_options(sock, families, config).map_err(|(option, e)| refused(option, e))
 }
 
 /// Applies the options that work on a bound socket and probes what the
@@ -192,8 +208,16 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         drop_counter: false,
         recv_errors: false,
         multicast: if v6 { sock.multicast_hops_v6().is_ok() } else { sock.multicast_ttl_v4().is_ok() },
+        broadcast: false,
+        freebind: false,
+        transparent: false,
+        mark: None,
+        orig_dst: false,
     };
     platform::probe(fd, config, families, portable, &mut caps)?;
+    let ip = platform::ip_options(sock, families);
+    caps.broadcast = sock.broadcast().unwrap_or(false);
+    (caps.freebind, caps.transparent, caps.mark, caps.orig_dst) = (ip.freebind, ip.transparent, ip.mark, ip.orig_dst);
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
     Ok(SocketState {
         live: Live::new(caps),

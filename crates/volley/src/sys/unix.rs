@@ -43,6 +43,8 @@ pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr], wait: Wait) -> (usize, O
 }
 
 #[cfg(generic_unix)]
+pub(super) use super::sockopt::{apply_ip_options, ip_options};
+#[cfg(generic_unix)]
 pub(super) use generic::*;
 
 /// A Unix volley has no file for: the RFC 3542 IPv6 receive options, no
