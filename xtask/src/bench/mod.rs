@@ -54,7 +54,8 @@ options:
   --scenario LIST       comma list: bulk (all sizes), bulk-1200, bulk-64,
                         bulk-1472, fan-out, fan-in, echo (default: all)
   --datapath LIST       comma list: std, tokio, quinn-udp, volley-mmsg,
-                        volley, raw, volley-tokio (default: all available)
+                        volley, raw, volley-tokio, volley-blocking
+                        (default: all available)
   --strace              afterwards, rerun short cells under `strace -c -f`
                         and compare its syscall counts with ours
   --out DIR             output directory (default: <workspace>/target/bench)

@@ -357,6 +357,59 @@ impl<'a> Report<'a> {
             0.9,
             "bulk-1200: volley-tokio datagrams/s >= 0.9x volley core",
         ));
+        // CPU per datagram against raw libc, within each round (#13):
+        // `pick` chooses both sides' figure or the receiver's.
+        let cpu_vs = |sc: Scenario, dp: Datapath, base: Datapath, max: f64, rx_only: bool, name: &str| {
+            let pick = |c: &CellResult| {
+                let f = Figures::of(c);
+                if rx_only {
+                    f.rx_cpu_ns
+                } else {
+                    f.cpu_ns
+                }
+            };
+            let of = |d: Datapath, round: usize| {
+                self.cells.iter().find(|c| c.scenario == sc && c.datapath == d && c.round == round).map(|c| pick(c))
+            };
+            let ratios: Vec<f64> = self
+                .cells
+                .iter()
+                .filter(|c| c.scenario == sc && c.datapath == dp)
+                .filter_map(|c| Some(pick(c) / of(base, c.round)?))
+                .filter(|v| v.is_finite())
+                .collect();
+            let v = Some(median(&ratios)).filter(|v| v.is_finite());
+            let (lo, hi) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
+            Target {
+                name: name.into(),
+                goal: format!("<= {max:.2}x"),
+                measured: v.map_or_else(
+                    || "not run".into(),
+                    |v| format!("{v:.2}x (IQR {lo:.2}-{hi:.2} over {} rounds)", ratios.len()),
+                ),
+                value: v.unwrap_or(f64::NAN),
+                pass: v.map(|v| v <= max),
+            }
+        };
+        let b64 = Scenario::Bulk(64);
+        t.push(cpu_vs(b64, Datapath::Volley, Datapath::Raw, 1.03, false, "bulk-64: volley CPU ns/datagram vs raw"));
+        t.push(cpu_vs(bulk, Datapath::Volley, Datapath::Raw, 1.03, false, "bulk-1200: volley CPU ns/datagram vs raw"));
+        t.push(cpu_vs(
+            b64,
+            Datapath::VolleyTokio,
+            Datapath::Raw,
+            1.10,
+            false,
+            "bulk-64: volley-tokio CPU ns/datagram vs raw",
+        ));
+        t.push(cpu_vs(
+            b64,
+            Datapath::VolleyBlocking,
+            Datapath::Raw,
+            0.90,
+            true,
+            "bulk-64: volley-blocking receiver CPU ns/datagram vs raw's epoll receiver",
+        ));
         let sys = |sc: Scenario, send: bool, max: f64, name: &str| {
             let v = self
                 .summary(sc, Datapath::Volley)
