@@ -3,13 +3,12 @@
 //! `strace`), time out when asked, and every `try_` call stays
 //! non-blocking on a blocking descriptor, on both backends.
 
-use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use volley::{Config, Datapath, RecvBatch, RecvMeta, Transmit};
-use volley_tests::driver::{self, cases, child_mode, run_child};
+use volley_tests::driver::{self, cases, child_mode};
 
 /// Upper bound for a call that must not block (generous for a loaded CI).
 const AT_ONCE: Duration = Duration::from_secs(2);
@@ -155,42 +154,21 @@ fn blocking_child() {
     println!("CHILD-OK {name} {blocking}");
 }
 
-/// Per-syscall call counts from an `strace -c` summary table.
-fn parse_summary(text: &str) -> HashMap<String, u64> {
-    let mut calls = HashMap::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.len() < 5 || cols[0].parse::<f64>().is_err() {
-            continue;
-        }
-        let (Some(name), Ok(n)) = (cols.last(), cols[3].parse::<u64>()) else { continue };
-        if *name != "total" {
-            calls.insert((*name).to_owned(), n);
-        }
-    }
-    calls
-}
-
 #[test]
 fn receive_syscalls_per_wakeup() {
     if child_mode().is_some() {
         return;
     }
-    if let Err(e) = std::process::Command::new("strace").arg("-V").output() {
-        volley_tests::netlab::skip(&format!("strace not runnable: {e}"));
+    if let Some(why) = driver::strace_unavailable() {
+        volley_tests::netlab::skip(&why);
         return;
     }
     for case in cases() {
         let mut counts = Vec::new();
         for mode in ["nonblocking", "blocking"] {
-            let out_file =
-                std::env::temp_dir().join(format!("volley-strace-{}-{}-{mode}.txt", std::process::id(), case.name));
-            let out_arg = out_file.to_string_lossy().into_owned();
-            let trace = format!("trace={TRACED}");
-            let wrapper = ["strace", "-f", "-c", "-o", out_arg.as_str(), "-e", trace.as_str()];
-            let out = run_child("blocking_child", &format!("blocking:{}:{mode}", case.name), &wrapper).expect("strace");
-            let summary = std::fs::read_to_string(&out_file).unwrap_or_default();
-            let _ = std::fs::remove_file(&out_file);
+            let (out, calls) =
+                driver::run_child_traced("blocking_child", &format!("blocking:{}:{mode}", case.name), TRACED)
+                    .expect("strace");
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
                 out.status.success() && stdout.contains("CHILD-OK"),
@@ -199,7 +177,6 @@ fn receive_syscalls_per_wakeup() {
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );
-            let calls = parse_summary(&summary);
             let get = |n: &str| calls.get(n).copied().unwrap_or(0);
             let recv = get("recvmmsg") + get("recvmsg") + get("recvfrom");
             let waits = get("poll") + get("ppoll") + get("epoll_wait");

@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use volley::{Backend, Config, Dscp, Ecn, Error, RecvBatch, RecvMeta, Socket, Transmit};
+use volley_tests::driver;
 use volley_tests::netlab::{self, Lab, Line, Ns};
 
 /// The longest any one scenario waits for traffic.
@@ -52,36 +53,12 @@ fn seq_of(p: &[u8]) -> u32 {
     seq
 }
 
-/// Receives until `want` datagrams arrived or `timeout` passed (whichever is
-/// first); returns what arrived.
-fn recv_datagrams(sock: &Socket, want: usize, timeout: Duration) -> Vec<(RecvMeta, Vec<u8>)> {
-    let deadline = Instant::now() + timeout;
-    let mut batch = RecvBatch::new();
-    let mut out = Vec::new();
-    // Each round waits at most 100 ms, so the bound is time, then count.
-    for _ in 0..10_000 {
-        if out.len() >= want {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match sock.recv_batch_blocking(&mut batch, left.min(Duration::from_millis(100))) {
-            Ok(_) => out.extend(batch.iter().map(|(m, p)| (m, p.to_vec()))),
-            Err(e) if e.is_would_block() || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("receive failed: {e} ({e:?})"),
-        }
-    }
-    out
-}
-
 /// Receives exactly `want` datagrams within [`WAIT`], then checks nothing
 /// more arrives within [`SETTLE`]; returns them keyed by sequence number
 /// (asserting no number arrived twice).
 fn recv_exactly(sock: &Socket, want: usize) -> BTreeMap<u32, (RecvMeta, Vec<u8>)> {
-    let got = recv_datagrams(sock, want, WAIT);
-    let extra = recv_datagrams(sock, usize::MAX, SETTLE);
+    let got = driver::recv_up_to(sock, want, WAIT);
+    let extra = driver::recv_up_to(sock, usize::MAX, SETTLE);
     let mut by_seq = BTreeMap::new();
     for (meta, p) in got.into_iter().chain(extra) {
         let seq = seq_of(&p);

@@ -13,9 +13,10 @@
 #![cfg(target_os = "linux")]
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use volley::{Config, Error, OptionError, RecvBatch, RecvMeta, Socket, SocketOption, Transmit};
+use volley::{Config, Error, OptionError, RecvMeta, Socket, SocketOption, Transmit};
+use volley_tests::driver;
 use volley_tests::netlab::{Iface, Lab, Ns};
 
 /// The longest any one wait for traffic lasts.
@@ -25,25 +26,6 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("bad address {s:?}: {e}"))
 }
 
-/// Receives until `want` datagrams arrived or `timeout` passed.
-fn recv_n(sock: &Socket, want: usize, timeout: Duration) -> Vec<(RecvMeta, Vec<u8>)> {
-    let deadline = Instant::now() + timeout;
-    let mut batch = RecvBatch::new();
-    let mut out = Vec::new();
-    for _ in 0..10_000 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if out.len() >= want || left.is_zero() {
-            break;
-        }
-        match sock.recv_batch_blocking(&mut batch, left.min(Duration::from_millis(100))) {
-            Ok(_) => out.extend(batch.iter().map(|(m, p)| (m, p.to_vec()))),
-            Err(e) if e.is_would_block() || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("receive failed: {e} ({e:?})"),
-        }
-    }
-    out
-}
-
 /// Sends `payload` with `send` until `sock` receives a datagram carrying
 /// it (at most 25 tries, 200 ms each: the first may wait on neighbour
 /// resolution); returns its metadata.
@@ -51,7 +33,7 @@ fn send_until_received(sock: &Socket, payload: &[u8], mut send: impl FnMut()) ->
     for _ in 0..25 {
         send();
         if let Some((m, _)) =
-            recv_n(sock, 1, Duration::from_millis(200)).into_iter().find(|(_, p)| p.as_slice() == payload)
+            driver::recv_up_to(sock, 1, Duration::from_millis(200)).into_iter().find(|(_, p)| p.as_slice() == payload)
         {
             return m;
         }
@@ -106,7 +88,7 @@ fn broadcast_limited_and_directed() {
     }
 
     // Late duplicates of the sends above, if any, go before the checks below.
-    let _ = recv_n(&rx, usize::MAX, Duration::from_millis(300));
+    let _ = driver::recv_up_to(&rx, usize::MAX, Duration::from_millis(300));
     // Without SO_BROADCAST: typed, nothing sent.
     for to in [sa("255.255.255.255:9"), SocketAddr::new("10.77.21.255".parse().unwrap(), port)] {
         for (sock, name) in [(&plain, "IPv4"), (&plain6, "dual-stack")] {
@@ -130,9 +112,9 @@ fn broadcast_limited_and_directed() {
     // The refused datagrams never left: the next one to arrive is a marker.
     let marker = SocketAddr::new("10.77.21.2".parse().unwrap(), port);
     tx.send_batch_blocking(&[Transmit::new(marker, b"marker")], WAIT).expect("send marker");
-    let got = recv_n(&rx, 1, WAIT);
+    let got = driver::recv_up_to(&rx, 1, WAIT);
     assert_eq!(got.iter().map(|(_, p)| p.as_slice()).collect::<Vec<_>>(), [b"marker"]);
-    assert!(recv_n(&rx, 1, Duration::from_millis(300)).is_empty(), "nothing after the marker");
+    assert!(driver::recv_up_to(&rx, 1, Duration::from_millis(300)).is_empty(), "nothing after the marker");
 }
 
 /// A broadcast socket made elsewhere and adopted keeps working; one adopted
@@ -383,7 +365,7 @@ fn transparent_and_mark_need_cap_net_admin() {
         return;
     }
     // Root: re-run this binary as a child that drops to uid/gid 65534.
-    let out = volley_tests::driver::run_child(PRIV_CHILD, "unprivileged", &[]).expect("start child");
+    let out = driver::run_child(PRIV_CHILD, "unprivileged", &[]).expect("start child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("child: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "child failed");
@@ -395,7 +377,7 @@ fn transparent_and_mark_need_cap_net_admin() {
 #[test]
 #[ignore = "child process of transparent_and_mark_need_cap_net_admin"]
 fn unprivileged_child() {
-    if volley_tests::driver::child_mode().as_deref() != Some("unprivileged") {
+    if driver::child_mode().as_deref() != Some("unprivileged") {
         return;
     }
     let inherited = privileged_socket();
@@ -455,10 +437,10 @@ fn orig_dst_on_loopback() {
             let dst_off = SocketAddr::new(to.parse().unwrap(), off.local_addr().unwrap().port());
             tx.send_to(b"x", dst).unwrap();
             tx.send_to(b"x", dst_off).unwrap();
-            let got = recv_n(&rx, 1, WAIT);
+            let got = driver::recv_up_to(&rx, 1, WAIT);
             assert_eq!(got.len(), 1, "{bind} {backend:?}");
             assert_eq!(got[0].0.orig_dst(), Some(dst), "{bind} {backend:?}");
-            let got = recv_n(&off, 1, WAIT);
+            let got = driver::recv_up_to(&off, 1, WAIT);
             assert_eq!((got[0].0.orig_dst(), got[0].0.orig_dst_port), (None, None), "off by default");
         }
     }

@@ -328,3 +328,69 @@ pub fn run_cmd(argv: &[&str]) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Receives until `want` datagrams arrived or `timeout` passed (whichever
+/// is first); returns what arrived, each with its metadata.
+pub fn recv_up_to(sock: &Socket, want: usize, timeout: Duration) -> Vec<(RecvMeta, Vec<u8>)> {
+    let deadline = Instant::now() + timeout;
+    let mut batch = RecvBatch::new();
+    let mut out = Vec::new();
+    // Each round waits at most 100 ms, so the bound is time, then count.
+    for _ in 0..10_000 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if out.len() >= want || left.is_zero() {
+            break;
+        }
+        match sock.recv_batch_blocking(&mut batch, left.min(Duration::from_millis(100))) {
+            Ok(_) => out.extend(batch.iter().map(|(m, p)| (m, p.to_vec()))),
+            Err(e) if e.is_would_block() || e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("receive failed: {e} ({e:?})"),
+        }
+    }
+    out
+}
+
+/// Per-syscall call counts from an `strace -c` summary table
+/// ("% time seconds usecs/call calls [errors] syscall").
+pub fn parse_strace_summary(text: &str) -> std::collections::HashMap<String, u64> {
+    let mut calls = std::collections::HashMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 5 || cols[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let (Some(name), Ok(n)) = (cols.last(), cols[3].parse::<u64>()) else { continue };
+        if *name != "total" {
+            calls.insert((*name).to_owned(), n);
+        }
+    }
+    calls
+}
+
+/// Re-runs this test binary's child-mode test `test` (as [`run_child`])
+/// under `strace -f -c -e trace=<trace>`; returns the child's output and
+/// its per-syscall counts.
+pub fn run_child_traced(
+    test: &str,
+    mode: &str,
+    trace: &str,
+) -> io::Result<(Output, std::collections::HashMap<String, u64>)> {
+    let tag: String = mode.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let out_file = std::env::temp_dir().join(format!("volley-strace-{}-{tag}.txt", std::process::id()));
+    let out_arg = out_file.to_string_lossy().into_owned();
+    let trace = format!("trace={trace}");
+    let wrapper = ["strace", "-f", "-c", "-o", out_arg.as_str(), "-e", trace.as_str()];
+    let out = run_child(test, mode, &wrapper)?;
+    let summary = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_file);
+    Ok((out, parse_strace_summary(&summary)))
+}
+
+/// Why `strace` cannot run here, if it cannot.
+pub fn strace_unavailable() -> Option<String> {
+    match Command::new("strace").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("strace -V: {}", o.status)),
+        Err(e) => Some(format!("strace not runnable: {e}")),
+    }
+}

@@ -323,89 +323,63 @@ impl<'a> Report<'a> {
         t.push(ratio(Scenario::FanOut, Datapath::Std, 1.5, "fan-out: volley datagrams/s vs std"));
         // Adapter vs core: within-round ratios straight from the cells (the
         // core is not one of the summaries' BASELINES).
-        let between = |sc: Scenario, dp: Datapath, base: Datapath, min: f64, name: &str| {
-            let rate = |d: Datapath, round: usize| {
+        // `dp`'s figure over `base`'s within each round, against a bound
+        // (`at_least`: the ratio must reach `bound`, else stay under it).
+        let within_round = |sc: Scenario,
+                            dp: Datapath,
+                            base: Datapath,
+                            figure: fn(&Figures) -> f64,
+                            bound: f64,
+                            at_least: bool,
+                            name: &str| {
+            let of = |d: Datapath, round: usize| {
                 self.cells
                     .iter()
                     .find(|c| c.scenario == sc && c.datapath == d && c.round == round)
-                    .map(|c| Figures::of(c).rate)
+                    .map(|c| figure(&Figures::of(c)))
             };
             let ratios: Vec<f64> = self
                 .cells
                 .iter()
                 .filter(|c| c.scenario == sc && c.datapath == dp)
-                .filter_map(|c| Some(Figures::of(c).rate / rate(base, c.round)?))
+                .filter_map(|c| Some(figure(&Figures::of(c)) / of(base, c.round)?))
                 .filter(|v| v.is_finite())
                 .collect();
             let v = Some(median(&ratios)).filter(|v| v.is_finite());
             let (lo, hi) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
             Target {
                 name: name.into(),
-                goal: format!(">= {min:.2}x"),
+                goal: format!("{} {bound:.2}x", if at_least { ">=" } else { "<=" }),
                 measured: v.map_or_else(
                     || "not run".into(),
                     |v| format!("{v:.2}x (IQR {lo:.2}-{hi:.2} over {} rounds)", ratios.len()),
                 ),
                 value: v.unwrap_or(f64::NAN),
-                pass: v.map(|v| v >= min),
+                pass: v.map(|v| if at_least { v >= bound } else { v <= bound }),
             }
         };
-        t.push(between(
+        t.push(within_round(
             bulk,
             Datapath::VolleyTokio,
             Datapath::Volley,
+            |f| f.rate,
             0.9,
+            true,
             "bulk-1200: volley-tokio datagrams/s >= 0.9x volley core",
         ));
-        // CPU per datagram against raw libc, within each round (#13):
-        // `pick` chooses both sides' figure or the receiver's.
-        let cpu_vs = |sc: Scenario, dp: Datapath, base: Datapath, max: f64, rx_only: bool, name: &str| {
-            let pick = |c: &CellResult| {
-                let f = Figures::of(c);
-                if rx_only {
-                    f.rx_cpu_ns
-                } else {
-                    f.cpu_ns
-                }
-            };
-            let of = |d: Datapath, round: usize| {
-                self.cells.iter().find(|c| c.scenario == sc && c.datapath == d && c.round == round).map(|c| pick(c))
-            };
-            let ratios: Vec<f64> = self
-                .cells
-                .iter()
-                .filter(|c| c.scenario == sc && c.datapath == dp)
-                .filter_map(|c| Some(pick(c) / of(base, c.round)?))
-                .filter(|v| v.is_finite())
-                .collect();
-            let v = Some(median(&ratios)).filter(|v| v.is_finite());
-            let (lo, hi) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
-            Target {
-                name: name.into(),
-                goal: format!("<= {max:.2}x"),
-                measured: v.map_or_else(
-                    || "not run".into(),
-                    |v| format!("{v:.2}x (IQR {lo:.2}-{hi:.2} over {} rounds)", ratios.len()),
-                ),
-                value: v.unwrap_or(f64::NAN),
-                pass: v.map(|v| v <= max),
-            }
+        // CPU per datagram against raw libc (#13): both sides, or the
+        // receiver's alone.
+        let cpu_vs = |sc: Scenario, dp: Datapath, max: f64, rx_only: bool, name: &str| {
+            let figure: fn(&Figures) -> f64 = if rx_only { |f| f.rx_cpu_ns } else { |f| f.cpu_ns };
+            within_round(sc, dp, Datapath::Raw, figure, max, false, name)
         };
         let b64 = Scenario::Bulk(64);
-        t.push(cpu_vs(b64, Datapath::Volley, Datapath::Raw, 1.03, false, "bulk-64: volley CPU ns/datagram vs raw"));
-        t.push(cpu_vs(bulk, Datapath::Volley, Datapath::Raw, 1.03, false, "bulk-1200: volley CPU ns/datagram vs raw"));
-        t.push(cpu_vs(
-            b64,
-            Datapath::VolleyTokio,
-            Datapath::Raw,
-            1.10,
-            false,
-            "bulk-64: volley-tokio CPU ns/datagram vs raw",
-        ));
+        t.push(cpu_vs(b64, Datapath::Volley, 1.03, false, "bulk-64: volley CPU ns/datagram vs raw"));
+        t.push(cpu_vs(bulk, Datapath::Volley, 1.03, false, "bulk-1200: volley CPU ns/datagram vs raw"));
+        t.push(cpu_vs(b64, Datapath::VolleyTokio, 1.10, false, "bulk-64: volley-tokio CPU ns/datagram vs raw"));
         t.push(cpu_vs(
             b64,
             Datapath::VolleyBlocking,
-            Datapath::Raw,
             0.90,
             true,
             "bulk-64: volley-blocking receiver CPU ns/datagram vs raw's epoll receiver",
