@@ -306,8 +306,22 @@ mod tests {
             Some(7),
         );
         c.received(&Tally::default(), true, Some(3));
-        c.icmp(&IcmpKind::PortUnreachable);
-        c.icmp(&IcmpKind::PacketTooBig { mtu: 1280 });
+        // Each kind a different number of times (1 to 6), so that every
+        // kind lands in its own field and every term of total() counts.
+        let kinds = [
+            IcmpKind::PortUnreachable,
+            IcmpKind::Unreachable { code: 1 },
+            IcmpKind::PacketTooBig { mtu: 1280 },
+            IcmpKind::TimeExceeded,
+            IcmpKind::Pending,
+            IcmpKind::Other { origin: 2, icmp_type: 5, code: 0 },
+        ];
+        for (n, kind) in kinds.iter().enumerate() {
+            for _ in 0..=n {
+                c.icmp(kind);
+            }
+        }
+        let before = SystemTime::now();
         let s = c.snapshot(now_ns(), 0, 0);
         assert_eq!(
             (s.datagrams_sent, s.bytes_sent, s.send_syscalls, s.gso_trains, s.gso_segments),
@@ -317,8 +331,14 @@ mod tests {
         assert_eq!((s.datagrams_received, s.bytes_received, s.recv_syscalls, s.messages_received), (40, 48_000, 3, 2));
         assert_eq!((s.gro_messages, s.truncated, s.recv_would_block), (1, 1, 1));
         assert_eq!(s.kernel_drops, 7, "the kernel's counter only grows: the highest seen");
-        assert_eq!((s.icmp.port_unreachable, s.icmp.packet_too_big, s.icmp.total()), (1, 1, 2));
-        assert!(s.gso_disabled_at.is_some_and(|t| t <= SystemTime::now()));
+        let i = s.icmp;
+        assert_eq!(
+            [i.port_unreachable, i.unreachable, i.packet_too_big, i.time_exceeded, i.pending, i.other],
+            [1, 2, 3, 4, 5, 6]
+        );
+        assert_eq!(i.total(), 21);
+        let off = s.gso_disabled_at.expect("set");
+        assert!(off >= before - Duration::from_millis(1) && off <= SystemTime::now(), "{off:?} is now");
         assert!(s.mmsg_disabled_at.is_none());
         assert_eq!(s.send_syscalls_per_1000(), Some(1000.0 / 64.0));
         assert_eq!(s.recv_syscalls_per_1000(), Some(75.0));
