@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use volley::{Dscp, Ecn};
 
 const ABOUT: &str = "Check a host's and a path's UDP: offloads, ECN, DSCP, MTU, loss under load";
@@ -129,9 +129,9 @@ pub(crate) struct BlastArgs {
     /// Datagrams per GSO send (1 = no GSO); default: as many as fit, up to the kernel's limit.
     #[arg(long, value_name = "N")]
     pub(crate) gso: Option<usize>,
-    /// ECN codepoint to set on every datagram.
-    #[arg(long, value_enum, default_value = "not-ect")]
-    pub(crate) ecn: EcnArg,
+    /// ECN codepoint to set on every datagram: not-ect, ect0, ect1 (L4S) or ce.
+    #[arg(long, value_name = "CODEPOINT", value_parser = parse_ecn, default_value = "not-ect")]
+    pub(crate) ecn: Ecn,
     /// DSCP to set: a name (ef, af41, cs1, default, ...) or 0..=63.
     #[arg(long, value_name = "NAME|N", value_parser = parse_dscp)]
     pub(crate) dscp: Option<Dscp>,
@@ -202,60 +202,41 @@ pub(crate) struct PathArgs {
     pub(crate) json: bool,
 }
 
-/// An ECN codepoint as typed on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum EcnArg {
-    /// Not ECN-capable (0b00).
-    #[value(name = "not-ect", alias = "notect", alias = "none")]
-    NotEct,
-    /// ECT(0) (0b10), what most ECN transports use.
-    #[value(name = "ect0")]
-    Ect0,
-    /// ECT(1) (0b01), L4S.
-    #[value(name = "ect1")]
-    Ect1,
-    /// Congestion experienced (0b11).
-    #[value(name = "ce")]
-    Ce,
-}
+/// The four ECN codepoints, in the order help text lists them.
+const ECN_ALL: [Ecn; 4] = [Ecn::NotEct, Ecn::Ect0, Ecn::Ect1, Ecn::Ce];
 
-impl From<EcnArg> for Ecn {
-    fn from(e: EcnArg) -> Self {
-        match e {
-            EcnArg::NotEct => Self::NotEct,
-            EcnArg::Ect0 => Self::Ect0,
-            EcnArg::Ect1 => Self::Ect1,
-            EcnArg::Ce => Self::Ce,
-        }
+/// Parses an ECN codepoint by the core's names (`not-ect`, `ect0`, `ect1`,
+/// `ce`: `Ecn`'s `Display`), or `notect` / `none`.
+pub(crate) fn parse_ecn(s: &str) -> Result<Ecn, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    if matches!(lower.as_str(), "notect" | "none") {
+        return Ok(Ecn::NotEct);
     }
+    ECN_ALL.into_iter().find(|e| e.to_string() == lower).ok_or_else(|| {
+        let names: Vec<String> = ECN_ALL.iter().map(Ecn::to_string).collect();
+        format!("unknown ECN codepoint {s:?}: use one of {}", names.join(", "))
+    })
 }
 
-/// Parses a DSCP name (RFC 2474/2597/3246/4594/8622) or number.
+/// Parses a DSCP by the core's names (`Dscp`'s `Display`: ef, af11..af43,
+/// cs1..cs7, le, va, default), or the aliases be / df / cs0 / voice-admit,
+/// or a number.
 pub(crate) fn parse_dscp(s: &str) -> Result<Dscp, String> {
     let lower = s.trim().to_ascii_lowercase();
-    let value = match lower.as_str() {
-        "default" | "be" | "df" | "cs0" => 0,
-        "le" => 1,
-        "ef" => 46,
-        "va" | "voice-admit" => 44,
-        _ => {
-            if let Some(n) = lower.strip_prefix("cs").and_then(|d| d.parse::<u8>().ok()).filter(|n| *n <= 7) {
-                n << 3
-            } else if let Some((c, p)) = lower.strip_prefix("af").and_then(|d| {
-                let b = d.as_bytes();
-                (b.len() == 2).then(|| (b[0].wrapping_sub(b'0'), b[1].wrapping_sub(b'0')))
-            }) {
-                if !(1..=4).contains(&c) || !(1..=3).contains(&p) {
-                    return Err(format!("unknown DSCP {s:?}: AF classes are af11..af43"));
-                }
-                (c << 3) | (p << 1)
-            } else {
-                lower.parse::<u8>().map_err(|_| {
-                    format!("unknown DSCP {s:?}: use a name (ef, af11..af43, cs0..cs7, le, va, default) or 0..=63")
-                })?
-            }
-        }
+    let alias = match lower.as_str() {
+        "be" | "df" | "cs0" => Some(0),
+        "voice-admit" => Some(44),
+        _ => None,
     };
+    if let Some(v) = alias.or_else(|| (0..64).find(|&v| Dscp::from_tos(v << 2).to_string() == lower)) {
+        return Ok(Dscp::from_tos(v << 2));
+    }
+    if lower.starts_with("af") {
+        return Err(format!("unknown DSCP {s:?}: AF classes are af11..af43"));
+    }
+    let value = lower.parse::<u8>().map_err(|_| {
+        format!("unknown DSCP {s:?}: use a name (ef, af11..af43, cs0..cs7, le, va, default) or 0..=63")
+    })?;
     Dscp::new(value).map_err(|e| e.to_string())
 }
 
@@ -318,6 +299,23 @@ mod tests {
         assert!(parse_dscp("af51").is_err());
         assert!(parse_dscp("cs8").is_err());
         assert!(parse_dscp("fast").is_err());
+        assert_eq!(parse_dscp("le").unwrap().value(), 1);
+        assert_eq!(parse_dscp("VA").unwrap().value(), 44);
+        assert_eq!(parse_dscp("be").unwrap().value(), 0);
+        // Every value round-trips through the core's name for it.
+        for v in 0..64u8 {
+            let d = Dscp::new(v).unwrap();
+            assert_eq!(parse_dscp(&d.to_string()).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn ecn_names_are_the_cores() {
+        for e in ECN_ALL {
+            assert_eq!(parse_ecn(&e.to_string()).unwrap(), e);
+        }
+        assert_eq!(parse_ecn("NONE").unwrap(), Ecn::NotEct);
+        assert!(parse_ecn("purple").unwrap_err().contains("not-ect, ect0, ect1, ce"));
     }
 
     #[test]
