@@ -42,6 +42,7 @@ pub(crate) enum Command {
     Echo(EchoArgs),
     Blast(BlastArgs),
     Path(PathArgs),
+    Listen(ListenArgs),
 }
 
 /// Print what this host's kernel gives a volley UDP socket.
@@ -202,6 +203,64 @@ pub(crate) struct PathArgs {
     pub(crate) json: bool,
 }
 
+/// Print every datagram that arrives, from any sender, with its metadata.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "\
+Print one line per datagram that arrives, from any sender (not only volley: \
+Python's socket module, nc -u, a WebRTC client), with everything the kernel \
+reports about it: source, the local address it was sent to and the interface \
+it arrived on (name and index), ECN codepoint, DSCP, TTL / hop limit, length, \
+its place in a GRO train (each datagram of a coalesced receive gets its own \
+line), truncation, the kernel receive timestamp (Unix time) and the socket's \
+kernel drop counter. Unknown fields are left out of a text line (null in JSON). \
+On exit (--count datagrams, --timeout, or Ctrl-C) a summary counts datagrams \
+and bytes, datagrams per ECN codepoint and DSCP, truncations and drops. Exit \
+status 3 if --count was not reached within --timeout.",
+    after_help = "\
+Examples:
+  volley listen --listen 4500                    # [::]:4500, IPv6 and IPv4
+  volley listen --listen 0.0.0.0:4500 --count 10 --json | jq -c 'select(.type == \"datagram\")'
+  volley listen --listen 0.0.0.0:5000 --join 239.1.2.3@eth0 --reuse-port
+  volley listen --listen [::]:5000 --join ff15::77@2 --timeout 30
+Send from anything, e.g. (DSCP EF + ECT(0) is TOS 0xba):
+  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xba); s.sendto(b\"hi\", (\"127.0.0.1\", 4500))'
+  echo hi | nc -u -w1 127.0.0.1 4500"
+)]
+pub(crate) struct ListenArgs {
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, or a bare PORT for [::]:PORT (IPv6 and IPv4).
+    #[arg(long, short = 'l', value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// Join a multicast group (repeatable): GROUP, or GROUP@IFACE with an interface name, index or IPv4 address.
+    #[arg(long, value_name = "GROUP[@IFACE]", value_parser = crate::listen::parse_join)]
+    pub(crate) join: Vec<crate::listen::Join>,
+    /// Set SO_REUSEPORT: share the port with other sockets that set it.
+    #[arg(long)]
+    pub(crate) reuse_port: bool,
+    /// On an IPv6 address, IPv6 only (default: dual stack, IPv4 too).
+    #[arg(long)]
+    pub(crate) ipv6_only: bool,
+    /// Stop after this many datagrams.
+    #[arg(long, short = 'c', value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// Stop after this long (e.g. 10, 1.5, 500ms, 2m); default: run until interrupted.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// One JSON object per line: a `listening` line, one `datagram` line each, a `summary` line.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No line per datagram: only the first line and the summary.
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+    /// Turn GRO off: every datagram is its own receive.
+    #[arg(long)]
+    pub(crate) no_gro: bool,
+    /// Receive buffer size to request, bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub(crate) buffer: usize,
+}
+
 /// The four ECN codepoints, in the order help text lists them.
 const ECN_ALL: [Ecn; 4] = [Ecn::NotEct, Ecn::Ect0, Ecn::Ect1, Ecn::Ce];
 
@@ -234,9 +293,9 @@ pub(crate) fn parse_dscp(s: &str) -> Result<Dscp, String> {
     if lower.starts_with("af") {
         return Err(format!("unknown DSCP {s:?}: AF classes are af11..af43"));
     }
-    let value = lower.parse::<u8>().map_err(|_| {
-        format!("unknown DSCP {s:?}: use a name (ef, af11..af43, cs0..cs7, le, va, default) or 0..=63")
-    })?;
+    let value = lower
+        .parse::<u8>()
+        .map_err(|_| format!("unknown DSCP {s:?}: use a name (ef, af11..af43, cs0..cs7, le, va, default) or 0..=63"))?;
     Dscp::new(value).map_err(|e| e.to_string())
 }
 

@@ -49,6 +49,7 @@ mod blast;
 mod cli;
 mod client;
 mod echo;
+mod listen;
 mod path;
 mod probe;
 mod util;
@@ -82,6 +83,7 @@ pub fn main() -> ExitCode {
         cli::Command::Echo(a) => echo::run(a),
         cli::Command::Blast(a) => blast::run(a),
         cli::Command::Path(a) => path::run(a),
+        cli::Command::Listen(a) => listen::run(a),
     };
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
