@@ -757,3 +757,107 @@ fn fmt_ratio(v: Option<f64>) -> String {
         _ => "-".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::scenario::{CellConfig, Timing};
+    use crate::bench::stats::{SideResult, Window};
+
+    /// A fixed report: two rounds of bulk-1200 on four datapaths (the
+    /// baselines and volley), one echo cell with RTTs, one failed cell, a
+    /// strace row, odd strings and non-finite ratios.
+    fn fixture_json() -> String {
+        let mut opts = Options::parse(&["--quick".to_string(), "--rounds".to_string(), "2".to_string()]).unwrap();
+        opts.timing = Timing { warmup: Duration::from_millis(100), duration: Duration::from_millis(250), pin: true };
+        let machine = Machine {
+            nproc: 2,
+            kernel: "6.18.0 \"test\"\tkernel".into(),
+            cpu: "Some CPU @ 2.0GHz".into(),
+            rmem_max: "4194304".into(),
+            wmem_max: "4194304".into(),
+            rustc: "rustc 1.95.0".into(),
+            background_busy: 0.125,
+            build: "release",
+        };
+        let side = |datagrams: u64, syscalls: u64, cpu_ns: u64, rtts: Vec<u64>| SideResult {
+            window: Window {
+                secs: 0.25,
+                datagrams,
+                bytes: datagrams * 1200,
+                syscalls,
+                allocs: 0,
+                cpu_ns,
+                user_ns: cpu_ns / 3,
+            },
+            total: datagrams + 7,
+            total_syscalls: syscalls + 3,
+            rtts_ns: rtts,
+            lost: 0,
+            checksum: datagrams.wrapping_mul(2_654_435_761),
+            error: None,
+        };
+        let mut results = Vec::new();
+        for round in 0..2 {
+            for (i, dp) in [Datapath::Std, Datapath::QuinnUdp, Datapath::Raw, Datapath::Volley].into_iter().enumerate()
+            {
+                let n = 100_000 + 37_000 * i as u64 + 1_111 * round as u64;
+                results.push(Ok(CellResult {
+                    scenario: Scenario::Bulk(1200),
+                    datapath: dp,
+                    round,
+                    tx: side(n + 10, n / 40 + i as u64, 91_000_000 + 7 * n, Vec::new()),
+                    rx: side(n, n / 32, 83_000_000 + 3 * n, Vec::new()),
+                    sent: n + 10,
+                    received: n,
+                    system_cpu_ns: 400_000_000 + n,
+                    system_secs: 0.2500001,
+                    config: CellConfig {
+                        describe: format!("{} with \\ and \"quotes\"", dp.name()),
+                        train_segments: 1 + i,
+                        recv_buffer: 4 << 20,
+                        send_buffer: 4 << 20,
+                    },
+                }));
+            }
+        }
+        results.push(Ok(CellResult {
+            scenario: Scenario::Echo,
+            datapath: Datapath::Volley,
+            round: 0,
+            tx: side(500, 1000, 5_000_000, (1..=500).map(|k| 20_000 + 13 * k).collect()),
+            rx: side(500, 1000, 4_000_000, Vec::new()),
+            sent: 500,
+            received: 500,
+            system_cpu_ns: 9_000_000,
+            system_secs: 0.25,
+            config: CellConfig { describe: "echo".into(), train_segments: 1, recv_buffer: 0, send_buffer: 0 },
+        }));
+        results.push(Err("fan-in/raw: bind failed: address in use\nsecond line".to_string()));
+        let mut rep = Report::new(&opts, &machine, &results, Duration::from_millis(12_345));
+        rep.strace = vec![StraceRow {
+            scenario: "bulk-1200".into(),
+            datapath: "volley".into(),
+            received: 123_456,
+            counted: 4_000,
+            traced: 4_012,
+            by_name: vec![("sendmmsg".into(), 2_000), ("recvmmsg".into(), 2_012)],
+            error: None,
+        }];
+        rep.json().to_string()
+    }
+
+    /// The JSON document's schema and formatting are fixed: consumers
+    /// (docs/benchmarks.md, the charts, scripts) read it. The golden file
+    /// was written by the hand-rolled writer this replaced.
+    #[test]
+    fn json_matches_the_golden_document() {
+        let got = fixture_json();
+        let golden_path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bench/testdata/report.json");
+        if std::env::var_os("VOLLEY_BLESS").is_some() {
+            std::fs::write(golden_path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(golden_path).expect("golden file");
+        assert_eq!(got, want, "the results.json document changed");
+    }
+}
