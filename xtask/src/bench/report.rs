@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::json::Json;
+use serde::Serialize;
+
+use super::json::{to_document, Num, Ordered};
 use super::scenario::{CellConfig, CellResult, Datapath, Scenario, ECHO_INTERVAL};
 use super::stats::{median, percentile, quantile};
 use super::strace::Row as StraceRow;
@@ -156,25 +158,45 @@ impl Figures {
         }
     }
 
-    fn json(&self) -> Json {
-        Json::obj([
-            ("datagrams_per_s", Json::from(self.rate)),
-            ("gbit_per_s", self.gbps.into()),
-            ("loss_pct", self.loss_pct.into()),
-            ("cpu_ns_per_datagram", self.cpu_ns.into()),
-            ("all_cpus_busy_ns_per_datagram", self.sys_cpu_ns.into()),
-            ("send_cpu_ns_per_datagram", self.tx_cpu_ns.into()),
-            ("recv_cpu_ns_per_datagram", self.rx_cpu_ns.into()),
-            ("send_syscalls_per_1000", self.tx_sys_k.into()),
-            ("recv_syscalls_per_1000", self.rx_sys_k.into()),
-            ("send_allocs_per_datagram", self.tx_allocs.into()),
-            ("recv_allocs_per_datagram", self.rx_allocs.into()),
-            ("allocs_in_window", self.allocs.into()),
-            ("datagrams_in_window", self.datagrams.into()),
-            ("rtt_p50_us", self.p50_us.into()),
-            ("rtt_p99_us", self.p99_us.into()),
-        ])
+    fn json(&self) -> FiguresJson {
+        FiguresJson {
+            datagrams_per_s: Num(self.rate),
+            gbit_per_s: Num(self.gbps),
+            loss_pct: Num(self.loss_pct),
+            cpu_ns_per_datagram: Num(self.cpu_ns),
+            all_cpus_busy_ns_per_datagram: Num(self.sys_cpu_ns),
+            send_cpu_ns_per_datagram: Num(self.tx_cpu_ns),
+            recv_cpu_ns_per_datagram: Num(self.rx_cpu_ns),
+            send_syscalls_per_1000: Num(self.tx_sys_k),
+            recv_syscalls_per_1000: Num(self.rx_sys_k),
+            send_allocs_per_datagram: Num(self.tx_allocs),
+            recv_allocs_per_datagram: Num(self.rx_allocs),
+            allocs_in_window: Num(self.allocs),
+            datagrams_in_window: Num(self.datagrams),
+            rtt_p50_us: Num(self.p50_us),
+            rtt_p99_us: Num(self.p99_us),
+        }
     }
+}
+
+/// One cell's or one summary's figures in `results.json`.
+#[derive(Debug, Serialize)]
+struct FiguresJson {
+    datagrams_per_s: Num,
+    gbit_per_s: Num,
+    loss_pct: Num,
+    cpu_ns_per_datagram: Num,
+    all_cpus_busy_ns_per_datagram: Num,
+    send_cpu_ns_per_datagram: Num,
+    recv_cpu_ns_per_datagram: Num,
+    send_syscalls_per_1000: Num,
+    recv_syscalls_per_1000: Num,
+    send_allocs_per_datagram: Num,
+    recv_allocs_per_datagram: Num,
+    allocs_in_window: Num,
+    datagrams_in_window: Num,
+    rtt_p50_us: Num,
+    rtt_p99_us: Num,
 }
 
 /// Medians over rounds of one scenario x datapath, with ratios to the
@@ -568,138 +590,207 @@ impl<'a> Report<'a> {
         s
     }
 
-    pub(crate) fn json(&self) -> Json {
+    /// The `results.json` document.
+    pub(crate) fn json(&self) -> String {
         let o = self.opts;
         let m = self.machine;
-        let side = |r: &super::stats::SideResult| {
+        let side = |r: &'a super::stats::SideResult| {
             let w = &r.window;
-            Json::obj([
-                ("window_secs", Json::from(w.secs)),
-                ("window_datagrams", w.datagrams.into()),
-                ("window_bytes", w.bytes.into()),
-                ("window_syscalls", w.syscalls.into()),
-                ("window_allocs", w.allocs.into()),
-                ("window_cpu_ns", w.cpu_ns.into()),
-                ("window_user_cpu_ns", w.user_ns.into()),
-                ("total_datagrams", r.total.into()),
-                ("total_syscalls", r.total_syscalls.into()),
-                ("echo_lost", r.lost.into()),
-                ("checksum", r.checksum.into()),
-                ("error", Json::opt_str(r.error.as_deref())),
-            ])
+            SideJson {
+                window_secs: Num(w.secs),
+                window_datagrams: w.datagrams,
+                window_bytes: w.bytes,
+                window_syscalls: w.syscalls,
+                window_allocs: w.allocs,
+                window_cpu_ns: w.cpu_ns,
+                window_user_cpu_ns: w.user_ns,
+                total_datagrams: r.total,
+                total_syscalls: r.total_syscalls,
+                echo_lost: r.lost,
+                checksum: r.checksum,
+                error: r.error.as_deref(),
+            }
         };
-        Json::obj([
-            ("command", Json::from(o.command.clone())),
-            (
-                "machine",
-                Json::obj([
-                    ("nproc", Json::from(m.nproc)),
-                    ("kernel", m.kernel.clone().into()),
-                    ("cpu", m.cpu.clone().into()),
-                    ("rmem_max", m.rmem_max.clone().into()),
-                    ("wmem_max", m.wmem_max.clone().into()),
-                    ("rustc", m.rustc.clone().into()),
-                    ("background_busy_fraction", m.background_busy.into()),
-                    ("build", m.build.into()),
-                ]),
-            ),
-            (
-                "options",
-                Json::obj([
-                    ("rounds", Json::from(o.rounds)),
-                    ("warmup_ms", (o.timing.warmup.as_millis() as u64).into()),
-                    ("duration_ms", (o.timing.duration.as_millis() as u64).into()),
-                    ("quick", o.quick.into()),
-                    ("pinned", o.timing.pin.into()),
-                    ("recv_buffer_requested", o.sock.recv_buffer.into()),
-                    ("send_buffer_requested", o.sock.send_buffer.into()),
-                    ("echo_interval_us", (ECHO_INTERVAL.as_micros() as u64).into()),
-                    ("elapsed_secs", self.elapsed.as_secs_f64().into()),
-                ]),
-            ),
-            (
-                "summary",
-                Json::Arr(
-                    self.summaries
-                        .iter()
-                        .map(|s| {
-                            Json::obj([
-                                ("scenario", Json::from(s.scenario.name())),
-                                ("datapath", s.datapath.name().into()),
-                                ("rounds", s.rounds.into()),
-                                ("median", s.med.json()),
-                                (
-                                    "ratio_vs",
-                                    Json::obj(
-                                        BASELINES
-                                            .iter()
-                                            .map(|b| (b.name(), Json::from(s.vs.get(b).copied().unwrap_or(f64::NAN)))),
-                                    ),
-                                ),
-                                (
-                                    "ratio_vs_iqr",
-                                    Json::obj(BASELINES.iter().map(|b| {
-                                        let (lo, hi) = s.vs_iqr.get(b).copied().unwrap_or((f64::NAN, f64::NAN));
-                                        (b.name(), Json::Arr(vec![Json::from(lo), Json::from(hi)]))
-                                    })),
-                                ),
-                                (
-                                    "config",
-                                    Json::obj([
-                                        ("describe", Json::from(s.config.describe.clone())),
-                                        ("gso_segments", s.config.train_segments.into()),
-                                        ("so_rcvbuf", s.config.recv_buffer.into()),
-                                        ("so_sndbuf", s.config.send_buffer.into()),
-                                    ]),
-                                ),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            (
-                "targets",
-                Json::Arr(
-                    self.targets
-                        .iter()
-                        .map(|t| {
-                            Json::obj([
-                                ("target", Json::from(t.name.clone())),
-                                ("goal", t.goal.clone().into()),
-                                ("measured", t.measured.clone().into()),
-                                ("value", t.value.into()),
-                                ("pass", t.pass.map_or(Json::Null, Json::Bool)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            (
-                "cells",
-                Json::Arr(
-                    self.cells
-                        .iter()
-                        .map(|c| {
-                            Json::obj([
-                                ("round", Json::from(c.round + 1)),
-                                ("scenario", c.scenario.name().into()),
-                                ("datapath", c.datapath.name().into()),
-                                ("sent", c.sent.into()),
-                                ("received", c.received.into()),
-                                ("all_cpus_busy_ns", c.system_cpu_ns.into()),
-                                ("all_cpus_window_secs", c.system_secs.into()),
-                                ("figures", Figures::of(c).json()),
-                                ("sender", side(&c.tx)),
-                                ("receiver", side(&c.rx)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            ("strace", super::strace::json(&self.strace)),
-            ("errors", Json::Arr(self.errors.iter().map(|e| Json::from(e.clone())).collect())),
-        ])
+        let doc = Document {
+            command: &o.command,
+            machine: MachineJson {
+                nproc: m.nproc,
+                kernel: &m.kernel,
+                cpu: &m.cpu,
+                rmem_max: &m.rmem_max,
+                wmem_max: &m.wmem_max,
+                rustc: &m.rustc,
+                background_busy_fraction: Num(m.background_busy),
+                build: m.build,
+            },
+            options: OptionsJson {
+                rounds: o.rounds,
+                warmup_ms: o.timing.warmup.as_millis() as u64,
+                duration_ms: o.timing.duration.as_millis() as u64,
+                quick: o.quick,
+                pinned: o.timing.pin,
+                recv_buffer_requested: o.sock.recv_buffer,
+                send_buffer_requested: o.sock.send_buffer,
+                echo_interval_us: ECHO_INTERVAL.as_micros() as u64,
+                elapsed_secs: Num(self.elapsed.as_secs_f64()),
+            },
+            summary: self
+                .summaries
+                .iter()
+                .map(|s| SummaryJson {
+                    scenario: s.scenario.name(),
+                    datapath: s.datapath.name(),
+                    rounds: s.rounds,
+                    median: s.med.json(),
+                    ratio_vs: Ordered(
+                        BASELINES.iter().map(|b| (b.name(), Num(s.vs.get(b).copied().unwrap_or(f64::NAN)))).collect(),
+                    ),
+                    ratio_vs_iqr: Ordered(
+                        BASELINES
+                            .iter()
+                            .map(|b| {
+                                let (lo, hi) = s.vs_iqr.get(b).copied().unwrap_or((f64::NAN, f64::NAN));
+                                (b.name(), [Num(lo), Num(hi)])
+                            })
+                            .collect(),
+                    ),
+                    config: ConfigJson {
+                        describe: &s.config.describe,
+                        gso_segments: s.config.train_segments,
+                        so_rcvbuf: s.config.recv_buffer,
+                        so_sndbuf: s.config.send_buffer,
+                    },
+                })
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetJson {
+                    target: &t.name,
+                    goal: &t.goal,
+                    measured: &t.measured,
+                    value: Num(t.value),
+                    pass: t.pass,
+                })
+                .collect(),
+            cells: self
+                .cells
+                .iter()
+                .map(|c| CellJson {
+                    round: c.round + 1,
+                    scenario: c.scenario.name(),
+                    datapath: c.datapath.name(),
+                    sent: c.sent,
+                    received: c.received,
+                    all_cpus_busy_ns: c.system_cpu_ns,
+                    all_cpus_window_secs: Num(c.system_secs),
+                    figures: Figures::of(c).json(),
+                    sender: side(&c.tx),
+                    receiver: side(&c.rx),
+                })
+                .collect(),
+            strace: super::strace::json(&self.strace),
+            errors: &self.errors,
+        };
+        to_document(&doc)
     }
+}
+
+/// `results.json`: the schema docs/benchmarks.md and the charts read. Field
+/// order is the document's key order.
+#[derive(Debug, Serialize)]
+struct Document<'a> {
+    command: &'a str,
+    machine: MachineJson<'a>,
+    options: OptionsJson,
+    summary: Vec<SummaryJson<'a>>,
+    targets: Vec<TargetJson<'a>>,
+    cells: Vec<CellJson<'a>>,
+    strace: Vec<super::strace::RowJson<'a>>,
+    errors: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct MachineJson<'a> {
+    nproc: usize,
+    kernel: &'a str,
+    cpu: &'a str,
+    rmem_max: &'a str,
+    wmem_max: &'a str,
+    rustc: &'a str,
+    background_busy_fraction: Num,
+    build: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct OptionsJson {
+    rounds: usize,
+    warmup_ms: u64,
+    duration_ms: u64,
+    quick: bool,
+    pinned: bool,
+    recv_buffer_requested: usize,
+    send_buffer_requested: usize,
+    echo_interval_us: u64,
+    elapsed_secs: Num,
+}
+
+#[derive(Debug, Serialize)]
+struct SummaryJson<'a> {
+    scenario: String,
+    datapath: &'a str,
+    rounds: usize,
+    median: FiguresJson,
+    ratio_vs: Ordered<&'a str, Num>,
+    ratio_vs_iqr: Ordered<&'a str, [Num; 2]>,
+    config: ConfigJson<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigJson<'a> {
+    describe: &'a str,
+    gso_segments: usize,
+    so_rcvbuf: usize,
+    so_sndbuf: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct TargetJson<'a> {
+    target: &'a str,
+    goal: &'a str,
+    measured: &'a str,
+    value: Num,
+    pass: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct CellJson<'a> {
+    round: usize,
+    scenario: String,
+    datapath: &'a str,
+    sent: u64,
+    received: u64,
+    all_cpus_busy_ns: u64,
+    all_cpus_window_secs: Num,
+    figures: FiguresJson,
+    sender: SideJson<'a>,
+    receiver: SideJson<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct SideJson<'a> {
+    window_secs: Num,
+    window_datagrams: u64,
+    window_bytes: u64,
+    window_syscalls: u64,
+    window_allocs: u64,
+    window_cpu_ns: u64,
+    window_user_cpu_ns: u64,
+    total_datagrams: u64,
+    total_syscalls: u64,
+    echo_lost: u64,
+    checksum: u64,
+    error: Option<&'a str>,
 }
 
 fn describe(sc: Scenario) -> String {
@@ -844,7 +935,7 @@ mod tests {
             by_name: vec![("sendmmsg".into(), 2_000), ("recvmmsg".into(), 2_012)],
             error: None,
         }];
-        rep.json().to_string()
+        rep.json()
     }
 
     /// The JSON document's schema and formatting are fixed: consumers
