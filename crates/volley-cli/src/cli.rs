@@ -6,14 +6,15 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use volley::{Dscp, Ecn};
 
-const ABOUT: &str = "Check a host's and a path's UDP: offloads, ECN, DSCP, MTU, loss under load";
+const ABOUT: &str = "Check a host's and a path's UDP: offloads, ECN, DSCP, MTU, loss under load, what arrives";
 
 const LONG_ABOUT: &str = "\
 volley checks what a Linux host and a network path do to UDP, the way iperf3 is used for TCP, \
 without writing code. Run `volley probe` on a host to see what its kernel offers a UDP socket. \
 Run `volley echo` on one end of a path and `volley blast` or `volley path` on the other to \
 measure rate, loss and drops under load, and to check whether ECN and DSCP marks survive and \
-what the path MTU is.
+what the path MTU is. Run `volley listen` to see every datagram any sender sends you, with its \
+ECN, DSCP, TTL, local address and interface.
 
 Exit status: 0 success; 1 error (bad address, bind failure, no reply); 2 usage error; 3 the \
 run worked but found a problem (a mark not preserved, loss above --max-loss).";
@@ -24,7 +25,8 @@ Examples:
   volley echo --listen [::]:4500        # run a reflector (IPv4 and IPv6)
   volley blast --to 192.0.2.7:4500 --ecn ect0 --duration 10
   volley path --to 192.0.2.7:4500       # ECN, DSCP and MTU verdicts
-  volley path --to 192.0.2.7:4500 --json | jq .path_mtu";
+  volley path --to 192.0.2.7:4500 --json | jq .path_mtu
+  volley listen --listen 4500 --count 10 # what arrives, from any sender, one line each";
 
 /// The `volley` command line.
 #[derive(Debug, Parser)]

@@ -696,8 +696,8 @@ impl<'a> Report<'a> {
     }
 }
 
-/// `results.json`: the schema docs/benchmarks.md and the charts read. Field
-/// order is the document's key order.
+/// `results.json`, the schema docs/benchmarks.md describes and scripts
+/// read. Field order is the document's key order.
 #[derive(Debug, Serialize)]
 struct Document<'a> {
     command: &'a str,
