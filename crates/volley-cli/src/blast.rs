@@ -114,7 +114,7 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
     let header = format!(
         "volley blast to {target} from {local}: {}-byte datagrams, GSO {gso}, ECN {}, DSCP {}, {}, {}",
         args.size,
-        ecn.to_string(),
+        ecn,
         dscp.map_or("default (socket)".into(), |d| d.to_string()),
         if args.rate == 0 { "unlimited rate".into() } else { format!("{} datagrams/s", si(args.rate as f64)) },
         crate::client::fmt_secs(args.duration),
@@ -170,7 +170,7 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
                  these datagrams (size {}, ECN {}, DSCP {})",
                 group(sent.datagrams),
                 args.size,
-                ecn.to_string(),
+                ecn,
                 dscp.map_or("default".into(), |d| d.to_string())
             );
         }

@@ -234,7 +234,8 @@ pub(crate) struct ListenArgs {
     /// Address to listen on: IP:PORT, [IPv6]:PORT, or a bare PORT for [::]:PORT (IPv6 and IPv4).
     #[arg(long, short = 'l', value_name = "ADDR")]
     pub(crate) listen: String,
-    /// Join a multicast group (repeatable): GROUP, or GROUP@IFACE with an interface name, index or IPv4 address.
+    /// Join a multicast group (repeatable): GROUP, or GROUP@IFACE with an interface name, index or IPv4
+    /// address. Also sets SO_REUSEADDR, so several listeners can share the group's port.
     #[arg(long, value_name = "GROUP[@IFACE]", value_parser = crate::listen::parse_join)]
     pub(crate) join: Vec<crate::listen::Join>,
     /// Set SO_REUSEPORT: share the port with other sockets that set it.

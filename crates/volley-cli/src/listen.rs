@@ -266,6 +266,8 @@ enum Stop {
     Count,
     Timeout,
     Signal,
+    /// Standard output was closed (a pipe's reader exited).
+    Closed,
 }
 
 impl Stop {
@@ -274,6 +276,7 @@ impl Stop {
             Self::Count => "count",
             Self::Timeout => "timeout",
             Self::Signal => "signal",
+            Self::Closed => "output closed",
         }
     }
 }
@@ -431,10 +434,12 @@ pub(crate) fn run(args: &ListenArgs) -> Result<ExitStatus> {
                 tally.control_truncated += u64::from(meta.control_truncated && index == 0);
                 if !args.quiet {
                     let d = Datagram { n: tally.datagrams, meta, len: payload.len(), index, train, truncated, iface };
-                    if args.json {
-                        outln!("{}", d.json());
-                    } else {
-                        outln!("{}", d.text());
+                    let line = if args.json { d.json() } else { d.text() };
+                    // `volley listen | head -3`: stop once the reader left.
+                    if let Err(e) = writeln!(io::stdout().lock(), "{line}") {
+                        if e.kind() == io::ErrorKind::BrokenPipe {
+                            break 'run Stop::Closed;
+                        }
                     }
                 }
             }
