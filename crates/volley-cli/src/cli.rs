@@ -214,8 +214,9 @@ Python's socket module, nc -u, a WebRTC client), with everything the kernel \
 reports about it: source, the local address it was sent to and the interface \
 it arrived on (name and index), ECN codepoint, DSCP, TTL / hop limit, length, \
 its place in a GRO train (each datagram of a coalesced receive gets its own \
-line), truncation, the kernel receive timestamp (Unix time) and the socket's \
-kernel drop counter. Unknown fields are left out of a text line (null in JSON). \
+line), truncation, the kernel receive timestamp (Unix time), the socket's \
+kernel drop counter and the original destination (orig_dst: where a TPROXY rule \
+diverted the datagram from). Unknown fields are left out of a text line (null in JSON). \
 On exit (--count datagrams, --timeout, or Ctrl-C) a summary counts datagrams \
 and bytes, datagrams per ECN codepoint and DSCP, truncations and drops. Exit \
 status 3 if --count was not reached within --timeout.",

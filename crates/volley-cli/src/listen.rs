@@ -185,7 +185,7 @@ enum Show {
 
 /// A datagram line's fields in order: key, where it appears, and its value
 /// (`null` / `false`: left out of text lines). A new `RecvMeta` field is
-/// one more row, e.g. `("orig_dst", Show::Both, |d| opt(d.meta.orig_dst))`.
+/// one more row, as `orig_dst` was.
 #[allow(clippy::type_complexity)]
 const FIELDS: &[(&str, Show, fn(&Datagram<'_>) -> Value)] = &[
     ("type", Show::Json, |_| "datagram".into()),
@@ -208,6 +208,7 @@ const FIELDS: &[(&str, Show, fn(&Datagram<'_>) -> Value)] = &[
     ("timestamp_ns", Show::Json, |d| d.meta.timestamp.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)).into()),
     ("ts", Show::Text, |d| d.meta.timestamp.map(|t| format!("{}.{:09}", t.as_secs(), t.subsec_nanos())).into()),
     ("drops", Show::Both, |d| d.meta.drops.into()),
+    ("orig_dst", Show::Both, |d| opt(d.meta.orig_dst())),
 ];
 
 /// `null` or the value's `Display`.
@@ -329,7 +330,9 @@ pub(crate) fn run(args: &ListenArgs) -> Result<ExitStatus> {
         .reuse_port(args.reuse_port)
         .reuse_addr(!args.join.is_empty())
         .ipv6_only(args.ipv6_only)
-        .gro(!args.no_gro);
+        .gro(!args.no_gro)
+        // The original destination (TPROXY) where the kernel can say it.
+        .orig_dst(cfg!(any(target_os = "linux", target_os = "android")));
     let sock = match config.bind(addr) {
         Ok(s) => s,
         // A bare port on a host without IPv6: fall back to IPv4.
@@ -352,8 +355,7 @@ pub(crate) fn run(args: &ListenArgs) -> Result<ExitStatus> {
     };
     let groups: Vec<String> = args.join.iter().map(Join::to_string).collect();
     if args.json {
-        let reports =
-            json!({ "pktinfo": caps.pktinfo, "ecn_dscp": caps.ecn, "ttl": caps.ttl, "drops": caps.drop_counter });
+        let reports = json!({ "pktinfo": caps.pktinfo, "ecn_dscp": caps.ecn, "ttl": caps.ttl, "drops": caps.drop_counter, "orig_dst": caps.orig_dst });
         let line = Ordered(vec![
             ("type", json!("listening")),
             ("local", json!(local.to_string())),

@@ -144,6 +144,7 @@ fn listen_reports_what_plain_senders_set() {
     let want = if has_python { 3 } else { 2 };
     let l = Listener::start(&["--listen", "127.0.0.1:0", "--count", &want.to_string(), "--timeout", "10"]);
     assert_eq!(l.hello["stack"], "IPv4");
+    assert_eq!(l.hello["reports"]["orig_dst"], true, "listen asks for the original destination");
     assert_eq!(l.hello["timestamps"], true, "listen turns kernel timestamps on");
     let to = l.at("127.0.0.1");
 
@@ -191,6 +192,8 @@ fn listen_reports_what_plain_senders_set() {
         assert_eq!(d["ttl"], ttl, "{d}");
         assert_eq!(d["truncated"], false, "{d}");
         assert_eq!(d["control_truncated"], false, "{d}");
+        // No TPROXY here: the original destination is the listener itself.
+        assert_eq!(d["orig_dst"], to.to_string(), "{d}");
         // A kernel timestamp, Unix time in ns, within a minute of now.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
         let ts = d["timestamp_ns"].as_u64().unwrap_or_else(|| panic!("no timestamp: {d}"));
@@ -350,6 +353,7 @@ fn listen_text_lines_read_well() {
         line.starts_with(&format!("n=1 src={src} dst_ip=127.0.0.1 iface=lo len=5 ecn=ect0 dscp=ef ttl=64 ts=")),
         "{line}"
     );
+    assert!(line.ends_with(&format!("drops=0 orig_dst=127.0.0.1:{port}")), "{line}");
     assert!(!line.contains("truncated"), "false fields are left out: {line}");
     assert!(rest.contains("summary: 1 datagrams, 5 bytes"), "{rest}");
     assert!(rest.contains("ecn   ect0 1"), "{rest}");
