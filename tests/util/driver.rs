@@ -351,7 +351,7 @@ pub fn recv_up_to(sock: &Socket, want: usize, timeout: Duration) -> Vec<(RecvMet
 }
 
 /// Per-syscall call counts from an `strace -c` summary table
-/// ("% time seconds usecs/call calls [errors] syscall").
+/// ("% time seconds usecs/call calls \[errors\] syscall").
 pub fn parse_strace_summary(text: &str) -> std::collections::HashMap<String, u64> {
     let mut calls = std::collections::HashMap::new();
     for line in text.lines() {

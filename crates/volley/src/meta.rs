@@ -172,18 +172,23 @@ impl Dscp {
     }
 }
 
+/// The name of every codepoint the RFCs name, lower case: `default`
+/// (RFC 2474), `cs1`..`cs7` (class selectors, RFC 2474), `af11`..`af43`
+/// (RFC 2597), `ef` (RFC 3246), `va` (voice-admit, RFC 5865), `le` (lower
+/// effort, RFC 8622); any other value as its number. The one name table:
+/// the `volley` command prints and parses these.
 impl fmt::Display for Dscp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const CS: [&str; 8] = ["default", "cs1", "cs2", "cs3", "cs4", "cs5", "cs6", "cs7"];
+        const AF: [[&str; 3]; 4] =
+            [["af11", "af12", "af13"], ["af21", "af22", "af23"], ["af31", "af32", "af33"], ["af41", "af42", "af43"]];
+        let (class, low) = (usize::from(self.0 >> 3), self.0 & 7);
         let name = match self.0 {
-            0 => "default",
-            8 => "cs1",
-            10 => "af11",
-            18 => "af21",
-            26 => "af31",
-            34 => "af41",
-            40 => "cs5",
+            1 => "le",
+            44 => "va",
             46 => "ef",
-            48 => "cs6",
+            _ if low == 0 => CS[class],
+            _ if (1..=4).contains(&class) && matches!(low, 2 | 4 | 6) => AF[class - 1][usize::from(low / 2) - 1],
             _ => return f.pad(&self.0.to_string()),
         };
         f.pad(name)
@@ -938,6 +943,13 @@ mod tests {
         for (d, name) in named {
             assert_eq!(d.to_string(), name);
         }
+        let more = [(1, "le"), (16, "cs2"), (12, "af12"), (38, "af43"), (44, "va"), (56, "cs7")];
+        for (v, name) in more {
+            assert_eq!(Dscp(v).to_string(), name);
+        }
+        // Every name is distinct, and no unnamed value looks like a name.
+        let all: std::collections::HashSet<String> = (0..64).map(|v| Dscp(v).to_string()).collect();
+        assert_eq!(all.len(), 64);
         assert_eq!(Dscp(63).to_string(), "63");
         assert_eq!(format!("{:<4}|", Dscp::EF), "ef  |");
         assert_eq!(format!("{:<4}|", Dscp(7)), "7   |");

@@ -1,14 +1,10 @@
 //! Every `unsafe` in xtask lives here, each block with a `// SAFETY:` line:
 //!
-//! - the counting `#[global_allocator]` that measures heap allocations per
-//!   thread (per side) in the steady-state window;
 //! - `getrusage(RUSAGE_THREAD)` for per-thread CPU time;
 //! - the `raw` datapath: plain `sendmsg` with a `UDP_SEGMENT` control message
 //!   and `recvmmsg` with `UDP_GRO`, written directly against libc: the
 //!   physical limit the other datapaths are measured against.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -18,63 +14,6 @@ use std::ptr;
 use socket2::{SockAddr, Socket};
 
 use super::endpoint::{self, fit_segments, is_retry, Burst, Endpoint, Ready, Role, SockOpts, Train, BATCH};
-
-// ---------------------------------------------------------------------------
-// Counting allocator
-
-thread_local! {
-    /// Allocations (alloc, alloc_zeroed, realloc) made by this thread.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting calls per thread. Const-initialised
-/// thread-locals without a destructor never allocate, so counting cannot
-/// recurse.
-#[derive(Debug)]
-pub(crate) struct CountingAlloc;
-
-#[inline]
-fn count_one() {
-    // `try_with` fails only during thread teardown; an allocation then is not
-    // in any measurement window.
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees are ours; the counting touches only a
-// thread-local `Cell`.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours (non-zero-size `layout`).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` came from `System` with `layout`; `new_size` is the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Heap allocations this thread has made so far.
-pub(crate) fn thread_allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
 
 // ---------------------------------------------------------------------------
 // CPU time
