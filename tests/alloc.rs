@@ -2,71 +2,18 @@
 //! `try_send_batch` (64 transmits, with and without GSO) and
 //! `try_recv_batch` perform zero heap allocations, on both datapaths.
 //!
-//! A counting global allocator (this test binary only) counts allocations
-//! made by the thread that switched counting on, so the test harness's own
-//! threads cannot disturb the count.
+//! The shared counting global allocator (`volley_tests::alloc`) counts
+//! allocations per thread, so the test harness's own threads cannot
+//! disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use volley::{RecvBatch, Socket, Transmit};
+use volley_tests::alloc::{count_allocations, CountingAlloc};
 use volley_tests::driver::{self, for_each_backend, payload, train};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments,
-// so System's guarantees carry over; counting touches only an atomic and a
-// const-initialised thread-local without destructor (neither allocates).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Counts allocations made by this thread while `f` runs.
-fn count_allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// One round: sends all of `transmits` (retrying on `WouldBlock`), then
 /// receives until `datagrams` arrived. Allocation-free unless it fails.
@@ -75,7 +22,10 @@ fn round(tx: &Socket, rx: &Socket, batch: &mut RecvBatch, transmits: &[Transmit<
     let mut rest = transmits;
     while !rest.is_empty() {
         match tx.try_send_batch(rest) {
-            Ok(n) => rest = &rest[n..],
+            Ok(sent) => {
+                assert!(!sent.is_partial(), "a GSO train cut: {sent:?}");
+                rest = &rest[sent.transmits..];
+            }
             Err(e) if e.is_would_block() => {
                 driver::wait_ready(tx, libc::POLLOUT, Duration::from_millis(100));
             }

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use volley::{Dscp, Error, InvalidTransmit, RecvBatch, Socket, Transmit};
+use volley::{Dscp, Error, InvalidTransmit, RecvBatch, Sent, Socket, Transmit};
 use volley_tests::driver::{self, addr, for_each_backend, payload, recv_datagrams, send_recv, train, Case};
 
 const QUIET: Duration = Duration::from_millis(30);
@@ -144,15 +144,25 @@ fn wrong_address_family_is_rejected() {
 }
 
 #[test]
-fn empty_batch_is_rejected() {
+fn empty_send_batch_sends_nothing() {
     for_each_backend(|case| {
-        let (tx, _rx) = pair_v4(case);
-        let err = tx.try_send_batch(&[]).unwrap_err();
+        let (tx, rx) = pair_v4(case);
+        // Progress as a value: nothing asked, nothing sent, no error (a
+        // resend loop whose rest became empty needs no special case).
+        assert_eq!(tx.try_send_batch(&[]).unwrap(), Sent::default(), "[{}]", case.name);
+        tx.send_batch_blocking(&[], QUIET).unwrap();
+        driver::assert_quiet(&rx, &mut RecvBatch::new(), QUIET);
+    });
+}
+
+#[test]
+fn empty_receive_is_rejected() {
+    for_each_backend(|case| {
+        let (_tx, rx) = pair_v4(case);
+        let err = rx.try_recv(&mut [], &mut [volley::RecvMeta::default()]).unwrap_err();
         assert!(matches!(err, Error::EmptyBatch), "[{}] {err:?}", case.name);
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("empty"), "{err}");
-        // The blocking helper agrees.
-        assert!(matches!(tx.send_batch_blocking(&[], QUIET), Err(Error::EmptyBatch)));
     });
 }
 
@@ -240,6 +250,27 @@ fn src_ifindex_out_of_range_is_rejected() {
     });
 }
 
+/// FreeBSD (and any Unix without `IP_PKTINFO`) cannot choose the outgoing
+/// interface of an IPv4 datagram: `src_ifindex` on an IPv4 destination is
+/// refused there rather than ignored. Linux, Android and Apple apply it:
+/// the datagram leaves by that interface and arrives.
+#[test]
+fn src_ifindex_on_ipv4_is_applied_or_rejected() {
+    let applies = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
+    for_each_backend(|case| {
+        let b = payload(1, 10);
+        let (tx, rx) = pair_v4(case);
+        let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ifindex(driver::lo_ifindex());
+        if applies {
+            let got = send_recv(&tx, &rx, &[t]);
+            assert_eq!(got.len(), 1, "[{}]", case.name);
+        } else {
+            let want = InvalidTransmit::SrcIfindexUnsupported { src_ifindex: driver::lo_ifindex() };
+            assert_rejected(case, &tx, &rx, &[t], &want, &["src_ifindex", "IPv4"]);
+        }
+    });
+}
+
 #[test]
 fn dscp_out_of_range_is_rejected() {
     for value in [64, 100, 255] {
@@ -266,8 +297,14 @@ fn assert_stops_at(
     bad: usize,
     want: &InvalidTransmit,
 ) {
-    let n = tx.try_send_batch(transmits).unwrap_or_else(|e| panic!("[{}] {e}", case.name));
-    assert_eq!(n, bad, "[{}] should stop right before the invalid transmit", case.name);
+    let sent = tx.try_send_batch(transmits).unwrap_or_else(|e| panic!("[{}] {e}", case.name));
+    assert_eq!(
+        sent,
+        Sent { transmits: bad, segments: 0 },
+        "[{}] should stop right before the invalid transmit",
+        case.name
+    );
+    let n = sent.transmits;
     let got = recv_datagrams(rx, &mut RecvBatch::new(), bad);
     let seqs: Vec<u32> = got.iter().map(|r| driver::seq_of(&r.payload)).collect();
     assert_eq!(seqs, (0..bad as u32).collect::<Vec<_>>(), "[{}]", case.name);
@@ -279,7 +316,7 @@ fn assert_stops_at(
     // Skipping it sends the rest.
     let rest = &transmits[n + 1..];
     let sent = tx.try_send_batch(rest).unwrap();
-    assert_eq!(sent, rest.len());
+    assert!(sent.is_complete(rest), "{sent:?}");
     let got = recv_datagrams(rx, &mut RecvBatch::new(), rest.len());
     assert_eq!(driver::seq_of(&got[0].payload), bad as u32 + 1);
 }
@@ -449,5 +486,33 @@ fn segment_of_exactly_the_limit_is_not_too_large() {
             let want = InvalidTransmit::ContentsTooLarge { size: 2 * max, max };
             assert_rejected(case, &tx, &rx, &[t], &want, &["contents", &(2 * max).to_string()]);
         }
+    });
+}
+
+/// A send to the limited broadcast address from a socket without
+/// `SO_BROADCAST` (on loopback: 127.0.0.1 as source routes it to `lo`) is
+/// the typed `BroadcastNotEnabled`, not a generic permission error and not
+/// an ICMP error; with `Config::broadcast(true)` it is sent.
+#[test]
+fn broadcast_without_so_broadcast_is_typed() {
+    for_each_backend(|case| {
+        let to = addr("255.255.255.255:9");
+        let tx = case.bind("127.0.0.1:0");
+        match tx.try_send_batch(&[Transmit::new(to, b"lan discovery")]) {
+            Err(e @ Error::BroadcastNotEnabled { destination }) => {
+                assert_eq!(destination, to);
+                assert_eq!((e.kind(), e.raw_os_error()), (std::io::ErrorKind::PermissionDenied, Some(libc::EACCES)));
+                assert!(!e.is_icmp() && !volley::is_icmp_error(&std::io::Error::from(e)));
+            }
+            other => panic!("[{}] {other:?}", case.name),
+        }
+        let on = case.config().broadcast(true).bind(addr("127.0.0.1:0")).unwrap();
+        assert!(on.capabilities().broadcast);
+        assert_eq!(on.try_send_batch(&[Transmit::new(to, b"lan discovery")]).unwrap().transmits, 1, "[{}]", case.name);
+        // A unicast send from the socket without the option still works.
+        let rx = case.bind("127.0.0.1:0");
+        let sent = tx.try_send_batch(&[Transmit::new(rx.local_addr().unwrap(), b"unicast")]).unwrap();
+        assert_eq!(sent.transmits, 1, "[{}]", case.name);
+        assert_eq!(recv_datagrams(&rx, &mut RecvBatch::new(), 1).len(), 1, "[{}]", case.name);
     });
 }

@@ -368,7 +368,7 @@ fn send_retries_past_a_stale_error() {
     drop(peer); // down
     let tx = Socket::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
     tx.connect(peer_addr).expect("connect");
-    tx.try_send_batch(&[Transmit::new(peer_addr, b"into the void")]).expect("first send");
+    assert_eq!(tx.try_send_batch(&[Transmit::new(peer_addr, b"into the void")]).expect("first send").transmits, 1);
     assert!(wait_pollerr(tx.as_fd(), WAIT), "the port-unreachable never came back (icmp_msgs_per_sec budget?)");
     let Ok(peer) = UdpSocket::bind(peer_addr) else {
         // Another test took the port in between: nothing to learn.
@@ -377,7 +377,7 @@ fn send_retries_past_a_stale_error() {
     };
     peer.set_read_timeout(Some(WAIT)).expect("timeout");
     let sent = tx.try_send_batch(&[Transmit::new(peer_addr, b"fresh")]);
-    assert!(matches!(sent, Ok(1)), "send after the peer came back: {sent:?}");
+    assert!(matches!(sent, Ok(volley::Sent { transmits: 1, segments: 0 })), "send after the peer came back: {sent:?}");
     let mut buf = [0u8; 16];
     let (n, _) = peer.recv_from(&mut buf).expect("the fresh datagram arrives");
     assert_eq!(&buf[..n], b"fresh");

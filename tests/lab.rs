@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use volley::{Config, Dscp, Ecn, Error, RecvBatch, RecvMeta, Socket, Transmit};
+use volley::{Backend, Config, Dscp, Ecn, Error, RecvBatch, RecvMeta, Socket, Transmit};
+use volley_tests::driver;
 use volley_tests::netlab::{self, Lab, Line, Ns};
 
 /// The longest any one scenario waits for traffic.
@@ -52,36 +53,12 @@ fn seq_of(p: &[u8]) -> u32 {
     seq
 }
 
-/// Receives until `want` datagrams arrived or `timeout` passed (whichever is
-/// first); returns what arrived.
-fn recv_datagrams(sock: &Socket, want: usize, timeout: Duration) -> Vec<(RecvMeta, Vec<u8>)> {
-    let deadline = Instant::now() + timeout;
-    let mut batch = RecvBatch::new();
-    let mut out = Vec::new();
-    // Each round waits at most 100 ms, so the bound is time, then count.
-    for _ in 0..10_000 {
-        if out.len() >= want {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match sock.recv_batch_blocking(&mut batch, left.min(Duration::from_millis(100))) {
-            Ok(_) => out.extend(batch.iter().map(|(m, p)| (m, p.to_vec()))),
-            Err(e) if e.is_would_block() || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("receive failed: {e} ({e:?})"),
-        }
-    }
-    out
-}
-
 /// Receives exactly `want` datagrams within [`WAIT`], then checks nothing
 /// more arrives within [`SETTLE`]; returns them keyed by sequence number
 /// (asserting no number arrived twice).
 fn recv_exactly(sock: &Socket, want: usize) -> BTreeMap<u32, (RecvMeta, Vec<u8>)> {
-    let got = recv_datagrams(sock, want, WAIT);
-    let extra = recv_datagrams(sock, usize::MAX, SETTLE);
+    let got = driver::recv_up_to(sock, want, WAIT);
+    let extra = driver::recv_up_to(sock, usize::MAX, SETTLE);
     let mut by_seq = BTreeMap::new();
     for (meta, p) in got.into_iter().chain(extra) {
         let seq = seq_of(&p);
@@ -218,8 +195,9 @@ mod pmtu {
         Some((line, rx))
     }
 
+    /// Transmits sent (0 or 1: one datagram is never cut).
     fn send_one(tx: &Socket, dst: SocketAddr, p: &[u8]) -> Result<usize, Error> {
-        tx.try_send_batch(&[Transmit::new(dst, p)])
+        tx.try_send_batch(&[Transmit::new(dst, p)]).map(|sent| sent.transmits)
     }
 
     /// `Do`: the first big send leaves and draws an ICMP; the next fails
@@ -794,6 +772,48 @@ mod faults {
         gso_eio(true);
     }
 
+    /// A kernel that refuses TOS control messages: `mode` is the shim's
+    /// (`einval-tos`, `eio-tos`, `eio-tos-gso`), `name` the child test.
+    fn tos_refused(name: &str, mode: &str) {
+        let Some(lib) = shim_library() else { return };
+        run_child(name, &[("LD_PRELOAD", &lib.to_string_lossy()), ("VOLLEY_SHIM", mode)]);
+    }
+
+    #[test]
+    fn tos_einval_v4() {
+        tos_refused("tos_einval_v4", "einval-tos");
+    }
+
+    #[test]
+    fn tos_einval_v6() {
+        tos_refused("tos_einval_v6", "einval-tos");
+    }
+
+    #[test]
+    fn tos_einval_portable_v4() {
+        tos_refused("tos_einval_portable_v4", "einval-tos");
+    }
+
+    #[test]
+    fn tos_eio_v4() {
+        tos_refused("tos_eio_v4", "eio-tos");
+    }
+
+    #[test]
+    fn tos_eio_v6() {
+        tos_refused("tos_eio_v6", "eio-tos");
+    }
+
+    #[test]
+    fn tos_with_gso_eio_v4() {
+        tos_refused("tos_with_gso_eio_v4", "eio-tos-gso");
+    }
+
+    #[test]
+    fn tos_with_gso_eio_v6() {
+        tos_refused("tos_with_gso_eio_v6", "eio-tos-gso");
+    }
+
     fn enobufs(v6: bool) {
         let Some(lib) = shim_library() else { return };
         let name = if v6 { "enobufs_v6" } else { "enobufs_v4" };
@@ -888,8 +908,25 @@ mod child {
     /// to `rx`, sequence-numbered, and checks each round arrives complete,
     /// exactly once.
     fn traffic(tx: &Socket, rx: &Socket, rounds: u32) {
+        traffic_ecn(tx, rx, rounds, Ecn::NotEct);
+    }
+
+    /// What [`traffic_ecn`] saw arrive.
+    #[derive(Debug, Default)]
+    struct Arrived {
+        /// Datagrams sent, and received (each exactly once).
+        sent: usize,
+        received: usize,
+        /// Received with the ECN codepoint the transmits asked for.
+        with_ecn: usize,
+    }
+
+    /// [`traffic`] with every transmit asking for `ecn`; also counts the
+    /// datagrams that arrived with it.
+    fn traffic_ecn(tx: &Socket, rx: &Socket, rounds: u32, ecn: Ecn) -> Arrived {
         let dst = rx.local_addr().expect("rx addr");
         let mut seq = 0u32;
+        let mut arrived = Arrived::default();
         for round in 0..rounds {
             let first = seq;
             // Four trains of eight 1000-byte datagrams, then four singles.
@@ -907,8 +944,8 @@ mod child {
             let transmits: Vec<_> = bufs
                 .iter()
                 .map(|(b, s)| match s {
-                    Some(s) => Transmit::new(dst, b).with_segment_size(*s),
-                    None => Transmit::new(dst, b),
+                    Some(s) => Transmit::new(dst, b).with_segment_size(*s).with_ecn(ecn),
+                    None => Transmit::new(dst, b).with_ecn(ecn),
                 })
                 .collect();
             tx.send_batch_blocking(&transmits, WAIT)
@@ -919,7 +956,11 @@ mod child {
                 (first..seq).collect::<Vec<_>>(),
                 "round {round}: lost datagrams"
             );
+            arrived.sent += (seq - first) as usize;
+            arrived.received += got.len();
+            arrived.with_ecn += got.values().filter(|(m, _)| m.ecn == ecn).count();
         }
+        arrived
     }
 
     fn gso_eio(v6: bool) {
@@ -930,16 +971,97 @@ mod child {
         let caps = tx.capabilities();
         assert!(caps.max_gso_segments > 1, "GSO must be on to test its fallback:\n{caps}");
 
-        traffic(&tx, &rx, 3);
+        // ECN-marked, so each refused message also carries a TOS control
+        // message: the degrade must find that UDP_SEGMENT is the culprit.
+        let first = traffic_ecn(&tx, &rx, 3, Ecn::Ect0);
         let faults = shim_counter(c"volley_shim_faults").expect("shim");
         assert!(faults >= 1, "the shim never failed a GSO send");
         assert_eq!(tx.capabilities().max_gso_segments, 1, "GSO is off after EIO");
+        assert!(tx.capabilities().tos_cmsg, "TOS control messages were not at fault:\n{}", tx.capabilities());
         assert_eq!(warns.load(Ordering::Relaxed), 1, "exactly one warning");
+        let off = tx.stats().gso_disabled_at.expect("the statistics say when GSO went off");
+        assert!(off <= std::time::SystemTime::now());
 
         // GSO stays off: no more faults, no more warnings, nothing lost.
-        traffic(&tx, &rx, 2);
+        let then = traffic_ecn(&tx, &rx, 2, Ecn::Ect0);
         assert_eq!(shim_counter(c"volley_shim_faults"), Some(faults), "GSO was tried again");
         assert_eq!(warns.load(Ordering::Relaxed), 1, "still exactly one warning");
+        assert_eq!(first.with_ecn, first.received, "ECN lost with GSO: {first:?}");
+        assert_eq!(then.with_ecn, then.received, "ECN lost with GSO: {then:?}");
+        eprintln!("eio-gso: {faults} faults; before: {first:?}; after: {then:?}");
+    }
+
+    /// The kernel refuses the TOS control message (the shim's mode says
+    /// when): the refused messages are resent without it, nothing is lost,
+    /// TOS control messages are off for the socket (and say so in the
+    /// capability report) while GSO stays on, and the socket-level TOS
+    /// still marks every datagram.
+    fn tos_refused(v6: bool, backend: Backend) {
+        let warns = count_warnings();
+        assert!(shim_counter(c"volley_shim_faults").is_some(), "the LD_PRELOAD shim is not loaded");
+        let rx = Config::new().recv_buffer_size(1 << 20).bind(loopback(v6)).expect("bind rx");
+        let tx = Config::new().backend(backend).bind(loopback(v6)).expect("bind tx");
+        let caps = tx.capabilities();
+        assert!(caps.tos_cmsg, "TOS control messages start on:\n{caps}");
+        assert!(rx.capabilities().ecn, "the receiver must read ECN to tell what was sent");
+        let gso = caps.gso();
+        if backend == Backend::Auto {
+            assert!(gso, "GSO must be on to test it is kept:\n{caps}");
+        }
+
+        let first = traffic_ecn(&tx, &rx, 3, Ecn::Ect0);
+        let faults = shim_counter(c"volley_shim_faults").expect("shim");
+        assert!(faults >= 1, "the shim never refused a TOS control message");
+        let caps = tx.capabilities();
+        assert!(!caps.tos_cmsg, "TOS control messages still on after the kernel refused them:\n{caps}");
+        assert!(caps.to_string().contains("socket-level only"), "the report does not say it:\n{caps}");
+        assert_eq!(caps.gso(), gso, "GSO was not at fault:\n{caps}");
+        assert!(
+            tx.stats().tos_cmsg_disabled_at.is_some() && tx.stats().gso_disabled_at.is_none(),
+            "stats say which, when"
+        );
+        assert_eq!(warns.load(Ordering::Relaxed), 1, "exactly one warning");
+        // 36 datagrams a round: four trains of eight, four singles.
+        assert_eq!((first.sent, first.received), (3 * 36, 3 * 36), "{first:?}");
+
+        // Off for good: no more faults, nothing lost, and (honestly) no
+        // per-datagram ECN: the datagrams carry the socket's TOS, 0.
+        let then = traffic_ecn(&tx, &rx, 2, Ecn::Ect0);
+        assert_eq!(shim_counter(c"volley_shim_faults"), Some(faults), "TOS control messages were tried again");
+        assert_eq!((then.sent, then.received, then.with_ecn), (2 * 36, 2 * 36, 0), "{then:?}");
+
+        // The socket-level TOS still marks every datagram.
+        tx.set_tos(Dscp::DEFAULT.tos(Ecn::Ect0)).expect("set_tos");
+        let socket_level = traffic_ecn(&tx, &rx, 1, Ecn::Ect0);
+        assert_eq!(socket_level.with_ecn, socket_level.received, "{socket_level:?}");
+        assert_eq!(shim_counter(c"volley_shim_faults"), Some(faults));
+        assert_eq!(warns.load(Ordering::Relaxed), 1, "still exactly one warning");
+        eprintln!(
+            "{}: {faults} faults; first: {first:?}; after: {then:?}; socket-level TOS: {socket_level:?}\n{caps}",
+            std::env::var("VOLLEY_SHIM").unwrap_or_default()
+        );
+    }
+
+    macro_rules! tos_children {
+        ($($name:ident: $v6:expr, $backend:expr;)*) => { $(
+            #[test]
+            #[ignore = "child process of the faults:: test of the same name"]
+            fn $name() {
+                if is_child(stringify!($name)) {
+                    tos_refused($v6, $backend);
+                }
+            }
+        )* };
+    }
+
+    tos_children! {
+        tos_einval_v4: false, Backend::Auto;
+        tos_einval_v6: true, Backend::Auto;
+        tos_einval_portable_v4: false, Backend::Portable;
+        tos_eio_v4: false, Backend::Auto;
+        tos_eio_v6: true, Backend::Auto;
+        tos_with_gso_eio_v4: false, Backend::Auto;
+        tos_with_gso_eio_v6: true, Backend::Auto;
     }
 
     #[test]
@@ -970,7 +1092,7 @@ mod child {
             other => panic!("expected NoBufferSpace, got {other:?}"),
         }
         assert_eq!(shim_counter(c"volley_shim_faults"), Some(1), "the shim failed exactly one call");
-        assert_eq!(tx.try_send_batch(&[Transmit::new(dst, &p)]).expect("retry"), 1);
+        assert_eq!(tx.try_send_batch(&[Transmit::new(dst, &p)]).expect("retry").transmits, 1);
         let got = recv_exactly(&rx, 1);
         assert!(got.contains_key(&7));
     }
@@ -1020,9 +1142,7 @@ mod child {
             op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32), // 6
         ];
         let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only.
-        let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-        assert_eq!(rc, 0, "PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+        nix::sys::prctl::set_no_new_privs().expect("PR_SET_NO_NEW_PRIVS");
         // SAFETY: `prog` points to a valid filter program that outlives the
         // call (the kernel copies it). TSYNC applies it to every thread.
         let rc = unsafe {
@@ -1053,6 +1173,8 @@ mod child {
         traffic(&tx, &rx, 3);
         assert!(!tx.capabilities().mmsg, "sender still claims sendmmsg:\n{}", tx.capabilities());
         assert!(!rx.capabilities().mmsg, "receiver still claims recvmmsg:\n{}", rx.capabilities());
+        assert!(tx.stats().mmsg_disabled_at.is_some() && rx.stats().mmsg_disabled_at.is_some(), "stats say when");
+        assert!(tx.stats().gso_disabled_at.is_none(), "GSO was not turned off");
         // Reported once per socket, not once per call.
         assert_eq!(warns.load(Ordering::Relaxed), 2, "one warning per socket");
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, RecvMeta, Socket, Transmit};
+use volley::{BindError, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, RecvMeta, Sent, Socket, Transmit};
 use volley_tests::driver::{
     self, addr, child_mode, for_each_backend, lo_ifindex, payload, recv_datagrams, send_all, send_recv, sysctl, train,
     Case,
@@ -294,6 +294,35 @@ fn src_ip_selects_the_source_address() {
     });
 }
 
+/// A kernel error that is the transmit's own (`EINVAL` for an IPv6 source
+/// address that is not local: `ip6_datagram_send_ctl`) is returned, and the search for a refused
+/// control message it starts (resends without TOS, without GSO, without
+/// both) turns nothing off: per-datagram TOS and GSO stay on, and the next
+/// transmits go out with their ECN.
+#[test]
+fn a_genuine_einval_turns_no_control_message_off() {
+    for_each_backend(|case| {
+        let rx = case.bind("[::1]:0");
+        let tx = case.bind("[::]:0");
+        let to = rx.local_addr().unwrap();
+        let before = tx.capabilities();
+        let train_bytes = train(3, 4, 100, 0);
+        let not_local = IpAddr::V6("2001:db8::1".parse().unwrap());
+        let bad = Transmit::new(to, &train_bytes).with_segment_size(100).with_ecn(Ecn::Ect0).with_src_ip(not_local);
+        match tx.try_send_batch(&[bad]) {
+            Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "[{}] {e}", case.name),
+            other => panic!("[{}] expected EINVAL for a non-local source, got {other:?}", case.name),
+        }
+        let after = tx.capabilities();
+        assert!(after.tos_cmsg, "[{}] TOS control messages wrongly turned off:\n{after}", case.name);
+        assert_eq!(after.max_gso_segments, before.max_gso_segments, "[{}] GSO wrongly turned off", case.name);
+        let good = Transmit::new(to, &train_bytes).with_segment_size(100).with_ecn(Ecn::Ect0);
+        let got = send_recv(&tx, &rx, &[good]);
+        assert_eq!(got.len(), 4, "[{}]", case.name);
+        assert!(got.iter().all(|r| r.meta.ecn == Ecn::Ect0), "[{}] ECN lost", case.name);
+    });
+}
+
 #[test]
 fn one_send_call_reaches_eight_destinations() {
     for_each_backend(|case| {
@@ -303,7 +332,12 @@ fn one_send_call_reaches_eight_destinations() {
         let transmits: Vec<_> =
             rxs.iter().zip(&bufs).map(|(rx, b)| Transmit::new(rx.local_addr().unwrap(), b)).collect();
         let sent = tx.try_send_batch(&transmits).expect("one send call");
-        assert_eq!(sent, 8, "[{}] one try_send_batch call should send all 8", case.name);
+        assert_eq!(
+            sent,
+            Sent { transmits: 8, segments: 0 },
+            "[{}] one try_send_batch call should send all 8",
+            case.name
+        );
         let mut batch = RecvBatch::new();
         for (i, rx) in rxs.iter().enumerate() {
             let got = recv_datagrams(rx, &mut batch, 1);
@@ -466,8 +500,7 @@ const EACCES_CHILD: &str = "bind_privileged_port_child";
 #[test]
 fn bind_privileged_port_is_permission_denied() {
     let Some(port) = privileged_port() else { return };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         for_each_backend(|case| assert_privileged_bind_denied(case, port));
         return;
     }
@@ -489,13 +522,10 @@ fn bind_privileged_port_child() {
         return;
     }
     let Some(port) = privileged_port() else { return };
-    // SAFETY: setgid/setuid take plain ids; glibc applies them to every
-    // thread of the process.
-    unsafe {
-        assert_eq!(libc::setgid(65534), 0, "setgid: {}", std::io::Error::last_os_error());
-        assert_eq!(libc::setuid(65534), 0, "setuid: {}", std::io::Error::last_os_error());
-        assert_eq!(libc::geteuid(), 65534);
-    }
+    // glibc applies setgid/setuid to every thread of the process.
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).expect("setgid");
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).expect("setuid");
+    assert_eq!(nix::unistd::geteuid().as_raw(), 65534);
     for_each_backend(|case| {
         assert_privileged_bind_denied(case, port);
         println!("CHILD-OK eacces {}", case.name);
@@ -534,7 +564,7 @@ fn probed_gso_limit_is_the_kernels() {
     println!("probed GSO limit: {max} segments");
     let to = rx.local_addr().unwrap();
     let contents: Vec<u8> = (0..max).map(|i| i as u8).collect();
-    assert_eq!(tx.try_send_batch(&[Transmit::new(to, &contents).with_segment_size(1)]).unwrap(), 1);
+    assert_eq!(tx.try_send_batch(&[Transmit::new(to, &contents).with_segment_size(1)]).unwrap().transmits, 1);
     let mut batch = RecvBatch::new();
     let mut got = Vec::new();
     while got.len() < max {

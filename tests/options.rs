@@ -55,12 +55,10 @@ fn reuse_port_group_spreads_flows_and_never_duplicates() {
 }
 
 fn pin_to_cpu(cpu: usize) -> bool {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) pins this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    // Pid 0: this thread.
+    set.set(cpu).is_ok() && sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
 #[test]
@@ -99,8 +97,7 @@ fn buffer_sizes_report_request_and_grant() {
     println!("recv {r:?} send {s:?}");
     assert_eq!(r.requested, Some(1 << 20));
     assert_eq!(s.requested, Some(1 << 19));
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         // Root may exceed net.core.rmem_max (SO_RCVBUFFORCE); Linux doubles.
         assert!(r.granted >= 1 << 20, "{r:?}");
         assert!(s.granted >= 1 << 19, "{s:?}");
@@ -165,10 +162,8 @@ fn txtime_is_accepted_by_the_kernel() {
     let tx = Config::new().txtime(true).bind(localhost()).unwrap();
     assert!(tx.capabilities().txtime);
     let rx = Socket::bind(localhost()).unwrap();
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec.
-    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) }, 0);
-    let at = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64 + 1_000_000;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
+    let at = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64 + 1_000_000;
     // Without an fq/etf qdisc (none on these machines) the kernel accepts the
     // SCM_TXTIME message and sends at once; pacing itself is not observable.
     tx.send_batch_blocking(&[Transmit::new(rx.local_addr().unwrap(), b"later").with_txtime(at)], WAIT).unwrap();
@@ -311,10 +306,10 @@ fn with_the_error_queue_a_receive_never_returns_an_icmp_error() {
 
 /// POLLERR without POLLIN: an ICMP error is queued.
 fn errors_pending(sock: &Socket) -> bool {
-    let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(sock), events: 0, revents: 0 };
-    // SAFETY: one valid pollfd, count 1, no wait.
-    unsafe { libc::poll(&mut pfd, 1, 0) };
-    pfd.revents & libc::POLLERR != 0
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pfd = [PollFd::new(std::os::fd::AsFd::as_fd(sock), PollFlags::empty())];
+    let _ = poll(&mut pfd, PollTimeout::ZERO);
+    pfd[0].revents().is_some_and(|r| r.contains(PollFlags::POLLERR))
 }
 
 #[test]
@@ -356,10 +351,8 @@ fn blocking_helpers_take_any_timeout() {
 }
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).expect("clock_gettime");
+    Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32)
 }
 
 /// While the error queue holds an entry, poll(2) reports POLLERR at once;
@@ -387,11 +380,12 @@ fn blocking_receive_does_not_spin_on_a_queued_icmp_error() {
 
 /// The most control data one receive carries: an IPv4 datagram on a
 /// dual-stack socket with timestamps on gets pktinfo in both flavours, TOS,
-/// TTL, the timestamp and the drop counter. All of it must fit the
-/// per-message control space: nothing truncated, every field reported.
+/// TTL, the timestamp, the drop counter and the original destination. All
+/// of it must fit the per-message control space: nothing truncated, every
+/// field reported.
 #[test]
 fn every_option_of_a_dual_stack_receive_fits() {
-    let rx = Config::new().ipv6_only(false).timestamps(true).bind("[::]:0".parse().unwrap()).unwrap();
+    let rx = Config::new().ipv6_only(false).timestamps(true).orig_dst(true).bind("[::]:0".parse().unwrap()).unwrap();
     let port = rx.local_addr().unwrap().port();
     let tx = Socket::bind(localhost()).unwrap();
     let to = SocketAddr::from(([127, 0, 0, 1], port));
@@ -408,4 +402,5 @@ fn every_option_of_a_dual_stack_receive_fits() {
     assert!(meta.ttl.is_some(), "{meta:?}");
     assert!(meta.timestamp.is_some(), "{meta:?}");
     assert!(meta.drops.is_some(), "{meta:?}");
+    assert_eq!(meta.orig_dst(), Some(to), "{meta:?}");
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use volley::{RecvBatch, Socket, Transmit};
+use volley::{RecvBatch, Sent, Socket, Transmit};
 use volley_tests::driver::{
     self, drain, for_each_backend, in_private_netns, payload, recv_datagrams, run_cmd, send_all, send_recv, seq_of,
     Case, Received,
@@ -38,7 +38,10 @@ fn blast_and_count(case: &Case, tx: &Socket, rx: &Socket, total: u32, len: usize
     while !rest.is_empty() {
         assert!(Instant::now() < deadline, "[{}] send stalled with {} left", case.name, rest.len());
         match tx.try_send_batch(rest) {
-            Ok(n) => rest = &rest[n..],
+            Ok(sent) => {
+                assert!(!sent.is_partial(), "[{}] single-datagram transmits cut: {sent:?}", case.name);
+                rest = &rest[sent.transmits..];
+            }
             Err(e) if e.is_would_block() => {
                 would_block += 1;
                 driver::wait_ready(tx, libc::POLLOUT, Duration::from_millis(100));
@@ -114,7 +117,7 @@ fn provoke_port_unreachable(case: &Case, at: &str, a: &Socket) -> std::net::Sock
     // ICMP budget (net.ipv4.icmp_msgs_per_sec, burst 50) even on loopback,
     // so if a busy test run spent it, try again once the budget refills.
     for attempt in 1..=5 {
-        assert_eq!(a.try_send_batch(&[Transmit::new(peer, &hello)]).unwrap(), 1);
+        assert_eq!(a.try_send_batch(&[Transmit::new(peer, &hello)]).unwrap(), Sent { transmits: 1, segments: 0 });
         if driver::wait_ready(a, libc::POLLIN, Duration::from_secs(1)) {
             return peer;
         }
@@ -170,7 +173,7 @@ fn a_stale_connection_refused_does_not_cost_the_next_send() {
             let c = case.config().bind(peer).unwrap_or_else(|e| panic!("[{}] rebind {peer}: {e}", case.name));
             let probe = payload(9, 16);
             match a.try_send_batch(&[Transmit::new(peer, &probe)]) {
-                Ok(1) => {}
+                Ok(Sent { transmits: 1, segments: 0 }) => {}
                 other => panic!("[{}] {at}: the send after the peer came back: {other:?}", case.name),
             }
             let mut batch = RecvBatch::new();
@@ -270,21 +273,24 @@ fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32)
     seen.longest_call = t0.elapsed();
     println!("[{}] segs {segs}: first try_send_batch of {total}: {outcome:?} in {:?}", case.name, t0.elapsed());
     assert!(seen.longest_call < LONGEST_TRY_CALL, "[{}] first try_send_batch blocked {:?}", case.name, t0.elapsed());
-    // Either whole transmits (Ok(n)) or, on the portable path, a train cut
-    // mid-way (PartialTransmit): both say exactly how far the send got.
+    // Either whole transmits, or, on the portable path, a train cut mid-way
+    // (segments > 0): both say exactly how far the send got. The rest is
+    // computed here by hand, not with Sent::rest, to check the count.
     let first = match outcome {
-        Ok(n) => {
-            assert!(n > 0 && n < queue.len(), "[{}] expected a partial count, got {n}", case.name);
+        Ok(Sent { transmits, segments: 0 }) => {
+            assert!(
+                transmits > 0 && transmits < queue.len(),
+                "[{}] expected a partial count, got {transmits}",
+                case.name
+            );
             seen.partial += 1;
-            n
+            transmits
         }
-        Err(volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
-            assert!(segments_sent > 0, "[{}] a partial train sent something", case.name);
+        Ok(Sent { transmits, segments }) => {
             seen.partial_transmit += 1;
-            let t = queue[transmits_sent];
-            queue[transmits_sent] =
-                Transmit::new(t.destination, &t.contents[segments_sent * SEG..]).with_segment_size(SEG);
-            transmits_sent
+            let t = queue[transmits];
+            queue[transmits] = Transmit::new(t.destination, &t.contents[segments * SEG..]).with_segment_size(SEG);
+            transmits
         }
         Err(e) => panic!("[{}] first send: {e}", case.name),
     };
@@ -300,7 +306,7 @@ fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32)
         let outcome = tx.try_send_batch(rest);
         seen.longest_call = seen.longest_call.max(t0.elapsed());
         match outcome {
-            Ok(n) => {
+            Ok(Sent { transmits: n, segments: 0 }) => {
                 assert!(n > 0 && n <= rest.len(), "[{}] Ok({n}) for {} transmits", case.name, rest.len());
                 if n < rest.len() {
                     seen.partial += 1;
@@ -309,11 +315,11 @@ fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32)
             }
             // Only the portable path splits a train into separate sends; it
             // says how far it got, and we resend only the rest.
-            Err(volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
+            Ok(Sent { transmits, segments }) => {
                 seen.partial_transmit += 1;
-                start += transmits_sent;
+                start += transmits;
                 let t = queue[start];
-                queue[start] = Transmit::new(t.destination, &t.contents[segments_sent * SEG..]).with_segment_size(SEG);
+                queue[start] = Transmit::new(t.destination, &t.contents[segments * SEG..]).with_segment_size(SEG);
             }
             // WouldBlock means nothing of this call went out: the sequence
             // check below would catch a duplicate otherwise.

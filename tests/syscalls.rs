@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use volley::{RecvBatch, Socket, Transmit};
-use volley_tests::driver::{self, cases, child_mode, payload, run_child, train, Case};
+use volley_tests::driver::{self, cases, child_mode, payload, train, Case};
 
 const TRACED: &str = "sendmmsg,sendmsg,recvmmsg,recvmsg,sendto,recvfrom";
 const SEG: usize = 1200;
@@ -67,7 +67,7 @@ fn workload_fanout(case: &Case) {
     let transmits: Vec<_> = rxs.iter().zip(&bufs).map(|(rx, b)| Transmit::new(rx.local_addr().unwrap(), b)).collect();
     let mut batch = RecvBatch::with_capacity(1, volley::DEFAULT_SLOT_LEN);
     for _ in 0..FANOUT_ROUNDS {
-        assert_eq!(tx.try_send_batch(&transmits).expect("send"), FANOUT, "one call should send all 64");
+        assert_eq!(tx.try_send_batch(&transmits).expect("send").transmits, FANOUT, "one call should send all 64");
         for rx in &rxs {
             assert_eq!(rx.recv_batch_blocking(&mut batch, driver::TIMEOUT).expect("receive"), 1);
         }
@@ -94,31 +94,6 @@ fn syscalls_child() {
     println!("CHILD-OK {name} {workload}");
 }
 
-/// Per-syscall call counts from an `strace -c` summary table.
-fn parse_summary(text: &str) -> HashMap<String, u64> {
-    let mut calls = HashMap::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        // "% time seconds usecs/call calls [errors] syscall"
-        if cols.len() < 5 || cols[0].parse::<f64>().is_err() {
-            continue;
-        }
-        let (Some(name), Ok(n)) = (cols.last(), cols[3].parse::<u64>()) else { continue };
-        if *name != "total" {
-            calls.insert((*name).to_owned(), n);
-        }
-    }
-    calls
-}
-
-fn strace_available() -> Option<String> {
-    match std::process::Command::new("strace").arg("-V").output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!("strace -V: {}", o.status)),
-        Err(e) => Some(format!("strace not runnable: {e}")),
-    }
-}
-
 fn results_path() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -132,7 +107,7 @@ fn batch_syscalls_are_used() {
     if child_mode().is_some() {
         return;
     }
-    if let Some(why) = strace_available() {
+    if let Some(why) = driver::strace_unavailable() {
         // Fails instead under VOLLEY_REQUIRE_LAB=1 (CI installs strace).
         volley_tests::netlab::skip(&why);
         return;
@@ -155,16 +130,10 @@ fn batch_syscalls_are_used() {
     for case in cases() {
         println!("=== backend {} (linux backend: {})", case.name, case.linux);
         for workload in ["gso", "fanout"] {
-            let out_file =
-                std::env::temp_dir().join(format!("volley-strace-{}-{}-{workload}.txt", std::process::id(), case.name));
-            let out_arg = out_file.to_string_lossy().into_owned();
-            let trace = format!("trace={TRACED}");
-            let wrapper = ["strace", "-f", "-c", "-o", out_arg.as_str(), "-e", trace.as_str()];
-            let out = run_child("syscalls_child", &format!("syscalls:{}:{workload}", case.name), &wrapper)
-                .expect("run strace");
+            let (out, calls) =
+                driver::run_child_traced("syscalls_child", &format!("syscalls:{}:{workload}", case.name), TRACED)
+                    .expect("run strace");
             let stdout = String::from_utf8_lossy(&out.stdout);
-            let summary = std::fs::read_to_string(&out_file).unwrap_or_default();
-            let _ = std::fs::remove_file(&out_file);
             assert!(
                 out.status.success() && stdout.contains(&format!("CHILD-OK {} {workload}", case.name)),
                 "child {} {workload} failed: {}\n{stdout}\n{}",
@@ -172,8 +141,8 @@ fn batch_syscalls_are_used() {
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
             );
-            let calls = parse_summary(&summary);
-            assert!(!calls.is_empty(), "strace wrote no parsable summary:\n{summary}");
+            assert!(!calls.is_empty(), "strace wrote no parsable summary");
+            let summary = format!("{calls:?}");
             let get = |name: &str| calls.get(name).copied().unwrap_or(0);
             let n = datagrams(workload) as u64;
             let send = get("sendmmsg") + get("sendmsg") + get("sendto");

@@ -290,7 +290,7 @@ fn errors_are_typed() {
     }
     // The default DSCP is no request: it goes.
     let t = Transmit::new(to, b"x").with_dscp(Dscp::default());
-    assert_eq!(a.try_send_batch(&[t]).unwrap(), 1);
+    assert_eq!(a.try_send_batch(&[t]).unwrap().transmits, 1);
 }
 
 /// mio readiness on Windows goes through mio's own UDP socket: after a
@@ -307,7 +307,7 @@ fn mio_readiness_rearms_after_would_block() {
     let mut batch = RecvBatch::new();
     for round in 0..3u32 {
         let p = payload(round, 20);
-        tx.try_send_batch(&[Transmit::new(to, &p)]).unwrap();
+        assert_eq!(tx.try_send_batch(&[Transmit::new(to, &p)]).unwrap().transmits, 1);
         let mut got = None;
         let deadline = std::time::Instant::now() + TIMEOUT;
         while got.is_none() {
@@ -343,7 +343,7 @@ fn mio_readiness_after_a_short_receive() {
     let mut batch = RecvBatch::new();
     for round in 0..3u32 {
         let p = payload(round, 20);
-        tx.try_send_batch(&[Transmit::new(to, &p)]).unwrap();
+        assert_eq!(tx.try_send_batch(&[Transmit::new(to, &p)]).unwrap().transmits, 1);
         let deadline = std::time::Instant::now() + TIMEOUT;
         loop {
             assert!(std::time::Instant::now() < deadline, "round {round}: no readiness event after a short receive");

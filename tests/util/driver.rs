@@ -19,7 +19,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -143,11 +143,7 @@ pub fn sysctl(path: &str) -> Option<i64> {
 
 /// The loopback interface index, from `if_nametoindex("lo")`.
 pub fn lo_ifindex() -> u32 {
-    // SAFETY: if_nametoindex reads a NUL-terminated string that lives for
-    // the call.
-    let idx = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-    assert_ne!(idx, 0, "no interface named lo");
-    idx
+    nix::net::if_::if_nametoindex("lo").unwrap_or_else(|e| panic!("no interface named lo: {e}"))
 }
 
 /// A test payload of `len` bytes that carries `seq` in its first four bytes
@@ -270,12 +266,11 @@ pub fn send_recv(tx: &Socket, rx: &Socket, transmits: &[Transmit<'_>]) -> Vec<Re
 
 /// Waits until `sock` is readable (`libc::POLLIN`) or writable
 /// (`libc::POLLOUT`), or `timeout` passes; returns whether it became ready.
-pub fn wait_ready(sock: &impl AsRawFd, events: libc::c_short, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd { fd: sock.as_raw_fd(), events, revents: 0 };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n > 0
+pub fn wait_ready(sock: &impl AsFd, events: libc::c_short, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::from_bits_truncate(events))];
+    let ms = PollTimeout::try_from(timeout.as_millis()).unwrap_or(PollTimeout::MAX);
+    poll(&mut pfd, ms).is_ok_and(|n| n > 0)
 }
 
 /// Which child-mode body this process should run, if it is a child started
@@ -311,11 +306,9 @@ pub fn run_child(test: &str, mode: &str, wrapper: &[&str]) -> io::Result<Output>
 pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: unshare(2) affects only the calling thread's network
-            // namespace; no pointers are involved.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("unshare(CLONE_NEWNET): {}", io::Error::last_os_error()));
-            }
+            // unshare(2) affects only the calling thread's network namespace.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare(CLONE_NEWNET): {}", io::Error::from(e)))?;
             run_cmd(&["ip", "link", "set", "lo", "up"])?;
             Ok(f())
         })
@@ -334,4 +327,70 @@ pub fn run_cmd(argv: &[&str]) -> Result<String, String> {
         return Err(format!("{}: {} {}", argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Receives until `want` datagrams arrived or `timeout` passed (whichever
+/// is first); returns what arrived, each with its metadata.
+pub fn recv_up_to(sock: &Socket, want: usize, timeout: Duration) -> Vec<(RecvMeta, Vec<u8>)> {
+    let deadline = Instant::now() + timeout;
+    let mut batch = RecvBatch::new();
+    let mut out = Vec::new();
+    // Each round waits at most 100 ms, so the bound is time, then count.
+    for _ in 0..10_000 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if out.len() >= want || left.is_zero() {
+            break;
+        }
+        match sock.recv_batch_blocking(&mut batch, left.min(Duration::from_millis(100))) {
+            Ok(_) => out.extend(batch.iter().map(|(m, p)| (m, p.to_vec()))),
+            Err(e) if e.is_would_block() || e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("receive failed: {e} ({e:?})"),
+        }
+    }
+    out
+}
+
+/// Per-syscall call counts from an `strace -c` summary table
+/// ("% time seconds usecs/call calls \[errors\] syscall").
+pub fn parse_strace_summary(text: &str) -> std::collections::HashMap<String, u64> {
+    let mut calls = std::collections::HashMap::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 5 || cols[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let (Some(name), Ok(n)) = (cols.last(), cols[3].parse::<u64>()) else { continue };
+        if *name != "total" {
+            calls.insert((*name).to_owned(), n);
+        }
+    }
+    calls
+}
+
+/// Re-runs this test binary's child-mode test `test` (as [`run_child`])
+/// under `strace -f -c -e trace=<trace>`; returns the child's output and
+/// its per-syscall counts.
+pub fn run_child_traced(
+    test: &str,
+    mode: &str,
+    trace: &str,
+) -> io::Result<(Output, std::collections::HashMap<String, u64>)> {
+    let tag: String = mode.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let out_file = std::env::temp_dir().join(format!("volley-strace-{}-{tag}.txt", std::process::id()));
+    let out_arg = out_file.to_string_lossy().into_owned();
+    let trace = format!("trace={trace}");
+    let wrapper = ["strace", "-f", "-c", "-o", out_arg.as_str(), "-e", trace.as_str()];
+    let out = run_child(test, mode, &wrapper)?;
+    let summary = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_file);
+    Ok((out, parse_strace_summary(&summary)))
+}
+
+/// Why `strace` cannot run here, if it cannot.
+pub fn strace_unavailable() -> Option<String> {
+    match Command::new("strace").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("strace -V: {}", o.status)),
+        Err(e) => Some(format!("strace not runnable: {e}")),
+    }
 }

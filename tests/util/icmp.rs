@@ -454,11 +454,10 @@ pub fn wait_pollerr(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     // At most one poll per 10 ms step.
     for _ in 0..=timeout.as_millis() / 10 {
-        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
-        // SAFETY: `p` is one valid pollfd for the duration of the call and
-        // `fd` is a borrowed, open descriptor.
-        let rc = unsafe { libc::poll(&mut p, 1, 10) };
-        if rc > 0 && p.revents & libc::POLLERR != 0 {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut p = [PollFd::new(fd, PollFlags::empty())];
+        let rc = poll(&mut p, PollTimeout::from(10u8));
+        if rc.is_ok_and(|n| n > 0) && p[0].revents().is_some_and(|r| r.contains(PollFlags::POLLERR)) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -473,24 +472,13 @@ pub fn wait_pollerr(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
 /// # Errors
 /// As `setsockopt(2)`.
 pub fn set_recverr(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    let (level, name) =
-        if v6 { (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) } else { (libc::IPPROTO_IP, libc::IP_RECVERR) };
-    // SAFETY: `on` outlives the call and its size is passed; `fd` is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(&on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
+    use nix::sys::socket::{setsockopt, sockopt};
+    if v6 {
+        setsockopt(&fd, sockopt::Ipv6RecvErr, &true)?;
     } else {
-        Err(io::Error::last_os_error())
+        setsockopt(&fd, sockopt::Ipv4RecvErr, &true)?;
     }
+    Ok(())
 }
 
 /// Pops one entry off a socket's error queue (`MSG_ERRQUEUE`, payload and
@@ -499,21 +487,12 @@ pub fn set_recverr(fd: BorrowedFd<'_>, v6: bool) -> io::Result<()> {
 /// # Errors
 /// As `recv(2)`, except `EAGAIN`.
 pub fn pop_errqueue(fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+    use nix::sys::socket::{recv, MsgFlags};
     let mut buf = [0u8; 256];
-    // SAFETY: `buf` is writable for its length for the duration of the call.
-    let n = unsafe {
-        libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT)
-    };
-    match usize::try_from(n) {
+    match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT) {
         Ok(n) => Ok(Some(n)),
-        Err(_) => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
+        Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Shared helpers for the integration tests.
 //!
 //! Linux only (network namespaces, the error queue, the fault shim): on
-//! other targets this crate is empty, so crates that use it as a
-//! dev-dependency still type-check there.
-#![cfg(target_os = "linux")]
+//! other targets only the portable [`alloc`] counter is here, so crates
+//! that use this as a dev-dependency still type-check there.
+pub mod alloc;
+#[cfg(target_os = "linux")]
 pub mod driver;
+#[cfg(target_os = "linux")]
 pub mod icmp;
+#[cfg(target_os = "linux")]
 pub mod netlab;

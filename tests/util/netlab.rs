@@ -28,7 +28,6 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,9 +71,8 @@ pub fn skip(reason: &str) -> bool {
 /// True if the process is root; otherwise prints why the test is skipped
 /// and returns false (or panics under `VOLLEY_REQUIRE_LAB=1`).
 pub fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    euid == 0 || skip(&format!("network namespaces need root (euid is {euid})"))
+    let euid = nix::unistd::geteuid();
+    euid.is_root() || skip(&format!("network namespaces need root (euid is {euid})"))
 }
 
 /// Looks `tool` up in `PATH` (and the sbin directories root usually has).
@@ -473,14 +471,11 @@ impl Ns {
 /// Moves the calling thread into the network namespace at `path`.
 fn enter(path: &Path) -> io::Result<()> {
     let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
-    // SAFETY: `file` is an open namespace file for the duration of the call;
     // setns only changes this thread's network namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("setns {}: {e}", path.display())));
-    }
-    Ok(())
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("setns {}: {e}", path.display()))
+    })
 }
 
 /// One end of a veth pair.

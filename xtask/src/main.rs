@@ -8,8 +8,9 @@
 //! - `cargo xtask mutants`: mutation testing of the core with cargo-mutants,
 //!   whole or one shard ([`mod@mutants`]).
 //!
-//! The only `unsafe` is in `bench/raw.rs` (the libc datapath, the counting
-//! allocator, `getrusage`); everything else is checked by
+//! The only `unsafe` is in `bench/raw.rs` (the libc datapath, `getrusage`;
+//! the counting allocator is `volley_tests::alloc`); everything else is
+//! checked by
 //! `#![deny(unsafe_code)]`.
 #![deny(unsafe_code)]
 

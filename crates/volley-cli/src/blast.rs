@@ -28,7 +28,7 @@ use volley::{Config, Dscp, Ecn, Error, IcmpError, RecvBatch, Socket, Transmit};
 
 use crate::cli::BlastArgs;
 use crate::client::{describe_silence, is_icmp_error, same_addr, Client, Outcome};
-use crate::util::{dscp_name, ecn_name, group, local_for, ms, now_ns, resolve, si, Histogram};
+use crate::util::{group, local_for, ms, now_ns, resolve, si, Histogram};
 use crate::wire::{Reply, Request, REQUEST_LEN};
 use crate::ExitStatus;
 
@@ -91,7 +91,7 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
         }
         None => fit.min(caps.max_gso_segments.max(1)),
     };
-    let ecn = Ecn::from(args.ecn);
+    let ecn = args.ecn;
     let dscp = args.dscp;
     let tos = dscp.unwrap_or_default().tos(ecn);
     let echo = !args.no_echo;
@@ -114,8 +114,8 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
     let header = format!(
         "volley blast to {target} from {local}: {}-byte datagrams, GSO {gso}, ECN {}, DSCP {}, {}, {}",
         args.size,
-        ecn_name(ecn),
-        dscp.map_or("default (socket)".into(), dscp_name),
+        ecn,
+        dscp.map_or("default (socket)".into(), |d| d.to_string()),
         if args.rate == 0 { "unlimited rate".into() } else { format!("{} datagrams/s", si(args.rate as f64)) },
         crate::client::fmt_secs(args.duration),
     );
@@ -170,8 +170,8 @@ pub(crate) fn run(args: &BlastArgs) -> Result<ExitStatus> {
                  these datagrams (size {}, ECN {}, DSCP {})",
                 group(sent.datagrams),
                 args.size,
-                ecn_name(ecn),
-                dscp.map_or("default".into(), dscp_name)
+                ecn,
+                dscp.map_or("default".into(), |d| d.to_string())
             );
         }
     }
@@ -341,8 +341,11 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
             }
             out.calls += 1;
             match sock.try_send_batch(&transmits[i..]) {
-                Ok(k) => {
-                    i += k;
+                Ok(sent) => {
+                    // What is left, a cut-short train resumed where it
+                    // stopped (the datagrams already out keep their numbers:
+                    // the remaining contents start with the next one).
+                    i = transmits.len() - sent.rest(&mut transmits[i..]).len();
                     stalled_since = None;
                 }
                 Err(e) if e.is_would_block() => {
@@ -361,12 +364,6 @@ fn send(sock: &Socket, plan: &Plan, shared: &Shared, progress: &mut Progress, ec
                     }
                 }
                 Err(Error::NoBufferSpace) => std::thread::sleep(Duration::from_millis(1)),
-                Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                    i += transmits_sent;
-                    transmits[i] = transmits[i].skip_segments(segments_sent);
-                    // The datagrams already out keep their numbers: the
-                    // remaining contents start with the next one.
-                }
                 Err(e) if is_icmp_error(&e) => {
                     // An ICMP error about earlier datagrams; nothing was sent.
                     take_icmp(sock, shared);
@@ -568,7 +565,7 @@ struct Report {
 struct RunConfig {
     size: usize,
     gso: usize,
-    ecn: &'static str,
+    ecn: String,
     /// DSCP value set per datagram; `null` keeps the socket's (0).
     dscp: Option<u8>,
     rate: u64,
@@ -645,14 +642,14 @@ struct MarksReport {
 
 #[derive(Debug, Serialize)]
 struct MarkSent {
-    ecn: &'static str,
+    ecn: String,
     dscp: u8,
     dscp_name: String,
 }
 
 #[derive(Debug, Serialize)]
 struct MarkCounts {
-    ecn: BTreeMap<&'static str, u64>,
+    ecn: BTreeMap<String, u64>,
     dscp: BTreeMap<String, u64>,
     unknown: u64,
 }
@@ -675,7 +672,7 @@ impl Report {
             config: RunConfig {
                 size: plan.size,
                 gso: plan.gso,
-                ecn: ecn_name(plan.ecn),
+                ecn: plan.ecn.to_string(),
                 dscp: plan.dscp.map(Dscp::value),
                 rate: plan.rate,
                 duration_s: plan.duration.as_secs_f64(),
@@ -820,19 +817,19 @@ fn marks(sent_ecn: Ecn, sent_dscp: Dscp, r: &RecvStats) -> MarksReport {
     let mut echo = MarkCounts { ecn: BTreeMap::new(), dscp: BTreeMap::new(), unknown: r.echo_tos_unknown };
     for (tos, &n) in r.echo_tos.iter().enumerate().filter(|(_, n)| **n > 0) {
         let tos = tos as u8;
-        *echo.ecn.entry(ecn_name(Ecn::from_bits(tos))).or_default() += n;
-        *echo.dscp.entry(dscp_name(Dscp::from_tos(tos))).or_default() += n;
+        *echo.ecn.entry(Ecn::from_bits(tos).to_string()).or_default() += n;
+        *echo.dscp.entry(Dscp::from_tos(tos).to_string()).or_default() += n;
     }
     let mut back = MarkCounts { ecn: BTreeMap::new(), dscp: BTreeMap::new(), unknown: r.reply_dscp_unknown };
     for (bits, &n) in r.reply_ecn.iter().enumerate().filter(|(_, n)| **n > 0) {
-        back.ecn.insert(ecn_name(Ecn::from_bits(bits as u8)), n);
+        back.ecn.insert(Ecn::from_bits(bits as u8).to_string(), n);
     }
     for (&v, &n) in &r.reply_dscp {
-        back.dscp.insert(dscp_name(Dscp::from_tos(v << 2)), n);
+        back.dscp.insert(Dscp::from_tos(v << 2).to_string(), n);
     }
     let seen: u64 = echo.ecn.values().sum();
-    let same_ecn = echo.ecn.get(ecn_name(sent_ecn)).copied().unwrap_or(0);
-    let same_dscp = echo.dscp.get(&dscp_name(sent_dscp)).copied().unwrap_or(0);
+    let same_ecn = echo.ecn.get(&sent_ecn.to_string()).copied().unwrap_or(0);
+    let same_dscp = echo.dscp.get(&sent_dscp.to_string()).copied().unwrap_or(0);
     let ecn_preserved = seen > 0 && same_ecn == seen;
     let dscp_preserved = seen > 0 && same_dscp == seen;
     let verdict = |preserved: bool, sent: &str, counts: &BTreeMap<String, u64>| {
@@ -849,17 +846,16 @@ fn marks(sent_ecn: Ecn, sent_dscp: Dscp, r: &RecvStats) -> MarksReport {
             format!("changed: {}", changed.join(", "))
         }
     };
-    let ecn_counts: BTreeMap<String, u64> = echo.ecn.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-    let mut ecn_verdict = verdict(ecn_preserved, ecn_name(sent_ecn), &ecn_counts);
+    let mut ecn_verdict = verdict(ecn_preserved, &sent_ecn.to_string(), &echo.ecn);
     if !ecn_preserved
         && matches!(sent_ecn, Ecn::Ect0 | Ecn::Ect1)
-        && echo.ecn.keys().all(|k| *k == "ce" || *k == ecn_name(sent_ecn))
+        && echo.ecn.keys().all(|k| *k == "ce" || *k == sent_ecn.to_string())
     {
         ecn_verdict += " (CE marks: a router on the way signals congestion; ECN works)";
     }
-    let dscp_verdict = verdict(dscp_preserved, &dscp_name(sent_dscp), &echo.dscp);
+    let dscp_verdict = verdict(dscp_preserved, &sent_dscp.to_string(), &echo.dscp);
     MarksReport {
-        sent: MarkSent { ecn: ecn_name(sent_ecn), dscp: sent_dscp.value(), dscp_name: dscp_name(sent_dscp) },
+        sent: MarkSent { ecn: sent_ecn.to_string(), dscp: sent_dscp.value(), dscp_name: sent_dscp.to_string() },
         seen_by_echo: echo,
         replies_received: back,
         ecn_preserved,

@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use volley::{Dscp, Ecn};
 
-const ABOUT: &str = "Check a host's and a path's UDP: offloads, ECN, DSCP, MTU, loss under load";
+const ABOUT: &str = "Check a host's and a path's UDP: offloads, ECN, DSCP, MTU, loss under load, what arrives";
 
 const LONG_ABOUT: &str = "\
 volley checks what a Linux host and a network path do to UDP, the way iperf3 is used for TCP, \
 without writing code. Run `volley probe` on a host to see what its kernel offers a UDP socket. \
 Run `volley echo` on one end of a path and `volley blast` or `volley path` on the other to \
 measure rate, loss and drops under load, and to check whether ECN and DSCP marks survive and \
-what the path MTU is.
+what the path MTU is. Run `volley listen` to see every datagram any sender sends you, with its \
+ECN, DSCP, TTL, local address and interface.
 
 Exit status: 0 success; 1 error (bad address, bind failure, no reply); 2 usage error; 3 the \
 run worked but found a problem (a mark not preserved, loss above --max-loss).";
@@ -24,7 +25,8 @@ Examples:
   volley echo --listen [::]:4500        # run a reflector (IPv4 and IPv6)
   volley blast --to 192.0.2.7:4500 --ecn ect0 --duration 10
   volley path --to 192.0.2.7:4500       # ECN, DSCP and MTU verdicts
-  volley path --to 192.0.2.7:4500 --json | jq .path_mtu";
+  volley path --to 192.0.2.7:4500 --json | jq .path_mtu
+  volley listen --listen 4500 --count 10 # what arrives, from any sender, one line each";
 
 /// The `volley` command line.
 #[derive(Debug, Parser)]
@@ -42,6 +44,7 @@ pub(crate) enum Command {
     Echo(EchoArgs),
     Blast(BlastArgs),
     Path(PathArgs),
+    Listen(ListenArgs),
 }
 
 /// Print what this host's kernel gives a volley UDP socket.
@@ -129,9 +132,9 @@ pub(crate) struct BlastArgs {
     /// Datagrams per GSO send (1 = no GSO); default: as many as fit, up to the kernel's limit.
     #[arg(long, value_name = "N")]
     pub(crate) gso: Option<usize>,
-    /// ECN codepoint to set on every datagram.
-    #[arg(long, value_enum, default_value = "not-ect")]
-    pub(crate) ecn: EcnArg,
+    /// ECN codepoint to set on every datagram: not-ect, ect0, ect1 (L4S) or ce.
+    #[arg(long, value_name = "CODEPOINT", value_parser = parse_ecn, default_value = "not-ect")]
+    pub(crate) ecn: Ecn,
     /// DSCP to set: a name (ef, af41, cs1, default, ...) or 0..=63.
     #[arg(long, value_name = "NAME|N", value_parser = parse_dscp)]
     pub(crate) dscp: Option<Dscp>,
@@ -202,60 +205,101 @@ pub(crate) struct PathArgs {
     pub(crate) json: bool,
 }
 
-/// An ECN codepoint as typed on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum EcnArg {
-    /// Not ECN-capable (0b00).
-    #[value(name = "not-ect", alias = "notect", alias = "none")]
-    NotEct,
-    /// ECT(0) (0b10), what most ECN transports use.
-    #[value(name = "ect0")]
-    Ect0,
-    /// ECT(1) (0b01), L4S.
-    #[value(name = "ect1")]
-    Ect1,
-    /// Congestion experienced (0b11).
-    #[value(name = "ce")]
-    Ce,
+/// Print every datagram that arrives, from any sender, with its metadata.
+#[derive(Debug, Args)]
+#[command(
+    long_about = "\
+Print one line per datagram that arrives, from any sender (not only volley: \
+Python's socket module, nc -u, a WebRTC client), with everything the kernel \
+reports about it: source, the local address it was sent to and the interface \
+it arrived on (name and index), ECN codepoint, DSCP, TTL / hop limit, length, \
+its place in a GRO train (each datagram of a coalesced receive gets its own \
+line), truncation, the kernel receive timestamp (Unix time), the socket's \
+kernel drop counter and the original destination (orig_dst: where a TPROXY rule \
+diverted the datagram from). Unknown fields are left out of a text line (null in JSON). \
+On exit (--count datagrams, --timeout, or Ctrl-C) a summary counts datagrams \
+and bytes, datagrams per ECN codepoint and DSCP, truncations and drops. Exit \
+status 3 if --count was not reached within --timeout.",
+    after_help = "\
+Examples:
+  volley listen --listen 4500                    # [::]:4500, IPv6 and IPv4
+  volley listen --listen 0.0.0.0:4500 --count 10 --json | jq -c 'select(.type == \"datagram\")'
+  volley listen --listen 0.0.0.0:5000 --join 239.1.2.3@eth0 --reuse-port
+  volley listen --listen [::]:5000 --join ff15::77@2 --timeout 30
+Send from anything, e.g. (DSCP EF + ECT(0) is TOS 0xba):
+  python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xba); s.sendto(b\"hi\", (\"127.0.0.1\", 4500))'
+  echo hi | nc -u -w1 127.0.0.1 4500"
+)]
+pub(crate) struct ListenArgs {
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, or a bare PORT for [::]:PORT (IPv6 and IPv4).
+    #[arg(long, short = 'l', value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// Join a multicast group (repeatable): GROUP, or GROUP@IFACE with an interface name, index or IPv4
+    /// address. Also sets SO_REUSEADDR, so several listeners can share the group's port.
+    #[arg(long, value_name = "GROUP[@IFACE]", value_parser = crate::listen::parse_join)]
+    pub(crate) join: Vec<crate::listen::Join>,
+    /// Set SO_REUSEPORT: share the port with other sockets that set it.
+    #[arg(long)]
+    pub(crate) reuse_port: bool,
+    /// On an IPv6 address, IPv6 only (default: dual stack, IPv4 too).
+    #[arg(long)]
+    pub(crate) ipv6_only: bool,
+    /// Stop after this many datagrams.
+    #[arg(long, short = 'c', value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// Stop after this long (e.g. 10, 1.5, 500ms, 2m); default: run until interrupted.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// One JSON object per line: a `listening` line, one `datagram` line each, a `summary` line.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No line per datagram: only the first line and the summary.
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+    /// Turn GRO off: every datagram is its own receive.
+    #[arg(long)]
+    pub(crate) no_gro: bool,
+    /// Receive buffer size to request, bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub(crate) buffer: usize,
 }
 
-impl From<EcnArg> for Ecn {
-    fn from(e: EcnArg) -> Self {
-        match e {
-            EcnArg::NotEct => Self::NotEct,
-            EcnArg::Ect0 => Self::Ect0,
-            EcnArg::Ect1 => Self::Ect1,
-            EcnArg::Ce => Self::Ce,
-        }
+/// The four ECN codepoints, in the order help text lists them.
+const ECN_ALL: [Ecn; 4] = [Ecn::NotEct, Ecn::Ect0, Ecn::Ect1, Ecn::Ce];
+
+/// Parses an ECN codepoint by the core's names (`not-ect`, `ect0`, `ect1`,
+/// `ce`: `Ecn`'s `Display`), or `notect` / `none`.
+pub(crate) fn parse_ecn(s: &str) -> Result<Ecn, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    if matches!(lower.as_str(), "notect" | "none") {
+        return Ok(Ecn::NotEct);
     }
+    ECN_ALL.into_iter().find(|e| e.to_string() == lower).ok_or_else(|| {
+        let names: Vec<String> = ECN_ALL.iter().map(Ecn::to_string).collect();
+        format!("unknown ECN codepoint {s:?}: use one of {}", names.join(", "))
+    })
 }
 
-/// Parses a DSCP name (RFC 2474/2597/3246/4594/8622) or number.
+/// Parses a DSCP by the core's names (`Dscp`'s `Display`: ef, af11..af43,
+/// cs1..cs7, le, va, default), or the aliases be / df / cs0 / voice-admit,
+/// or a number.
 pub(crate) fn parse_dscp(s: &str) -> Result<Dscp, String> {
     let lower = s.trim().to_ascii_lowercase();
-    let value = match lower.as_str() {
-        "default" | "be" | "df" | "cs0" => 0,
-        "le" => 1,
-        "ef" => 46,
-        "va" | "voice-admit" => 44,
-        _ => {
-            if let Some(n) = lower.strip_prefix("cs").and_then(|d| d.parse::<u8>().ok()).filter(|n| *n <= 7) {
-                n << 3
-            } else if let Some((c, p)) = lower.strip_prefix("af").and_then(|d| {
-                let b = d.as_bytes();
-                (b.len() == 2).then(|| (b[0].wrapping_sub(b'0'), b[1].wrapping_sub(b'0')))
-            }) {
-                if !(1..=4).contains(&c) || !(1..=3).contains(&p) {
-                    return Err(format!("unknown DSCP {s:?}: AF classes are af11..af43"));
-                }
-                (c << 3) | (p << 1)
-            } else {
-                lower.parse::<u8>().map_err(|_| {
-                    format!("unknown DSCP {s:?}: use a name (ef, af11..af43, cs0..cs7, le, va, default) or 0..=63")
-                })?
-            }
-        }
+    let alias = match lower.as_str() {
+        "be" | "df" | "cs0" => Some(0),
+        "voice-admit" => Some(44),
+        _ => None,
     };
+    if let Some(v) = alias.or_else(|| (0..64).find(|&v| Dscp::from_tos(v << 2).to_string() == lower)) {
+        return Ok(Dscp::from_tos(v << 2));
+    }
+    if lower.starts_with("af") {
+        return Err(format!("unknown DSCP {s:?}: AF classes are af11..af43"));
+    }
+    let value = lower
+        .parse::<u8>()
+        .map_err(|_| format!("unknown DSCP {s:?}: use a name (ef, af11..af43, cs0..cs7, le, va, default) or 0..=63"))?;
     Dscp::new(value).map_err(|e| e.to_string())
 }
 
@@ -318,6 +362,23 @@ mod tests {
         assert!(parse_dscp("af51").is_err());
         assert!(parse_dscp("cs8").is_err());
         assert!(parse_dscp("fast").is_err());
+        assert_eq!(parse_dscp("le").unwrap().value(), 1);
+        assert_eq!(parse_dscp("VA").unwrap().value(), 44);
+        assert_eq!(parse_dscp("be").unwrap().value(), 0);
+        // Every value round-trips through the core's name for it.
+        for v in 0..64u8 {
+            let d = Dscp::new(v).unwrap();
+            assert_eq!(parse_dscp(&d.to_string()).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn ecn_names_are_the_cores() {
+        for e in ECN_ALL {
+            assert_eq!(parse_ecn(&e.to_string()).unwrap(), e);
+        }
+        assert_eq!(parse_ecn("NONE").unwrap(), Ecn::NotEct);
+        assert!(parse_ecn("purple").unwrap_err().contains("not-ect, ect0, ect1, ce"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use volley::{Config, Dscp, Ecn, Error, RecvBatch, RecvMeta, Socket, Transmit};
+use volley::{Config, Dscp, Ecn, RecvBatch, RecvMeta, Socket, Transmit};
 
 use crate::cli::EchoArgs;
 use crate::client::is_icmp_error;
@@ -218,9 +218,11 @@ impl<'s> Echo<'s> {
         let mut icmp_retries = 0;
         while i < transmits.len() {
             match self.sock.try_send_batch(&transmits[i..]) {
-                Ok(n) => {
-                    self.stats.replies += transmits[i..i + n].iter().map(|t| t.segments() as u64).sum::<u64>();
-                    i += n;
+                Ok(sent) => {
+                    let whole: u64 = transmits[i..i + sent.transmits].iter().map(|t| t.segments() as u64).sum();
+                    self.stats.replies += whole + sent.segments as u64;
+                    // What is left, a cut-short train resumed where it stopped.
+                    i = transmits.len() - sent.rest(&mut transmits[i..]).len();
                 }
                 Err(e) if e.is_would_block() => {
                     // Wait (bounded) for room; the next try_send_batch sends.
@@ -228,13 +230,6 @@ impl<'s> Echo<'s> {
                         self.stats.unsent += transmits[i..].iter().map(|t| t.segments() as u64).sum::<u64>();
                         return;
                     }
-                }
-                Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                    let done: u64 = transmits[i..i + transmits_sent].iter().map(|t| t.segments() as u64).sum();
-                    self.stats.replies += done + segments_sent as u64;
-                    i += transmits_sent;
-                    // Resend the rest of the cut-short train.
-                    transmits[i] = transmits[i].skip_segments(segments_sent);
                 }
                 Err(e) if is_icmp_error(&e) && icmp_retries < 8 => {
                     // A pending ICMP error about an earlier reply; nothing was sent.

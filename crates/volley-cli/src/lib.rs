@@ -6,6 +6,7 @@
 //! | `volley probe [--json]` | prints what this host's kernel gives a [`volley::Socket`], for IPv4 and IPv6: batched syscalls, GSO/GRO, which metadata is reported, transmit times, the ICMP error queue, path-MTU modes, reuse-port steering, and the buffer limits `net.core.*mem_*` set, each with a line on what it means |
 //! | `volley echo --listen ADDR` | a reflector: answers every request from the address it was sent to, with the ECN and DSCP it arrived with, and says in the reply what the request arrived with |
 //! | `volley blast --to ADDR` | load against an echo (GSO trains, `sendmmsg` batches, optional pacing) with a live progress line; reports datagrams/s, Gbit/s, round-trip loss by sequence number, kernel drops at both ends, RTT percentiles, and what happened to the ECN/DSCP marks |
+//! | `volley listen --listen ADDR` | prints every datagram that arrives, from any sender (Python's socket module, `nc -u`, ...), one line each (`key=value`, or `--json` lines): source, local address, interface name and index, ECN, DSCP, TTL, length, place in a GRO train, truncation, kernel timestamp, drops, original destination (TPROXY); optional multicast groups (`--join GROUP[@IFACE]`) and `--reuse-port`; a summary per ECN codepoint and DSCP on exit (`--count`, `--timeout`, Ctrl-C) |
 //! | `volley path --to ADDR` | against an echo: does each ECN codepoint survive (or is it bleached, re-marked, dropped), do DSCP EF/AF41/CS1 survive, both ways, and the path MTU found by a DF-set binary search |
 //!
 //! Every wait is bounded (`--timeout`, default 2 s): against an absent peer
@@ -49,6 +50,7 @@ mod blast;
 mod cli;
 mod client;
 mod echo;
+mod listen;
 mod path;
 mod probe;
 mod util;
@@ -82,6 +84,7 @@ pub fn main() -> ExitCode {
         cli::Command::Echo(a) => echo::run(a),
         cli::Command::Blast(a) => blast::run(a),
         cli::Command::Path(a) => path::run(a),
+        cli::Command::Listen(a) => listen::run(a),
     };
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use volley::{Config, Dscp, Ecn, Pmtud};
 
 use crate::cli::PathArgs;
 use crate::client::{describe_silence, Client, Outcome};
-use crate::util::{dscp_name, ecn_name, header_overhead, local_for, ms, resolve};
+use crate::util::{header_overhead, local_for, ms, resolve};
 use crate::wire::REQUEST_LEN;
 use crate::ExitStatus;
 
@@ -164,7 +164,7 @@ pub(crate) fn run(args: &PathArgs) -> Result<ExitStatus> {
 }
 
 fn ecn_probe(sent: Ecn, o: &Outcome) -> MarkProbe {
-    let name = |e: Ecn| ecn_name(e).to_owned();
+    let name = |e: Ecn| e.to_string();
     match o {
         Outcome::Reply(a) => {
             let seen = a.reply.received_tos.map(Ecn::from_bits);
@@ -211,15 +211,15 @@ fn dscp_probe(sent: Dscp, o: &Outcome) -> MarkProbe {
         Outcome::Reply(a) => {
             let seen = a.reply.received_tos.map(Dscp::from_tos);
             MarkProbe {
-                sent: dscp_name(sent),
-                seen_by_echo: seen.map(dscp_name),
-                reply_received: a.dscp.map(dscp_name),
+                sent: sent.to_string(),
+                seen_by_echo: seen.map(|d| d.to_string()),
+                reply_received: a.dscp.map(|d| d.to_string()),
                 forward: classify_dscp(sent, seen),
                 reverse: seen.map_or("unknown", |s| classify_dscp(s, a.dscp)),
             }
         }
         _ => MarkProbe {
-            sent: dscp_name(sent),
+            sent: sent.to_string(),
             seen_by_echo: None,
             reply_received: None,
             forward: lost(o),

@@ -2,10 +2,17 @@
 //! and IPv6, each item with a line on what it means.
 //!
 //! Every probe binds a fresh socket on the wildcard address with port 0 and
-//! sends nothing: the base capabilities come from a default socket; the
-//! optional features (timestamps, transmit times, the ICMP error queue,
-//! path-MTU modes, reuse-port steering) from one socket each configured to
-//! ask for them, "yes" meaning the kernel accepted it.
+//! sends nothing, but one: the base capabilities come from a default
+//! socket; the optional features (timestamps, transmit times, the ICMP
+//! error queue, broadcast, freebind, transparent, mark, original
+//! destination, path-MTU modes, reuse-port steering) from one socket each
+//! configured to ask for them, "yes" meaning the kernel accepted it (for
+//! `transparent` and `mark`: this process has the privilege). Whether the
+//! kernel takes per-datagram ECN/DSCP on send (`IP_TOS`/`IPV6_TCLASS`
+//! control messages; Android before 8.0 refuses them) can only be learned by
+//! sending: a loopback socket sends one ECN-marked datagram to itself, and
+//! `Capabilities::tos_cmsg` says afterwards whether volley had to turn the
+//! control message off.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -54,6 +61,9 @@ struct Family {
     ecn_send: bool,
     /// A transmit's source address / interface is applied.
     src_send: bool,
+    /// ECN and DSCP set per datagram on send (the TOS control message was
+    /// taken by the kernel for one datagram sent to itself on loopback).
+    tos_cmsg: bool,
     ttl: bool,
     drop_counter: bool,
     /// Multicast membership and sending supported.
@@ -64,6 +74,18 @@ struct Family {
     txtime: bool,
     /// With `Config::recv_errors(true)`.
     recv_errors: bool,
+    /// With `Config::broadcast(true)` (`SO_BROADCAST`).
+    broadcast: bool,
+    /// With `Config::freebind(true)` (`IP_FREEBIND`).
+    freebind: bool,
+    /// With `Config::transparent(true)` (`IP_TRANSPARENT`: needs
+    /// `CAP_NET_ADMIN` or `CAP_NET_RAW`).
+    transparent: bool,
+    /// With `Config::mark(1)` (`SO_MARK`: needs `CAP_NET_ADMIN` or
+    /// `CAP_NET_RAW`).
+    mark: bool,
+    /// With `Config::orig_dst(true)` (`IP_RECVORIGDSTADDR`).
+    orig_dst: bool,
     pmtud: PmtudModes,
     reuse_port: ReusePort,
     buffers: Buffers,
@@ -176,6 +198,12 @@ fn probe_family(addr: SocketAddr) -> Family {
     drop(base);
 
     let mut errors = BTreeMap::new();
+    match tos_cmsg(addr.is_ipv6()) {
+        Ok(ok) => f.tos_cmsg = ok,
+        Err(e) => {
+            errors.insert("tos_cmsg", e.to_string());
+        }
+    }
     let mut try_bind = |name: &'static str, config: Config| match config.bind(addr) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -187,6 +215,12 @@ fn probe_family(addr: SocketAddr) -> Family {
     f.txtime = try_bind("txtime", Config::new().txtime(true)).is_some_and(|s| s.capabilities().txtime);
     f.recv_errors =
         try_bind("recv_errors", Config::new().recv_errors(true)).is_some_and(|s| s.capabilities().recv_errors);
+    f.broadcast = try_bind("broadcast", Config::new().broadcast(true)).is_some_and(|s| s.capabilities().broadcast);
+    f.freebind = try_bind("freebind", Config::new().freebind(true)).is_some_and(|s| s.capabilities().freebind);
+    f.transparent =
+        try_bind("transparent", Config::new().transparent(true)).is_some_and(|s| s.capabilities().transparent);
+    f.mark = try_bind("mark", Config::new().mark(1)).is_some_and(|s| s.capabilities().mark == Some(1));
+    f.orig_dst = try_bind("orig_dst", Config::new().orig_dst(true)).is_some_and(|s| s.capabilities().orig_dst);
     f.pmtud.off = try_bind("pmtud_off", Config::new().pmtud(Pmtud::Off)).is_some();
     f.pmtud.do_ = try_bind("pmtud_do", Config::new().pmtud(Pmtud::Do)).is_some();
     f.pmtud.probe = try_bind("pmtud_probe", Config::new().pmtud(Pmtud::Probe)).is_some();
@@ -210,6 +244,18 @@ fn probe_family(addr: SocketAddr) -> Family {
     }
     f.probe_errors = errors;
     f
+}
+
+/// Sends one ECN-marked datagram from a loopback socket to itself: volley
+/// resends it without the TOS control message (and turns that off) if the
+/// kernel refuses it. Returns whether it is still on.
+fn tos_cmsg(v6: bool) -> Result<bool, volley::Error> {
+    let lo: SocketAddr = if v6 { (Ipv6Addr::LOCALHOST, 0).into() } else { (Ipv4Addr::LOCALHOST, 0).into() };
+    let sock = Socket::bind(lo)?;
+    let me = sock.local_addr()?;
+    let t = volley::Transmit::new(me, b"volley probe").with_ecn(volley::Ecn::Ect0);
+    sock.send_batch_blocking(&[t], std::time::Duration::from_secs(1))?;
+    Ok(sock.capabilities().tos_cmsg)
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -351,6 +397,18 @@ fn render(r: &Report) -> String {
             },
         },
         Row {
+            name: "ECN/DSCP on send",
+            v4: fam(&r.ipv4, &|f| if f.tos_cmsg { "per datagram".into() } else { "socket only".into() }),
+            v6: fam(&r.ipv6, &|f| if f.tos_cmsg { "per datagram".into() } else { "socket only".into() }),
+            meaning: if both(&|f| f.tos_cmsg) {
+                "each datagram carries its own ECN codepoint and DSCP (IP_TOS/IPV6_TCLASS control messages)".into()
+            } else {
+                "the kernel refused the TOS control message: volley sends without it, so datagrams carry the \
+                 socket-level TOS (Socket::set_tos) and per-datagram ECN is lost"
+                    .into()
+            },
+        },
+        Row {
             name: "pktinfo",
             v4: fam(&r.ipv4, &|f| yn(f.pktinfo)),
             v6: fam(&r.ipv6, &|f| yn(f.pktinfo)),
@@ -410,6 +468,54 @@ fn render(r: &Report) -> String {
             v6: fam(&r.ipv6, &|f| yn(f.recv_errors)),
             meaning: "with Config::recv_errors(true), ICMP errors (port unreachable, packet too big) are read \
                       with the destination they concern, without disturbing the data"
+                .into(),
+        },
+        Row {
+            name: "broadcast",
+            v4: fam(&r.ipv4, &|f| yn(f.broadcast)),
+            v6: fam(&r.ipv6, &|f| yn(f.broadcast)),
+            meaning: "with Config::broadcast(true), sends to 255.255.255.255 and a subnet's directed broadcast \
+                      (LAN discovery; IPv4 only, IPv6 has multicast instead)"
+                .into(),
+        },
+        Row {
+            name: "IP_FREEBIND",
+            v4: fam(&r.ipv4, &|f| yn(f.freebind)),
+            v6: fam(&r.ipv6, &|f| yn(f.freebind)),
+            meaning: "with Config::freebind(true), a socket binds an address no interface has yet \
+                      (start before the network is up)"
+                .into(),
+        },
+        Row {
+            name: "IP_TRANSPARENT",
+            v4: fam(&r.ipv4, &|f| yn(f.transparent)),
+            v6: fam(&r.ipv6, &|f| yn(f.transparent)),
+            meaning: if both(&|f| f.transparent) {
+                "with Config::transparent(true), a socket receives what a TPROXY rule diverts to it and \
+                 sends from non-local addresses (transparent proxies)"
+                    .into()
+            } else {
+                "refused: needs CAP_NET_ADMIN or CAP_NET_RAW (or not Linux); see the notes below".into()
+            },
+        },
+        Row {
+            name: "SO_MARK",
+            v4: fam(&r.ipv4, &|f| yn(f.mark)),
+            v6: fam(&r.ipv6, &|f| yn(f.mark)),
+            meaning: if both(&|f| f.mark) {
+                "with Config::mark(m), every packet carries firewall mark m for policy routing \
+                 (ip rule fwmark) and nftables"
+                    .into()
+            } else {
+                "refused: needs CAP_NET_ADMIN or CAP_NET_RAW (or not Linux); see the notes below".into()
+            },
+        },
+        Row {
+            name: "original destination",
+            v4: fam(&r.ipv4, &|f| yn(f.orig_dst)),
+            v6: fam(&r.ipv6, &|f| yn(f.orig_dst)),
+            meaning: "with Config::orig_dst(true), each datagram's original destination address and port \
+                      (RecvMeta::orig_dst): where a datagram a TPROXY rule diverted was going"
                 .into(),
         },
         Row {

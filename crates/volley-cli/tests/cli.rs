@@ -142,6 +142,7 @@ fn probe_json_agrees_with_the_library() {
         assert_eq!(f["pktinfo"], caps.pktinfo, "{family}");
         assert_eq!(f["ecn"], caps.ecn, "{family}");
         assert_eq!((f["ecn_send"].as_bool(), f["src_send"].as_bool()), (Some(caps.ecn_send), Some(caps.src_send)));
+        assert_eq!(f["tos_cmsg"], caps.tos_cmsg, "{family}");
         assert_eq!(f["ttl"], caps.ttl, "{family}");
         assert_eq!(f["drop_counter"], caps.drop_counter, "{family}");
         assert_eq!(f["multicast"], caps.multicast, "{family}");
@@ -149,6 +150,11 @@ fn probe_json_agrees_with_the_library() {
         assert_eq!(f["timestamps"], with(Config::new().timestamps(true)).is_some_and(|c| c.timestamps));
         assert_eq!(f["txtime"], with(Config::new().txtime(true)).is_some_and(|c| c.txtime));
         assert_eq!(f["recv_errors"], with(Config::new().recv_errors(true)).is_some_and(|c| c.recv_errors));
+        assert_eq!(f["broadcast"], with(Config::new().broadcast(true)).is_some_and(|c| c.broadcast));
+        assert_eq!(f["freebind"], with(Config::new().freebind(true)).is_some_and(|c| c.freebind));
+        assert_eq!(f["transparent"], with(Config::new().transparent(true)).is_some_and(|c| c.transparent));
+        assert_eq!(f["mark"], with(Config::new().mark(1)).is_some_and(|c| c.mark == Some(1)));
+        assert_eq!(f["orig_dst"], with(Config::new().orig_dst(true)).is_some_and(|c| c.orig_dst));
         for (mode, m) in [("off", volley::Pmtud::Off), ("do", volley::Pmtud::Do), ("probe", volley::Pmtud::Probe)] {
             assert_eq!(f["pmtud"][mode], Config::new().pmtud(m).bind(addr).is_ok(), "{family} pmtud.{mode}");
         }
@@ -160,7 +166,20 @@ fn probe_json_agrees_with_the_library() {
     let out = volley(&["probe"]);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    for item in ["GSO (UDP_SEGMENT)", "GRO (UDP_GRO)", "pktinfo", "drop counter", "PMTUD modes", "rmem_max"] {
+    for item in [
+        "GSO (UDP_SEGMENT)",
+        "GRO (UDP_GRO)",
+        "ECN/DSCP on send",
+        "pktinfo",
+        "drop counter",
+        "PMTUD modes",
+        "rmem_max",
+        "broadcast",
+        "IP_FREEBIND",
+        "IP_TRANSPARENT",
+        "SO_MARK",
+        "original destination",
+    ] {
         assert!(text.contains(item), "probe output lacks {item}:\n{text}");
     }
 }

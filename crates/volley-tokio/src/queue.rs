@@ -40,7 +40,6 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use volley::{Dscp, Ecn, Transmit};
 
-use crate::socket::as_volley;
 use crate::UdpSocket;
 
 /// Transmits per send call: one `sendmmsg` chunk of the core.
@@ -553,15 +552,10 @@ impl<S: Borrow<UdpSocket>> SendQueue<S> {
         // Remove what left: whole groups before `sent`, then `segments` of
         // group `sent`.
         let (sent, segments, error) = match result {
-            Ok(n) => (n, 0, None),
+            Ok(sent) => (sent.transmits, sent.segments, None),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
-            Err(e) => match as_volley(&e) {
-                Some(&volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                    (transmits_sent, segments_sent, None)
-                }
-                // The error concerns transmits[0], nothing was sent: drop it.
-                _ => (0, groups[0].count, Some(e)),
-            },
+            // The error concerns transmits[0], nothing was sent: drop it.
+            Err(e) => (0, groups[0].count, Some(e)),
         };
         let group_of = &self.plan.group_of;
         let mut i = 0;

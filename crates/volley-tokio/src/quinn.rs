@@ -273,7 +273,7 @@ impl RecvState {
                 (buf.len(), stride.min(rest.len()))
             };
             buf[..take].copy_from_slice(&rest[..take]);
-            let mut m = m;
+            let mut m = *m;
             m.segment_size = stride;
             meta[filled] = to_quinn_meta(&m, take);
             filled += 1;

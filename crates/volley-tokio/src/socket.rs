@@ -32,7 +32,7 @@ use std::task::{ready, Context, Poll};
 use std::io::IoSliceMut;
 use tokio::io::Interest;
 
-use volley::{Capabilities, Config, RecvBatch, RecvMeta, Transmit};
+use volley::{Capabilities, Config, RecvBatch, RecvMeta, Sent, Transmit};
 
 /// An asynchronous, batched UDP socket: volley's datapath over a socket
 /// registered with the tokio reactor (one descriptor).
@@ -210,6 +210,23 @@ impl UdpSocket {
     /// ```
     pub fn capabilities(&self) -> Capabilities {
         self.dp.capabilities()
+    }
+
+    /// What the datapath has done on this socket (see `volley::Stats`):
+    /// the same counters the core keeps, driven by this socket, its
+    /// `DatagramStream`, `SendQueue` and quinn socket alike.
+    ///
+    /// ```
+    /// use volley_tokio::{volley::Transmit, UdpSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// sock.send_batch_all(&[Transmit::new(sock.local_addr()?, b"x")]).await?;
+    /// assert_eq!(sock.stats().datagrams_sent, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> volley::Stats {
+        self.dp.stats()
     }
 
     /// The address the socket is bound to.
@@ -415,6 +432,7 @@ impl UdpSocket {
     /// As [`volley::Socket::try_recv`], except `WouldBlock`, on which this
     /// waits.
     pub async fn recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        room(bufs.len(), meta.len())?;
         self.read_with(|| self.try_recv(bufs, meta)).await
     }
 
@@ -429,6 +447,9 @@ impl UdpSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        if let Err(e) = room(bufs.len(), meta.len()) {
+            return Poll::Ready(Err(e));
+        }
         self.poll_ready_then(cx, Interest::READABLE, || self.try_recv(bufs, meta))
     }
 
@@ -440,7 +461,7 @@ impl UdpSocket {
     /// `WouldBlock` when nothing is queued; otherwise as
     /// [`volley::Socket::try_recv`].
     pub fn try_recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let room = bufs.len().min(meta.len()).min(volley::MAX_SLOTS);
+        let room = room(bufs.len(), meta.len())?;
         self.try_recv_with(|s| {
             let n = s.try_recv(bufs, meta)?;
             Ok((n, n < room))
@@ -451,7 +472,7 @@ impl UdpSocket {
     /// `volley::SocketRef::try_recv_bytes`); a short receive clears read
     /// readiness.
     pub(crate) fn try_recv_bytes(&self, bufs: &mut [bytes::BytesMut], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let room = bufs.len().min(meta.len()).min(volley::MAX_SLOTS);
+        let room = room(bufs.len(), meta.len())?;
         self.try_recv_with(|s| {
             let n = s.try_recv_bytes(bufs, meta)?;
             Ok((n, n < room))
@@ -498,10 +519,11 @@ impl UdpSocket {
     }
 
     /// Waits for room and sends `transmits` in order with as few `sendmmsg`
-    /// calls as possible (GSO for multi-segment transmits); returns how many
-    /// were sent completely, at least one. Fewer than `transmits.len()` means
-    /// the socket buffer filled up or `transmits[n]` has a problem: call
-    /// again with the rest, or use [`UdpSocket::send_batch_all`].
+    /// calls as possible (GSO for multi-segment transmits); returns how far
+    /// it got ([`Sent`]: something, unless `transmits` is empty). Short of
+    /// the whole batch means the socket buffer filled up or the next
+    /// transmit has a problem: call again with what [`Sent::rest`] or
+    /// [`Sent::split`] leaves, or use [`UdpSocket::send_batch_all`].
     ///
     /// ```
     /// use volley_tokio::{volley::{Ecn, Transmit}, UdpSocket};
@@ -511,7 +533,7 @@ impl UdpSocket {
     /// let to = sock.local_addr()?;
     /// let train = [0u8; 3600];
     /// let t = Transmit::new(to, &train).with_segment_size(1200).with_ecn(Ecn::Ect0);
-    /// assert_eq!(sock.send_batch(&[t]).await?, 1); // three datagrams, one GSO send
+    /// assert_eq!(sock.send_batch(&[t]).await?.transmits, 1); // three datagrams, one GSO send
     /// # Ok(()) }
     /// ```
     ///
@@ -523,14 +545,17 @@ impl UdpSocket {
     /// As [`volley::Socket::try_send_batch`] (an error always concerns
     /// `transmits[0]`, with nothing sent), except `WouldBlock`, on which this
     /// waits.
-    pub async fn send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<usize> {
+    pub async fn send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<Sent> {
+        if transmits.is_empty() {
+            return Ok(Sent::default()); // nothing to wait for
+        }
         self.async_io(Interest::WRITABLE, |s| s.try_send_batch(transmits)).await
     }
 
     /// Sends all of `transmits`, waiting for room as often as needed.
     ///
     /// A multi-segment transmit that the portable path sent only in part
-    /// ([`volley::Error::PartialTransmit`]) is completed, not resent.
+    /// ([`Sent::segments`]) is completed, not resent.
     ///
     /// ```
     /// use volley_tokio::{volley::Transmit, UdpSocket};
@@ -553,37 +578,19 @@ impl UdpSocket {
     /// The first error that is not `WouldBlock`. It concerns the first
     /// transmit not yet sent; those before it were sent, none after it.
     pub async fn send_batch_all(&self, transmits: &[Transmit<'_>]) -> io::Result<()> {
-        let mut rest = transmits;
-        // The unsent tail of a transmit the portable path sent in part: sent
-        // alone first, through the same match, until it is whole.
-        let mut partial: Option<Transmit<'_>> = None;
-        while !rest.is_empty() || partial.is_some() {
-            let (batch, in_partial) = match &partial {
-                Some(t) => (std::slice::from_ref(t), true),
-                None => (rest, false),
-            };
-            match self.send_batch(batch).await {
-                Ok(n) if in_partial => {
-                    debug_assert_eq!(n, 1);
-                    partial = None;
-                }
-                Ok(n) => rest = &rest[n..],
-                Err(e) => match as_volley(&e) {
-                    Some(&volley::Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                        partial = Some(batch[transmits_sent].skip_segments(segments_sent));
-                        if !in_partial {
-                            rest = &rest[transmits_sent + 1..];
-                        }
-                    }
-                    _ => return Err(e),
-                },
+        // The unsent tail of a train sent in part, then the transmits after it.
+        let (mut head, mut rest): (Option<Transmit<'_>>, &[Transmit<'_>]) = (None, transmits);
+        while head.is_some() || !rest.is_empty() {
+            match head {
+                Some(t) => head = self.send_batch(&[t]).await?.split(&[t]).0,
+                None => (head, rest) = self.send_batch(rest).await?.split(rest),
             }
         }
         Ok(())
     }
 
-    /// Polls to send `transmits`: `Ready(Ok(n))` with `n >= 1` transmits
-    /// sent, `Pending` after registering `cx` for write readiness.
+    /// Polls to send `transmits`: `Ready(Ok(sent))` with something sent
+    /// (see [`Sent`]), `Pending` after registering `cx` for write readiness.
     ///
     /// ```
     /// use std::future::poll_fn;
@@ -592,13 +599,16 @@ impl UdpSocket {
     /// # async fn main() -> std::io::Result<()> {
     /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
     /// let t = [Transmit::new(sock.local_addr()?, b"x")];
-    /// assert_eq!(poll_fn(|cx| sock.poll_send_batch(cx, &t)).await?, 1);
+    /// assert!(poll_fn(|cx| sock.poll_send_batch(cx, &t)).await?.is_complete(&t));
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     /// As [`UdpSocket::send_batch`].
-    pub fn poll_send_batch(&self, cx: &mut Context<'_>, transmits: &[Transmit<'_>]) -> Poll<io::Result<usize>> {
+    pub fn poll_send_batch(&self, cx: &mut Context<'_>, transmits: &[Transmit<'_>]) -> Poll<io::Result<Sent>> {
+        if transmits.is_empty() {
+            return Poll::Ready(Ok(Sent::default()));
+        }
         self.poll_ready_then(cx, Interest::WRITABLE, || {
             self.try_io(Interest::WRITABLE, |s| s.try_send_batch(transmits))
         })
@@ -612,8 +622,8 @@ impl UdpSocket {
     /// # async fn main() -> std::io::Result<()> {
     /// let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
     /// sock.writable().await?;
-    /// let n = sock.try_send_batch(&[Transmit::new(sock.local_addr()?, b"x")])?;
-    /// assert_eq!(n, 1);
+    /// let sent = sock.try_send_batch(&[Transmit::new(sock.local_addr()?, b"x")])?;
+    /// assert_eq!(sent.transmits, 1);
     /// # Ok(()) }
     /// ```
     ///
@@ -621,7 +631,7 @@ impl UdpSocket {
     /// `WouldBlock` when the socket buffer is full (readiness is then
     /// cleared) or not yet known to be writable; otherwise as
     /// [`volley::Socket::try_send_batch`].
-    pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<usize> {
+    pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> io::Result<Sent> {
         self.try_io(Interest::WRITABLE, |s| s.try_send_batch(transmits))
     }
 
@@ -724,6 +734,15 @@ impl UdpSocket {
     }
 }
 
+/// The messages one receive can take, or the core's `EmptyBatch` at once
+/// (not after waiting for a datagram there is nowhere to put).
+fn room(bufs: usize, meta: usize) -> io::Result<usize> {
+    match bufs.min(meta).min(volley::MAX_SLOTS) {
+        0 => Err(volley::Error::EmptyBatch.into()),
+        n => Ok(n),
+    }
+}
+
 /// Waits for the kernel to signal an error condition on a socket with the
 /// ICMP error queue on, for receivers that must not go deaf.
 ///
@@ -806,6 +825,7 @@ impl AsRawSocket for UdpSocket {
 }
 
 /// The typed core error inside an `io::Error`, if there is one.
+#[cfg_attr(not(feature = "quinn"), allow(dead_code))]
 pub(crate) fn as_volley(e: &io::Error) -> Option<&volley::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<volley::Error>())
 }
@@ -816,7 +836,7 @@ mod tests {
 
     #[test]
     fn typed_error_survives_io_conversion() {
-        let e = io::Error::from(volley::Error::PartialTransmit { transmits_sent: 1, segments_sent: 2 });
-        assert!(matches!(as_volley(&e), Some(volley::Error::PartialTransmit { transmits_sent: 1, segments_sent: 2 })));
+        let e = io::Error::from(volley::Error::MessageTooLong { size: 1500, mtu: Some(1280) });
+        assert!(matches!(as_volley(&e), Some(volley::Error::MessageTooLong { size: 1500, mtu: Some(1280) })));
     }
 }

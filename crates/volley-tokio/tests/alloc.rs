@@ -1,5 +1,6 @@
-//! Heap allocations per datagram in steady state, counted by a global
-//! allocator on the test's own thread: receiving through `DatagramStream`,
+//! Heap allocations per datagram in steady state, counted by the shared
+//! counting global allocator (`volley_tests::alloc`) on the test's own
+//! thread: receiving through `DatagramStream`,
 //! sending through `SendQueue`.
 //!
 //! A sender thread (plain blocking volley socket, not counted) keeps the
@@ -9,8 +10,6 @@
 
 mod util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,60 +17,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use util::{addr, DEADLINE};
 use volley::{Config, Transmit};
+use volley_tests::alloc::{thread_alloc_bytes as alloc_bytes, thread_allocs as allocs, CountingAlloc};
 use volley_tokio::{DatagramStream, UdpSocket};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    static BYTES: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-fn count_bytes(n: usize) {
-    let _ = BYTES.try_with(|c| c.set(c.get() + n as u64));
-}
-
-// SAFETY: forwards every call unchanged to `System`; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        count_bytes(layout.size());
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        count_bytes(layout.size());
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        count_bytes(new_size);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
-
-/// Bytes requested from the allocator on this thread so far.
-fn alloc_bytes() -> u64 {
-    BYTES.with(Cell::get)
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Sends `payload` (as GSO trains of `segment_size` when given) to `to`
 /// until `stop`.
@@ -217,7 +167,7 @@ async fn quinn_socket_receives_in_place_without_a_batch() {
     let mut got = 0;
     let mut spent = 0;
     while got < train.len() {
-        tx.send_batch(&[Transmit::new(to, &train).with_segment_size(1200)]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(to, &train).with_segment_size(1200)]).await.unwrap();
         let mut bufs: Vec<std::io::IoSliceMut<'_>> = storage.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
         let before = allocs();
         let n = tokio::time::timeout(DEADLINE, std::future::poll_fn(|cx| socket.poll_recv(cx, &mut bufs, &mut meta)))
@@ -246,7 +196,7 @@ async fn a_quiet_stream_holds_at_most_256_kib() {
     let mut streams: Vec<_> = socks.iter().map(DatagramStream::new).collect();
     let idle = alloc_bytes() - before;
     for (s, stream) in socks.iter().zip(&mut streams) {
-        tx.send_batch(&[Transmit::new(s.local_addr().unwrap(), b"hello")]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(s.local_addr().unwrap(), b"hello")]).await.unwrap();
         let d = tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(&d.payload[..], b"hello");
     }

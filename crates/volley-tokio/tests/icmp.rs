@@ -422,7 +422,7 @@ async fn send_queue_is_not_stopped_by_a_stale_error() {
     let core = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     core.connect(peer_addr).unwrap();
     let tx = UdpSocket::new(core).unwrap();
-    tx.send_batch(&[volley::Transmit::new(peer_addr, b"into the void")]).await.unwrap();
+    tx.send_batch_all(&[volley::Transmit::new(peer_addr, b"into the void")]).await.unwrap();
     assert!(
         wait_pollerr(tx.get_ref().as_fd(), Duration::from_secs(3)),
         "the port-unreachable never came back (icmp_msgs_per_sec budget?)"

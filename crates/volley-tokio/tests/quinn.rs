@@ -93,7 +93,7 @@ async fn gro_train_split_over_small_buffers() {
     let tx = volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let train: Vec<u8> = (0..10 * 1200 + 500).map(|i| (i / 1200) as u8).collect();
     let t = volley::Transmit::new(to, &train).with_segment_size(1200).with_ecn(volley::Ecn::Ect0);
-    tx.send_batch(&[t]).await.unwrap();
+    tx.send_batch_all(&[t]).await.unwrap();
 
     let mut got = Vec::new();
     while got.iter().map(|(len, _, _)| len).sum::<usize>() < train.len() {

@@ -38,15 +38,16 @@ async fn triad() {
     // poll
     let mut rest = &singles[20..30];
     while !rest.is_empty() {
-        let n = poll_fn(|cx| a.poll_send_batch(cx, rest)).await.unwrap();
-        rest = &rest[n..];
+        let sent = poll_fn(|cx| a.poll_send_batch(cx, rest)).await.unwrap();
+        assert!(!sent.is_partial(), "single datagrams cut: {sent:?}");
+        rest = &rest[sent.transmits..];
     }
     // try (after waiting for writability)
     let mut rest = &singles[30..];
     while !rest.is_empty() {
         a.writable().await.unwrap();
         match a.try_send_batch(rest) {
-            Ok(n) => rest = &rest[n..],
+            Ok(sent) => rest = &rest[sent.transmits..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => panic!("{e}"),
         }
@@ -196,7 +197,7 @@ async fn recv_batch_is_cancel_safe() {
         let mut fut = std::pin::pin!(sock.recv_batch(&mut batch));
         let pending = poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_pending())).await;
         assert!(pending, "nothing was queued yet");
-        tx.send_batch(&[Transmit::new(to, b"in flight")]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(to, b"in flight")]).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let got = recv_n(&sock, 1).await;
@@ -211,8 +212,10 @@ async fn errors_keep_the_typed_core_error() {
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<volley::Error>());
     assert!(matches!(inner, Some(volley::Error::InvalidTransmit(volley::InvalidTransmit::AddressFamily { .. }))));
-    let e = sock.send_batch(&[]).await.unwrap_err();
+    let e = sock.recv(&mut [], &mut [volley::RecvMeta::default()]).await.unwrap_err();
     assert!(matches!(e.get_ref().and_then(|i| i.downcast_ref()), Some(volley::Error::EmptyBatch)));
+    // An empty send batch is not an error: it sends nothing.
+    assert_eq!(sock.send_batch(&[]).await.unwrap(), volley::Sent::default());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -224,7 +227,7 @@ async fn gso_train_arrives_as_gro_train() {
         return;
     }
     let train = vec![5u8; 10 * 1200];
-    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1200)]).await.unwrap();
+    tx.send_batch_all(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1200)]).await.unwrap();
     assert_eq!(recv_messages(&rx, 10).await, [(12_000, 1200)]);
 }
 
@@ -272,7 +275,7 @@ async fn a_socket_holds_one_descriptor() {
     }
     // And they work through that one descriptor.
     let to = socks[1].local_addr().unwrap();
-    socks[0].send_batch(&[Transmit::new(to, b"one fd")]).await.unwrap();
+    socks[0].send_batch_all(&[Transmit::new(to, b"one fd")]).await.unwrap();
     let mut batch = RecvBatch::new();
     socks[1].recv_batch(&mut batch).await.unwrap();
     assert_eq!(batch.iter().next().unwrap().1, b"one fd");

@@ -19,7 +19,7 @@ async fn gro_segments_are_slices_of_one_allocation() {
         return;
     }
     let train: Vec<u8> = (0..8 * 1000 + 300).map(|i| (i / 1000) as u8).collect();
-    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1000).with_ecn(Ecn::Ce)])
+    tx.send_batch_all(&[Transmit::new(rx.local_addr().unwrap(), &train).with_segment_size(1000).with_ecn(Ecn::Ce)])
         .await
         .unwrap();
     let mut stream = DatagramStream::new(rx);
@@ -115,7 +115,7 @@ async fn held_datagrams_are_never_overwritten() {
     let mut held = Vec::new();
     for round in 0..50u8 {
         let m = [round; 64];
-        tx.send_batch(&[Transmit::new(to, &m)]).await.unwrap();
+        tx.send_batch_all(&[Transmit::new(to, &m)]).await.unwrap();
         held.push(tokio::time::timeout(DEADLINE, stream.recv()).await.unwrap().unwrap());
     }
     for (i, d) in held.iter().enumerate() {
@@ -138,7 +138,7 @@ async fn an_idle_stream_drains_icmp_errors_and_keeps_receiving() {
         dead.push(std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
     }
     for &d in &dead {
-        rx.send_batch(&[Transmit::new(d, b"anyone?")]).await.unwrap();
+        rx.send_batch_all(&[Transmit::new(d, b"anyone?")]).await.unwrap();
     }
     let mut kept = Vec::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -160,7 +160,34 @@ async fn an_idle_stream_drains_icmp_errors_and_keeps_receiving() {
     }
     assert!(!waiter.is_finished(), "the stream yielded something for an ICMP error");
     let tx = local();
-    tx.send_batch(&[Transmit::new(rx.local_addr().unwrap(), b"data")]).await.unwrap();
+    tx.send_batch_all(&[Transmit::new(rx.local_addr().unwrap(), b"data")]).await.unwrap();
     let got = tokio::time::timeout(DEADLINE, waiter).await.unwrap().unwrap();
     assert_eq!(got.unwrap().unwrap(), b"data");
+}
+
+/// The adapters drive the core's counters: what a `SendQueue` sends and a
+/// `DatagramStream` receives shows in the sockets' `stats()`.
+#[tokio::test(flavor = "current_thread")]
+async fn stream_and_queue_drive_the_socket_statistics() {
+    use volley_tokio::{Outgoing, SendQueue};
+    let rx = Arc::new(local());
+    let tx = Arc::new(local());
+    let to = rx.local_addr().unwrap();
+    let mut q = SendQueue::new(tx.clone());
+    for i in 0..20u8 {
+        q.try_push(Outgoing::new(to, vec![i; 1200])).unwrap();
+    }
+    q.flush().await.unwrap();
+    let mut stream = DatagramStream::new(rx.clone());
+    for _ in 0..20 {
+        tokio::time::timeout(DEADLINE, stream.next()).await.unwrap().unwrap().unwrap();
+    }
+    let (s, r) = (tx.stats(), rx.stats());
+    assert_eq!((s.datagrams_sent, s.bytes_sent), (20, 24_000), "{s:?}");
+    assert_eq!((r.datagrams_received, r.bytes_received), (20, 24_000), "{r:?}");
+    if tx.capabilities().gso() {
+        // The queue coalesced one destination's datagrams into trains.
+        assert!(s.gso_trains >= 1 && s.gso_segments == 20, "{s:?}");
+        assert!(s.send_syscalls <= 2, "{s:?}");
+    }
 }

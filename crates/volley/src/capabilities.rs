@@ -1,8 +1,9 @@
 //! What the kernel gave this socket: probed once at bind, updated when a
-//! feature is turned off at run time (GSO after `EIO`, mmsg after `ENOSYS`).
+//! feature is turned off at run time (GSO after `EIO`, mmsg after `ENOSYS`,
+//! TOS control messages after the kernel refuses one).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::Backend;
 
@@ -50,6 +51,23 @@ pub struct Capabilities {
     /// ([`crate::InvalidTransmit::SourceUnsupported`]), never sent from
     /// another address.
     pub src_send: bool,
+    /// ECN and DSCP set per datagram on send (`IP_TOS` / `IPV6_TCLASS`
+    /// control messages, from [`crate::Transmit::ecn`] and
+    /// [`crate::Transmit::dscp`]). True until the kernel refuses such a
+    /// control message (`EINVAL` on Android before 8.0; `EIO` beside
+    /// `UDP_SEGMENT` on some kernels): then the datagram is resent without
+    /// it and it stays off for the socket. While off, every datagram
+    /// carries the socket-level TOS ([`crate::Socket::set_tos`]) instead:
+    /// per-datagram ECN marks are not sent.
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// if !sock.capabilities().tos_cmsg {
+    ///     // Tell the transport not to count on ECN (QUIC's ECN validation
+    ///     // would find out too, as no ECT marks arrive).
+    /// }
+    /// ```
+    pub tos_cmsg: bool,
     /// TTL / hop limit reported on receive.
     pub ttl: bool,
     /// Kernel receive timestamps (`SO_TIMESTAMPNS`) on.
@@ -62,6 +80,20 @@ pub struct Capabilities {
     pub recv_errors: bool,
     /// The kernel supports multicast on this socket's family.
     pub multicast: bool,
+    /// `SO_BROADCAST` on: the socket may send to broadcast addresses
+    /// ([`crate::Config::broadcast`]).
+    pub broadcast: bool,
+    /// `IP_FREEBIND` / `IPV6_FREEBIND` on ([`crate::Config::freebind`]).
+    pub freebind: bool,
+    /// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` on
+    /// ([`crate::Config::transparent`]).
+    pub transparent: bool,
+    /// The socket's `SO_MARK`, if not 0 ([`crate::Config::mark`]). `None`
+    /// off Linux.
+    pub mark: Option<u32>,
+    /// Each datagram's original destination reported
+    /// ([`crate::RecvMeta::orig_dst`], [`crate::Config::orig_dst`]).
+    pub orig_dst: bool,
 }
 
 impl Capabilities {
@@ -80,13 +112,16 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
-        let rows: [(&str, &str); 14] = [
+        let tos_send = if self.tos_cmsg { "per datagram" } else { "socket-level only (control message refused)" };
+        let mark = self.mark.map_or_else(|| "none".into(), |m| format!("{m:#x}"));
+        let rows: [(&str, &str); 20] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
             ("GRO (UDP_GRO)", yn(self.gro)),
             ("pktinfo", yn(self.pktinfo)),
             ("ECN/DSCP on receive", yn(self.ecn)),
+            ("ECN/DSCP on send", tos_send),
             ("ECN on send", yn(self.ecn_send)),
             ("source on send", yn(self.src_send)),
             ("TTL/hop limit", yn(self.ttl)),
@@ -95,6 +130,11 @@ impl fmt::Display for Capabilities {
             ("drop counter", yn(self.drop_counter)),
             ("ICMP error queue", yn(self.recv_errors)),
             ("multicast", yn(self.multicast)),
+            ("SO_BROADCAST", yn(self.broadcast)),
+            ("IP_FREEBIND", yn(self.freebind)),
+            ("IP_TRANSPARENT", yn(self.transparent)),
+            ("SO_MARK", &mark),
+            ("original dst", yn(self.orig_dst)),
         ];
         for (i, (name, value)) in rows.iter().enumerate() {
             if i > 0 {
@@ -114,6 +154,11 @@ pub(crate) struct Live {
     mmsg: AtomicBool,
     gso_segments: AtomicUsize,
     gso_warned: AtomicBool,
+    /// When GSO / mmsg were turned off (ns since the Unix epoch; 0: never).
+    pub(crate) gso_off_ns: AtomicU64,
+    pub(crate) mmsg_off_ns: AtomicU64,
+    pub(crate) tos_cmsg_off_ns: AtomicU64,
+    tos_cmsg: AtomicBool,
 }
 
 impl Live {
@@ -122,12 +167,39 @@ impl Live {
             mmsg: AtomicBool::new(fixed.mmsg),
             gso_segments: AtomicUsize::new(fixed.max_gso_segments),
             gso_warned: AtomicBool::new(false),
+            gso_off_ns: AtomicU64::new(0),
+            mmsg_off_ns: AtomicU64::new(0),
+            tos_cmsg_off_ns: AtomicU64::new(0),
+            tos_cmsg: AtomicBool::new(fixed.tos_cmsg),
             fixed,
         }
     }
 
     pub(crate) fn snapshot(&self) -> Capabilities {
-        Capabilities { mmsg: self.mmsg(), max_gso_segments: self.max_gso_segments(), ..self.fixed }
+        Capabilities {
+            mmsg: self.mmsg(),
+            max_gso_segments: self.max_gso_segments(),
+            tos_cmsg: self.tos_cmsg(),
+            ..self.fixed
+        }
+    }
+
+    pub(crate) fn tos_cmsg(&self) -> bool {
+        self.tos_cmsg.load(Ordering::Relaxed)
+    }
+
+    /// The kernel refused a TOS / traffic-class control message with
+    /// `errno`: send without them on this socket from now on, warn once.
+    pub(crate) fn disable_tos_cmsg(&self, errno: i32) {
+        if self.tos_cmsg.swap(false, Ordering::Relaxed) {
+            self.tos_cmsg_off_ns.store(crate::stats::now_ns(), Ordering::Relaxed);
+            tracing::warn!(
+                errno,
+                error = %std::io::Error::from_raw_os_error(errno),
+                "IP_TOS/IPV6_TCLASS control message refused; per-datagram ECN/DSCP turned off for this socket \
+                 (datagrams carry the socket-level TOS), message resent without it"
+            );
+        }
     }
 
     pub(crate) fn mmsg(&self) -> bool {
@@ -141,6 +213,7 @@ impl Live {
     /// GSO failed with `errno`: stop using it on this socket, warn once.
     pub(crate) fn disable_gso(&self, errno: i32) {
         self.gso_segments.store(1, Ordering::Relaxed);
+        let _ = self.gso_off_ns.compare_exchange(0, crate::stats::now_ns(), Ordering::Relaxed, Ordering::Relaxed);
         if !self.gso_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 errno,
@@ -154,6 +227,7 @@ impl Live {
     #[cfg_attr(not(has_mmsg), allow(dead_code))]
     pub(crate) fn disable_mmsg(&self, errno: i32) {
         if self.mmsg.swap(false, Ordering::Relaxed) {
+            self.mmsg_off_ns.store(crate::stats::now_ns(), Ordering::Relaxed);
             tracing::warn!(
                 errno,
                 error = %std::io::Error::from_raw_os_error(errno),

@@ -1,7 +1,8 @@
 //! Bind-time options: a builder that ends in [`Config::bind`].
 //!
 //! Options that the kernel only honours before `bind(2)` (reuse, IPv6-only,
-//! bind-to-device) are applied before it; the rest right after.
+//! bind-to-device, freebind, transparent) are applied before it; the rest
+//! right after.
 
 use std::net::SocketAddr;
 
@@ -97,6 +98,12 @@ pub struct Config {
     pub(crate) timestamps: bool,
     pub(crate) txtime: bool,
     pub(crate) recv_errors: bool,
+    pub(crate) broadcast: bool,
+    pub(crate) freebind: bool,
+    pub(crate) transparent: bool,
+    pub(crate) mark: Option<u32>,
+    pub(crate) orig_dst: bool,
+    pub(crate) blocking: bool,
 }
 
 impl Config {
@@ -124,6 +131,39 @@ impl Config {
     /// one datagram per message.
     pub fn gso(mut self, on: bool) -> Self {
         self.gso = Some(on);
+        self
+    }
+
+    /// Puts the descriptor in blocking mode (default: non-blocking), for a
+    /// server that gives each socket a thread of its own and no event loop.
+    ///
+    /// Then [`crate::Socket::recv_batch_blocking`] (and
+    /// [`crate::Socket::recv_blocking`]) wait *in the kernel*: one
+    /// `recvmmsg` with `MSG_WAITFORONE` sleeps until the first datagram and
+    /// returns it with whatever else is queued, one syscall per wake-up,
+    /// where the non-blocking way costs a `poll` too (and an `epoll` loop
+    /// one more `recvmmsg` to hear `EAGAIN`). The timeout is the socket's
+    /// `SO_RCVTIMEO`, set only when it changes (so a constant timeout costs
+    /// nothing per call).
+    ///
+    /// Every `try_` call still never blocks (each passes `MSG_DONTWAIT`),
+    /// so such a socket also works with mio; only the blocking helpers
+    /// wait in the kernel.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::{Config, RecvBatch, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = Config::new().blocking(true).bind("127.0.0.1:0".parse()?)?;
+    /// let mut batch = RecvBatch::new();
+    /// // Nothing queued: a `try_` call still answers at once.
+    /// assert!(rx.try_recv_batch(&mut batch).unwrap_err().is_would_block());
+    /// rx.send_batch_blocking(&[Transmit::new(rx.local_addr()?, b"to myself")], Duration::from_secs(5))?;
+    /// assert_eq!(rx.recv_batch_blocking(&mut batch, Duration::from_secs(5))?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn blocking(mut self, on: bool) -> Self {
+        self.blocking = on;
         self
     }
 
@@ -200,10 +240,108 @@ impl Config {
         self
     }
 
+    /// `SO_BROADCAST`: lets the socket send to `255.255.255.255` and to a
+    /// subnet's directed broadcast address (LAN discovery, game lobbies).
+    /// Without it the kernel refuses such sends, which volley reports as
+    /// [`crate::Error::BroadcastNotEnabled`]. Receiving broadcasts needs no
+    /// option: a socket bound to the wildcard address gets them, with
+    /// [`crate::RecvMeta::dst_ip`] the broadcast address. Every platform.
+    ///
+    /// ```
+    /// let sock = volley::Config::new().broadcast(true).bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    /// assert!(sock.capabilities().broadcast);
+    /// ```
+    pub fn broadcast(mut self, on: bool) -> Self {
+        self.broadcast = on;
+        self
+    }
+
+    /// `IP_FREEBIND` / `IPV6_FREEBIND` (before bind): bind to an address no
+    /// interface has yet (a service that starts before the network is up,
+    /// or before a VPN or DHCP assigns its address); datagrams arrive once
+    /// the address is added. No privilege needed. Linux and Android only:
+    /// elsewhere [`crate::Error::SocketOption`] with
+    /// [`crate::OptionError::Unsupported`].
+    ///
+    /// ```
+    /// # if cfg!(any(target_os = "linux", target_os = "android")) {
+    /// // 127.0.0.0/8 is all local on Linux; FREEBIND matters for addresses
+    /// // that are not (yet) on any interface.
+    /// let sock = volley::Config::new().freebind(true).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(sock.capabilities().freebind);
+    /// # }
+    /// ```
+    pub fn freebind(mut self, on: bool) -> Self {
+        self.freebind = on;
+        self
+    }
+
+    /// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` (before bind): the socket may
+    /// bind to and send from addresses that are not local, and receives
+    /// datagrams a TPROXY firewall rule diverts to it. With
+    /// [`Config::orig_dst`] each datagram says where it was going
+    /// ([`crate::RecvMeta::orig_dst`]); a [`crate::Transmit::src_ip`] of
+    /// that address answers from it. Needs `CAP_NET_ADMIN` (or
+    /// `CAP_NET_RAW`): refused with [`crate::Error::SocketOption`] and
+    /// [`crate::OptionError::PermissionDenied`] otherwise. Linux and Android
+    /// only (`Unsupported` elsewhere). See the guide's transparent-proxy
+    /// section.
+    ///
+    /// ```
+    /// use volley::{Config, Error, OptionError};
+    /// match Config::new().transparent(true).orig_dst(true).bind("0.0.0.0:0".parse().unwrap()) {
+    ///     Ok(sock) => assert!(sock.capabilities().transparent && sock.capabilities().orig_dst),
+    ///     Err(Error::SocketOption { reason: OptionError::PermissionDenied | OptionError::Unsupported, .. }) => {}
+    ///     Err(other) => panic!("{other}"),
+    /// }
+    /// ```
+    pub fn transparent(mut self, on: bool) -> Self {
+        self.transparent = on;
+        self
+    }
+
+    /// `SO_MARK`: the firewall mark of every packet the socket sends, for
+    /// policy routing (`ip rule add fwmark ...`) and nftables `meta mark`
+    /// rules, e.g. to keep a tunnel's own packets off the tunnel. Needs
+    /// `CAP_NET_ADMIN` (or `CAP_NET_RAW`): refused with
+    /// [`crate::Error::SocketOption`] and
+    /// [`crate::OptionError::PermissionDenied`] otherwise. Linux and Android
+    /// only (`Unsupported` elsewhere). The mark in force is in
+    /// [`crate::Capabilities::mark`].
+    ///
+    /// ```
+    /// match volley::Config::new().mark(0x51).bind("127.0.0.1:0".parse().unwrap()) {
+    ///     Ok(sock) => assert_eq!(sock.capabilities().mark, Some(0x51)),
+    ///     Err(e) => assert!(matches!(e, volley::Error::SocketOption { .. }), "{e}"),
+    /// }
+    /// ```
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// `IP_RECVORIGDSTADDR` / `IPV6_RECVORIGDSTADDR`: reports each
+    /// datagram's original destination, address and port
+    /// ([`crate::RecvMeta::orig_dst`]): where a datagram that a TPROXY rule
+    /// diverted to this socket was going. Costs one control message per
+    /// receive. Linux and Android only (`Unsupported` elsewhere).
+    ///
+    /// ```
+    /// # if cfg!(any(target_os = "linux", target_os = "android")) {
+    /// let sock = volley::Config::new().orig_dst(true).bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// assert!(sock.capabilities().orig_dst);
+    /// # }
+    /// ```
+    pub fn orig_dst(mut self, on: bool) -> Self {
+        self.orig_dst = on;
+        self
+    }
+
     /// Creates the socket, applies the options and binds it to `addr`.
     ///
     /// # Errors
-    /// [`crate::Error::Bind`] naming the address and the reason.
+    /// [`crate::Error::Bind`] naming the address and the reason;
+    /// [`crate::Error::SocketOption`] if an option it asks for is refused.
     pub fn bind(&self, addr: SocketAddr) -> Result<crate::Socket, crate::Error> {
         crate::Socket::with_config(addr, self)
     }
@@ -260,8 +398,13 @@ impl Config {
     ///
     /// The socket is made non-blocking and close-on-exec; everything this
     /// configuration asks that works on a bound socket is applied (TOS,
-    /// path-MTU mode, buffers, error queue, timestamps, `SO_TXTIME`, GRO)
-    /// and the kernel is probed as at [`Config::bind`]. What only takes
+    /// path-MTU mode, buffers, error queue, timestamps, `SO_TXTIME`, GRO,
+    /// broadcast, `freebind`, `transparent`, `mark`, `orig_dst`) and the
+    /// kernel is probed as at [`Config::bind`]. An option the socket already
+    /// has is left as it is, so a socket a privileged parent made
+    /// transparent (or marked) adopts without the privilege; `freebind` and
+    /// `transparent` set on an adopted socket no longer change its bind,
+    /// only what it may send from. What only takes
     /// effect at bind (`reuse_addr`, `reuse_port`, `ipv6_only`,
     /// `bind_device`) is checked instead: if asked for and not so, the
     /// socket is refused with a typed reason rather than silently used
@@ -280,7 +423,8 @@ impl Config {
     /// ```
     ///
     /// # Errors
-    /// [`crate::Error::Adopt`] naming what does not fit.
+    /// [`crate::Error::Adopt`] naming what does not fit;
+    /// [`crate::Error::SocketOption`] if an option it asks for is refused.
     pub fn adopt(&self, socket: impl Into<crate::os::OwnedFd>) -> Result<crate::Socket, crate::Error> {
         crate::Socket::adopt(socket.into(), self)
     }

@@ -17,13 +17,14 @@ use crate::os::{AsFd, BorrowedFd};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[cfg(windows)]
 use crate::sys::winsock as libc;
 use crate::sys::{self, SocketState};
 use crate::{
-    BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta,
-    Transmit,
+    BufferSize, Capabilities, Config, Error, IcmpError, MulticastError, MulticastInterface, RecvBatch, RecvMeta, Sent,
+    Stats, Transmit,
 };
 
 /// What volley knows and keeps about one socket (probed capabilities, the
@@ -63,7 +64,9 @@ impl Datapath {
     /// Configures and probes a bound UDP socket that the caller keeps
     /// owning, as [`Config::adopt`] does (the same checks and options),
     /// except that it leaves the socket's blocking mode alone: volley's
-    /// `try_` calls expect a non-blocking socket.
+    /// `try_` calls never block either way (each passes `MSG_DONTWAIT`),
+    /// and on a blocking descriptor the blocking helpers
+    /// ([`SocketRef::recv_batch_blocking`]) wait in the kernel.
     ///
     /// # Errors
     /// [`Error::Adopt`] naming what does not fit.
@@ -109,6 +112,17 @@ impl Datapath {
     pub fn lost_icmp_errors(&self) -> u64 {
         self.state.errors().lost()
     }
+
+    /// What the datapath has done on this socket (see [`Stats`]).
+    ///
+    /// ```
+    /// let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// let dp = volley::Datapath::new(&std_sock, &volley::Config::new()).unwrap();
+    /// assert_eq!(dp.stats(), volley::Stats::default());
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
 }
 
 /// A socket volley drives but does not own: a borrowed descriptor and its
@@ -130,7 +144,7 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::try_recv_batch`].
     pub fn try_recv_batch(self, batch: &mut RecvBatch) -> Result<usize, Error> {
-        sys::recv(self.fd, &self.dp.state, batch)
+        sys::recv(self.fd, &self.dp.state, batch, sys::Wait::No)
     }
 
     /// As [`crate::Socket::try_recv`].
@@ -138,7 +152,7 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::try_recv`].
     pub fn try_recv(self, bufs: &mut [io::IoSliceMut<'_>], meta: &mut [RecvMeta]) -> Result<usize, Error> {
-        sys::recv_into(self.fd, &self.dp.state, bufs, meta)
+        sys::recv_into(self.fd, &self.dp.state, bufs, meta, sys::Wait::No)
     }
 
     /// Receives into the spare capacity of `bufs` (feature `bytes`): message
@@ -167,14 +181,40 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::try_recv`].
     #[cfg(feature = "bytes")]
     pub fn try_recv_bytes(self, bufs: &mut [bytes::BytesMut], meta: &mut [RecvMeta]) -> Result<usize, Error> {
-        sys::recv_bytes(self.fd, &self.dp.state, bufs, meta)
+        sys::recv_bytes(self.fd, &self.dp.state, bufs, meta, sys::Wait::No)
+    }
+
+    /// As [`crate::Socket::recv_batch_blocking`].
+    ///
+    /// # Errors
+    /// As [`crate::Socket::recv_batch_blocking`].
+    pub fn recv_batch_blocking(self, batch: &mut RecvBatch, timeout: Duration) -> Result<usize, Error> {
+        sys::recv_waiting(self.fd, &self.dp.state, timeout, |wait| sys::recv(self.fd, &self.dp.state, batch, wait))
+    }
+
+    /// As [`crate::Socket::recv_blocking`].
+    ///
+    /// # Errors
+    /// As [`crate::Socket::recv_blocking`].
+    pub fn recv_blocking(
+        self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        if bufs.is_empty() || meta.is_empty() {
+            return Err(Error::EmptyBatch); // not after waiting
+        }
+        sys::recv_waiting(self.fd, &self.dp.state, timeout, |wait| {
+            sys::recv_into(self.fd, &self.dp.state, bufs, meta, wait)
+        })
     }
 
     /// As [`crate::Socket::try_send_batch`].
     ///
     /// # Errors
     /// As [`crate::Socket::try_send_batch`].
-    pub fn try_send_batch(self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
+    pub fn try_send_batch(self, transmits: &[Transmit<'_>]) -> Result<Sent, Error> {
         sys::send(self.fd, &self.dp.state, transmits)
     }
 
@@ -194,6 +234,11 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::lost_icmp_errors`].
     pub fn lost_icmp_errors(self) -> u64 {
         self.dp.lost_icmp_errors()
+    }
+
+    /// As [`crate::Socket::stats`].
+    pub fn stats(self) -> Stats {
+        self.dp.stats()
     }
 
     /// As [`crate::Socket::capabilities`].
@@ -251,11 +296,17 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::connect`].
     pub fn connect(self, addr: SocketAddr) -> Result<(), Error> {
-        let addr = match addr {
+        let wire = match addr {
             SocketAddr::V4(a) if self.dp.state.families.v6 => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
             a => a,
         };
-        self.sock().connect(&addr.into()).map_err(Error::from)
+        self.sock().connect(&wire.into()).map_err(|e| {
+            if sys::broadcast_refused(self.fd, addr, e.raw_os_error()) {
+                Error::BroadcastNotEnabled { destination: addr }
+            } else {
+                Error::from(e)
+            }
+        })
     }
 
     /// As [`crate::Socket::disconnect`].

@@ -89,6 +89,16 @@ pub enum InvalidTransmit {
     /// `src_ip` or `src_ifindex` on a socket whose stack does not apply a
     /// per-datagram source ([`crate::Capabilities::src_send`] is false).
     SourceUnsupported,
+    /// `src_ifindex` (not 0) on a transmit to an IPv4 destination, on a
+    /// platform that cannot choose the outgoing interface of an IPv4
+    /// datagram: FreeBSD (and other Unixes without `IP_PKTINFO`), whose
+    /// `IP_SENDSRCADDR` carries only a source address. Use `src_ip`, or a
+    /// socket bound to the interface's address. IPv6 destinations take the
+    /// index everywhere.
+    SrcIfindexUnsupported {
+        /// The interface index that could not be applied.
+        src_ifindex: u32,
+    },
 }
 
 impl fmt::Display for InvalidTransmit {
@@ -126,6 +136,11 @@ impl fmt::Display for InvalidTransmit {
             Self::SrcIfindexOutOfRange { src_ifindex } => {
                 write!(f, "src_ifindex {src_ifindex} is out of range: interface indexes go up to {}", i32::MAX)
             }
+            Self::SrcIfindexUnsupported { src_ifindex } => write!(
+                f,
+                "src_ifindex {src_ifindex} cannot be applied to an IPv4 destination on this platform \
+                 (no IP_PKTINFO: IP_SENDSRCADDR carries only an address); use src_ip instead"
+            ),
         }
     }
 }
@@ -135,7 +150,7 @@ impl fmt::Display for InvalidTransmit {
 /// ```
 /// use volley::{Error, Socket};
 /// let sock = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-/// let err = sock.try_send_batch(&[]).unwrap_err();
+/// let err = sock.try_recv(&mut [], &mut []).unwrap_err();
 /// assert!(matches!(err, Error::EmptyBatch));
 /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 /// // Converts into io::Error for `?` in io code:
@@ -148,7 +163,9 @@ pub enum Error {
     /// A [`crate::Transmit`] was rejected before any syscall; nothing of it
     /// was sent.
     InvalidTransmit(InvalidTransmit),
-    /// `try_send_batch` was given no transmits.
+    /// A receive was given no buffers or no metadata entries to fill (the
+    /// kernel would have nowhere to put a datagram). An empty *send* batch is
+    /// not an error: it sends nothing.
     EmptyBatch,
     /// A DSCP value outside `0..=63`.
     InvalidDscp {
@@ -167,16 +184,6 @@ pub enum Error {
     /// from a full device queue, distinct from `WouldBlock` (a full socket
     /// buffer). The transmit was not sent; retry later or drop it.
     NoBufferSpace,
-    /// In the portable path (no kernel GSO), a multi-segment transmit was
-    /// only partly sent when the socket buffer stayed full. The first
-    /// `transmits_sent` transmits of the call were sent completely, and of
-    /// the next one the first `segments_sent` segments: resend only the rest.
-    PartialTransmit {
-        /// Transmits fully sent before the partial one.
-        transmits_sent: usize,
-        /// Segments of the partial transmit that were sent.
-        segments_sent: usize,
-    },
     /// The socket uses GRO, and the [`crate::RecvBatch`]'s slots are
     /// smaller than a coalesced train can be: the kernel would discard the
     /// part of each train that does not fit. Use slots of `needed` bytes
@@ -212,8 +219,103 @@ pub enum Error {
         /// The OS error, when a call on the socket failed.
         source: Option<io::Error>,
     },
+    /// A socket option the [`crate::Config`] asks for was refused, at bind
+    /// or when adopting a socket ([`crate::Config::adopt`]): the process
+    /// lacks the privilege it needs, or the platform lacks the option.
+    SocketOption {
+        /// The option.
+        option: SocketOption,
+        /// Why it was refused.
+        reason: OptionError,
+        /// The OS error (kind `Unsupported` when the platform lacks it).
+        source: io::Error,
+    },
+    /// A send to an IPv4 address was refused with `EACCES` while the socket
+    /// does not have `SO_BROADCAST`: how the kernel refuses a datagram to
+    /// `255.255.255.255` or to a subnet's directed broadcast address. Turn
+    /// broadcast on with [`crate::Config::broadcast`]. (A `prohibit` route
+    /// refuses with the same errno; with broadcast on, such an `EACCES` is
+    /// reported as [`Error::Io`].) Nothing was sent.
+    BroadcastNotEnabled {
+        /// The destination of the refused datagram.
+        destination: SocketAddr,
+    },
     /// Any other I/O error from the OS, including `WouldBlock`.
     Io(io::Error),
+}
+
+/// A socket option that [`crate::Config`] sets on request and that can be
+/// refused ([`Error::SocketOption`]).
+///
+/// ```
+/// assert_eq!(volley::SocketOption::Mark.to_string(), "SO_MARK");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SocketOption {
+    /// `SO_BROADCAST` ([`crate::Config::broadcast`]).
+    Broadcast,
+    /// `IP_FREEBIND` / `IPV6_FREEBIND` ([`crate::Config::freebind`]).
+    Freebind,
+    /// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` ([`crate::Config::transparent`]).
+    Transparent,
+    /// `SO_MARK` ([`crate::Config::mark`]).
+    Mark,
+    /// `IP_RECVORIGDSTADDR` / `IPV6_RECVORIGDSTADDR` ([`crate::Config::orig_dst`]).
+    OrigDst,
+}
+
+impl fmt::Display for SocketOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Broadcast => "SO_BROADCAST",
+            Self::Freebind => "IP_FREEBIND",
+            Self::Transparent => "IP_TRANSPARENT",
+            Self::Mark => "SO_MARK",
+            Self::OrigDst => "IP_RECVORIGDSTADDR",
+        })
+    }
+}
+
+/// Why a socket option was refused ([`Error::SocketOption`]).
+///
+/// ```
+/// use volley::{Config, Error, OptionError, SocketOption};
+/// // SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW) on Linux and does not
+/// // exist on other platforms: either way the refusal is typed.
+/// match Config::new().mark(7).bind("127.0.0.1:0".parse().unwrap()) {
+///     Ok(sock) => assert_eq!(sock.capabilities().mark, Some(7)), // privileged Linux
+///     Err(Error::SocketOption { option: SocketOption::Mark, reason, .. }) => {
+///         assert!(matches!(reason, OptionError::PermissionDenied | OptionError::Unsupported));
+///     }
+///     Err(other) => panic!("{other}"),
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionError {
+    /// `EPERM` / `EACCES`: the process lacks the capability the option
+    /// needs (`CAP_NET_ADMIN`, or `CAP_NET_RAW`, for `IP_TRANSPARENT` and
+    /// `SO_MARK`).
+    PermissionDenied,
+    /// The platform has no such option (only Linux and Android have
+    /// `IP_FREEBIND`, `IP_TRANSPARENT`, `SO_MARK` and the original
+    /// destination).
+    Unsupported,
+    /// The kernel refused it for another reason (see the source).
+    Other,
+}
+
+impl OptionError {
+    /// Classifies the error of a `setsockopt`.
+    pub(crate) fn of(e: &io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => Self::PermissionDenied,
+            Some(libc::ENOPROTOOPT) => Self::Unsupported,
+            _ if e.kind() == io::ErrorKind::Unsupported => Self::Unsupported,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// Why a socket could not be adopted ([`crate::Config::adopt`]).
@@ -296,13 +398,16 @@ impl Error {
             Self::InvalidTransmit(_) | Self::EmptyBatch | Self::InvalidDscp { .. } => io::ErrorKind::InvalidInput,
             Self::MessageTooLong { .. } => io::ErrorKind::InvalidInput,
             Self::NoBufferSpace => io::ErrorKind::OutOfMemory,
-            Self::PartialTransmit { .. } => io::ErrorKind::WriteZero,
             Self::BatchTooSmallForGro { .. } => io::ErrorKind::InvalidInput,
             Self::Multicast { source: Some(e), .. } => e.kind(),
             Self::Multicast { .. } => io::ErrorKind::InvalidInput,
             Self::Bind { source, .. } => source.kind(),
             Self::Adopt { source: Some(e), .. } => e.kind(),
             Self::Adopt { .. } => io::ErrorKind::InvalidInput,
+            Self::SocketOption { reason: OptionError::PermissionDenied, .. } => io::ErrorKind::PermissionDenied,
+            Self::SocketOption { reason: OptionError::Unsupported, .. } => io::ErrorKind::Unsupported,
+            Self::SocketOption { source, .. } => source.kind(),
+            Self::BroadcastNotEnabled { .. } => io::ErrorKind::PermissionDenied,
             Self::Io(e) => e.kind(),
         }
     }
@@ -346,8 +451,10 @@ impl Error {
             Self::Io(e)
             | Self::Bind { source: e, .. }
             | Self::Multicast { source: Some(e), .. }
-            | Self::Adopt { source: Some(e), .. } => e.raw_os_error(),
+            | Self::Adopt { source: Some(e), .. }
+            | Self::SocketOption { source: e, .. } => e.raw_os_error(),
             Self::MessageTooLong { .. } => Some(libc::EMSGSIZE),
+            Self::BroadcastNotEnabled { .. } => Some(libc::EACCES),
             Self::NoBufferSpace => Some(libc::ENOBUFS),
             _ => None,
         }
@@ -358,7 +465,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidTransmit(e) => write!(f, "invalid transmit: {e}"),
-            Self::EmptyBatch => f.write_str("empty batch: no transmits to send"),
+            Self::EmptyBatch => f.write_str("empty batch: no buffers to receive into"),
             Self::InvalidDscp { value } => write!(f, "invalid DSCP {value}: must be 0..=63"),
             Self::MessageTooLong { size, mtu: Some(mtu) } => {
                 write!(f, "datagram of {size} bytes is too long for the path (path MTU {mtu})")
@@ -368,9 +475,6 @@ impl fmt::Display for Error {
             }
             Self::NoBufferSpace => {
                 f.write_str("no buffer space in the kernel (ENOBUFS): device queue full, retry later")
-            }
-            Self::PartialTransmit { transmits_sent, segments_sent } => {
-                write!(f, "{transmits_sent} transmits sent, then only {segments_sent} segments of the next")
             }
             Self::BatchTooSmallForGro { slot_len, needed } => write!(
                 f,
@@ -396,6 +500,23 @@ impl fmt::Display for Error {
                 write!(f, "cannot adopt the socket: {} ({e})", reason.describe())
             }
             Self::Adopt { reason, source: None } => write!(f, "cannot adopt the socket: {}", reason.describe()),
+            Self::SocketOption { option, reason, source } => {
+                let why = match (reason, option) {
+                    (OptionError::PermissionDenied, SocketOption::Transparent | SocketOption::Mark) => {
+                        "permission denied: needs CAP_NET_ADMIN (or CAP_NET_RAW)"
+                    }
+                    (OptionError::PermissionDenied, _) => "permission denied",
+                    (OptionError::Unsupported, _) => "not supported on this platform",
+                    (OptionError::Other, _) => "refused by the kernel",
+                };
+                write!(f, "socket option {option}: {why} ({source})")
+            }
+            Self::BroadcastNotEnabled { destination } => write!(
+                f,
+                "sending to {destination} refused (EACCES): the socket does not have SO_BROADCAST, which the \
+                 kernel requires to send to a broadcast address; turn broadcast on with Config::broadcast(true) \
+                 (if {destination} is not a broadcast address, a prohibit route refused it)"
+            ),
             Self::Io(e) => write!(f, "{e}"),
         }
     }

@@ -5,7 +5,8 @@
 //! GSO (`UDP_SEGMENT`) and receives with GRO (`UDP_GRO`). Each received
 //! datagram comes with a [`RecvMeta`]: source, the local address it was sent
 //! to (`dst_ip`, from pktinfo), interface index, ECN codepoint, DSCP, TTL,
-//! GRO stride and a truncation flag. Each [`Transmit`] carries its own
+//! GRO stride and a truncation flag, and on request the original
+//! destination behind a TPROXY rule ([`RecvMeta::orig_dst`]). Each [`Transmit`] carries its own
 //! destination, ECN, DSCP, source address and GSO stride.
 //!
 //! ```
@@ -79,6 +80,7 @@ mod multicast;
 pub mod os;
 mod plan;
 mod socket;
+mod stats;
 mod sys;
 mod validate;
 
@@ -99,7 +101,8 @@ pub mod fuzzing {
     }
 
     /// Typical receive control bytes, as the kernel writes them for one
-    /// datagram on an IPv4 socket: pktinfo, TOS, TTL, UDP_GRO, SO_RXQ_OVFL.
+    /// datagram on an IPv4 socket: pktinfo, TOS, TTL, UDP_GRO, SO_RXQ_OVFL,
+    /// IP_ORIGDSTADDR.
     pub fn sample_recv_control() -> Vec<u8> {
         crate::sys::cmsg::fuzzing::sample_recv_control()
     }
@@ -114,6 +117,13 @@ pub mod fuzzing {
     /// stride `stride`, as the receive path would leave it.
     pub fn fill_batch(batch: &mut crate::RecvBatch, data: &[u8], stride: usize) {
         crate::batch::fuzz_fill(batch, data, stride);
+    }
+
+    /// Encodes `addr` as an `IP_ORIGDSTADDR` / `IPV6_ORIGDSTADDR` message
+    /// (after an `IP_TOS` one if `prefix`) and decodes it back; `None` off
+    /// Linux.
+    pub fn orig_dst_round_trip(addr: std::net::SocketAddr, prefix: bool) -> Option<std::net::SocketAddr> {
+        crate::sys::cmsg::fuzzing::orig_dst_round_trip(addr, prefix)
     }
 
     /// Encodes per-datagram send options and decodes them back.
@@ -132,7 +142,8 @@ pub use batch::{Datagrams, RecvBatch, DEFAULT_SLOTS, DEFAULT_SLOT_LEN, MAX_SLOTS
 pub use capabilities::Capabilities;
 pub use config::{Backend, Config, Pmtud, Steering};
 pub use datapath::{Datapath, SocketRef};
-pub use error::{is_icmp_error, AdoptError, BindError, Error, InvalidTransmit};
-pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
+pub use error::{is_icmp_error, AdoptError, BindError, Error, InvalidTransmit, OptionError, SocketOption};
+pub use meta::{Dscp, Ecn, IcmpError, IcmpKind, RecvMeta, Segments, Sent, Transmit, MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
 pub use multicast::{MulticastError, MulticastInterface};
 pub use socket::{BufferSize, Socket};
+pub use stats::{IcmpCounts, Stats};

@@ -174,18 +174,23 @@ impl Dscp {
     }
 }
 
+/// The name of every codepoint the RFCs name, lower case: `default`
+/// (RFC 2474), `cs1`..`cs7` (class selectors, RFC 2474), `af11`..`af43`
+/// (RFC 2597), `ef` (RFC 3246), `va` (voice-admit, RFC 5865), `le` (lower
+/// effort, RFC 8622); any other value as its number. The one name table:
+/// the `volley` command prints and parses these.
 impl fmt::Display for Dscp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const CS: [&str; 8] = ["default", "cs1", "cs2", "cs3", "cs4", "cs5", "cs6", "cs7"];
+        const AF: [[&str; 3]; 4] =
+            [["af11", "af12", "af13"], ["af21", "af22", "af23"], ["af31", "af32", "af33"], ["af41", "af42", "af43"]];
+        let (class, low) = (usize::from(self.0 >> 3), self.0 & 7);
         let name = match self.0 {
-            0 => "default",
-            8 => "cs1",
-            10 => "af11",
-            18 => "af21",
-            26 => "af31",
-            34 => "af41",
-            40 => "cs5",
+            1 => "le",
+            44 => "va",
             46 => "ef",
-            48 => "cs6",
+            _ if low == 0 => CS[class],
+            _ if (1..=4).contains(&class) && matches!(low, 2 | 4 | 6) => AF[class - 1][usize::from(low / 2) - 1],
             _ => return f.pad(&self.0.to_string()),
         };
         f.pad(name)
@@ -196,7 +201,8 @@ impl fmt::Display for Dscp {
 ///
 /// One `RecvMeta` describes one datagram after GRO splitting: a coalesced
 /// receive of `n` segments yields `n` records that share `src`, `dst_ip`,
-/// `ifindex`, `ecn`, `dscp`, `ttl`, `timestamp` and `drops`.
+/// `ifindex`, `ecn`, `dscp`, `ttl`, `timestamp`, `drops` and
+/// `orig_dst_port`.
 ///
 /// Fields that depend on a kernel feature are `Option`s and are `None` when
 /// the feature is unavailable (see [`crate::Capabilities`]).
@@ -254,6 +260,15 @@ pub struct RecvMeta {
     /// dropped coalesced train once, however many datagrams it held, so the
     /// datagrams lost lie between `drops` and `drops` x the train length.
     pub drops: Option<u32>,
+    /// The destination port the datagram was sent to
+    /// (`IP_ORIGDSTADDR` / `IPV6_ORIGDSTADDR`), when
+    /// [`crate::Config::orig_dst`] is on (Linux, Android). Behind a TPROXY
+    /// rule it is the port the sender addressed, not the socket's. Read it
+    /// with the address as [`RecvMeta::orig_dst`]; only the port is stored,
+    /// since the kernel's original destination address is the IP header's
+    /// destination, which is already [`RecvMeta::dst_ip`] (this keeps
+    /// `RecvMeta` 32 bytes smaller than an `Option<SocketAddr>` would).
+    pub orig_dst_port: Option<u16>,
 }
 
 /// An empty record (source `0.0.0.0:0`, length 0), to fill the `meta`
@@ -283,10 +298,39 @@ impl RecvMeta {
     /// let sizes: Vec<usize> = meta.segments(&buf).map(|d| d.len()).collect();
     /// assert_eq!(sizes, [1200, 1200, 100]);
     /// ```
+    #[inline]
     pub fn segments<'a>(&self, buf: &'a [u8]) -> Segments<'a> {
         let data = &buf[..self.len.min(buf.len())];
         let stride = if self.segment_size == 0 { data.len().max(1) } else { self.segment_size };
-        Segments { data, stride, done: false }
+        // `chunks` yields nothing for an empty message: it is one empty
+        // datagram, handed out once at the end.
+        Segments { chunks: data.chunks(stride), empty: data.is_empty().then_some(data) }
+    }
+
+    /// The original destination of the datagram, address and port: where
+    /// its sender sent it. For a transparent proxy (a TPROXY rule diverts
+    /// datagrams to a socket with [`crate::Config::transparent`]) it is the
+    /// remote address the client wanted, to forward to and to answer from.
+    /// `None` unless [`crate::Config::orig_dst`] is on and the kernel
+    /// reported it (Linux, Android). An IPv6 link-local address carries the
+    /// receiving interface as scope, as the kernel reports it.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// let mut meta = volley::RecvMeta::default();
+    /// assert_eq!(meta.orig_dst(), None);
+    /// meta.dst_ip = Some("10.0.0.7".parse().unwrap());
+    /// meta.orig_dst_port = Some(53);
+    /// assert_eq!(meta.orig_dst(), Some("10.0.0.7:53".parse::<SocketAddr>().unwrap()));
+    /// ```
+    pub fn orig_dst(&self) -> Option<SocketAddr> {
+        let port = self.orig_dst_port?;
+        Some(match self.dst_ip? {
+            IpAddr::V6(ip) if ip.is_unicast_link_local() => {
+                std::net::SocketAddrV6::new(ip, port, 0, self.ifindex.unwrap_or(0)).into()
+            }
+            ip => SocketAddr::new(ip, port),
+        })
     }
 
     /// A record with only the source address and length known.
@@ -304,6 +348,7 @@ impl RecvMeta {
             control_truncated: false,
             timestamp: None,
             drops: None,
+            orig_dst_port: None,
         }
     }
 }
@@ -311,24 +356,28 @@ impl RecvMeta {
 /// The datagrams of one received message; see [`RecvMeta::segments`].
 #[derive(Debug, Clone)]
 pub struct Segments<'a> {
-    data: &'a [u8],
-    stride: usize,
-    done: bool,
+    chunks: std::slice::Chunks<'a, u8>,
+    empty: Option<&'a [u8]>,
 }
 
 impl<'a> Iterator for Segments<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        if self.done {
-            return None;
-        }
-        let (head, rest) = self.data.split_at(self.stride.min(self.data.len()));
-        self.data = rest;
-        self.done = rest.is_empty();
-        Some(head)
+        self.chunks.next().or_else(|| self.empty.take())
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.chunks.len() + usize::from(self.empty.is_some());
+        (n, Some(n))
     }
 }
+
+impl ExactSizeIterator for Segments<'_> {}
+
+impl std::iter::FusedIterator for Segments<'_> {}
 
 /// One outgoing message: a datagram, or with `segment_size` a train of
 /// equal-sized datagrams (the last may be shorter) sent with one GSO call.
@@ -367,6 +416,9 @@ pub struct Transmit<'a> {
     pub src_ip: Option<IpAddr>,
     /// The interface to send from (pktinfo's interface index), e.g. to
     /// answer from a link-local `dst_ip`, which names no interface itself.
+    /// Linux, Android, Apple: both families; FreeBSD: IPv6 only (to an
+    /// IPv4 destination it is refused,
+    /// [`crate::InvalidTransmit::SrcIfindexUnsupported`]).
     pub src_ifindex: Option<u32>,
     /// Earliest departure time (`SO_TXTIME`, `CLOCK_MONOTONIC` nanoseconds),
     /// honoured only under an fq/etf qdisc; needs [`crate::Config::txtime`].
@@ -442,8 +494,8 @@ impl<'a> Transmit<'a> {
     }
 
     /// What is left of this transmit after its first `segments` datagrams
-    /// went out: the one way to resume a train that
-    /// [`crate::Error::PartialTransmit`] reports cut short.
+    /// went out: the one formula behind [`Sent::split`] and [`Sent::rest`],
+    /// which resume a train a send cut short.
     ///
     /// ```
     /// let payload = [0u8; 2500];
@@ -515,6 +567,124 @@ impl<'a> Transmit<'a> {
             (Some(d), e) => Some(d.tos(e)),
             (None, e) => Some(socket_dscp.tos(e)),
         }
+    }
+}
+
+/// How far a send got: the value every batch send returns
+/// ([`crate::Socket::try_send_batch`], volley-tokio's `send_batch`).
+///
+/// `transmits` were sent whole; then, if `segments > 0`, that many datagrams
+/// of the next transmit (a multi-segment train the kernel took only in part,
+/// which happens when segments are sent one by one and the socket buffer
+/// fills mid-way). Progress is always a value and never an error: an `Err`
+/// from a send means nothing was sent.
+///
+/// [`Sent::rest`] (in place) or [`Sent::split`] give what is left to send,
+/// the partly sent train cut to its unsent segments, so no caller computes
+/// it by hand.
+///
+/// ```
+/// use volley::{Sent, Transmit};
+/// let to = "127.0.0.1:9".parse().unwrap();
+/// let train = [0u8; 3000];
+/// let mut batch = [Transmit::new(to, b"a"), Transmit::new(to, &train).with_segment_size(1000), Transmit::new(to, b"c")];
+/// // The kernel took the first transmit and one segment of the train:
+/// let sent = Sent { transmits: 1, segments: 1 };
+/// let rest = sent.rest(&mut batch);
+/// assert_eq!(rest.len(), 2);
+/// assert_eq!(rest[0].contents.len(), 2000); // the train's unsent segments
+/// assert_eq!(rest[1].contents, b"c");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[must_use = "a send may take only part of a batch: resend the rest (Sent::rest)"]
+pub struct Sent {
+    /// Transmits sent completely, from the start of the batch.
+    pub transmits: usize,
+    /// Datagrams (segments) of the next transmit that were sent; 0 unless a
+    /// train was cut short.
+    pub segments: usize,
+}
+
+impl Sent {
+    /// Whether a transmit was sent only in part (`segments > 0`).
+    ///
+    /// ```
+    /// assert!(volley::Sent { transmits: 0, segments: 2 }.is_partial());
+    /// assert!(!volley::Sent { transmits: 3, segments: 0 }.is_partial());
+    /// ```
+    pub const fn is_partial(self) -> bool {
+        self.segments > 0
+    }
+
+    /// Whether all of `transmits` (the batch this was the answer to) went out.
+    ///
+    /// ```
+    /// let t = [volley::Transmit::new("127.0.0.1:9".parse().unwrap(), b"x")];
+    /// assert!(volley::Sent { transmits: 1, segments: 0 }.is_complete(&t));
+    /// assert!(!volley::Sent::default().is_complete(&t));
+    /// ```
+    pub fn is_complete(self, transmits: &[Transmit<'_>]) -> bool {
+        self.transmits >= transmits.len()
+    }
+
+    /// What is left of `transmits` (the batch this was the answer to): the
+    /// unsent part of a partly sent train, if any, then the untouched
+    /// transmits after it. For callers that cannot rewrite their batch; see
+    /// [`Sent::rest`] for those that can.
+    ///
+    /// ```
+    /// use volley::{Sent, Transmit};
+    /// let to = "127.0.0.1:9".parse().unwrap();
+    /// let train = [0u8; 2500];
+    /// let batch = [Transmit::new(to, &train).with_segment_size(1000), Transmit::new(to, b"b")];
+    /// let (head, tail) = Sent { transmits: 0, segments: 2 }.split(&batch);
+    /// assert_eq!(head.map(|t| t.contents.len()), Some(500));
+    /// assert_eq!(tail.len(), 1);
+    /// let (head, tail) = Sent { transmits: 1, segments: 0 }.split(&batch);
+    /// assert!(head.is_none() && tail.len() == 1);
+    /// ```
+    pub fn split<'s, 'a>(self, transmits: &'s [Transmit<'a>]) -> (Option<Transmit<'a>>, &'s [Transmit<'a>]) {
+        let done = self.transmits.min(transmits.len());
+        match transmits.get(done) {
+            // A train with nothing left (a progress past its end) is done.
+            Some(t) if self.segments > 0 => match t.skip_segments(self.segments) {
+                t if t.contents.is_empty() => (None, &transmits[done + 1..]),
+                t => (Some(t), &transmits[done + 1..]),
+            },
+            _ => (None, &transmits[done..]),
+        }
+    }
+
+    /// What is left of `transmits` (the batch this was the answer to), in
+    /// place: the partly sent train, if any, is cut to its unsent segments,
+    /// and the returned slice starts there. Pass it to the next send.
+    ///
+    /// ```
+    /// use volley::{Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sock = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let to = peer.local_addr()?;
+    /// let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100]).collect();
+    /// let mut batch: Vec<_> = msgs.iter().map(|m| Transmit::new(to, m)).collect();
+    /// let mut rest = &mut batch[..];
+    /// while !rest.is_empty() {
+    ///     match sock.try_send_batch(rest) {
+    ///         Ok(sent) => rest = sent.rest(rest),
+    ///         Err(e) if e.is_would_block() => std::thread::yield_now(), // or wait for WRITABLE
+    ///         Err(e) => return Err(e.into()), // concerns rest[0]; nothing of it was sent
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn rest<'s, 'a>(self, transmits: &'s mut [Transmit<'a>]) -> &'s mut [Transmit<'a>] {
+        let (head, tail) = self.split(transmits);
+        let start = transmits.len() - tail.len() - usize::from(head.is_some());
+        let rest = &mut transmits[start..];
+        if let Some(head) = head {
+            rest[0] = head;
+        }
+        rest
     }
 }
 
@@ -654,6 +824,56 @@ mod segments_tests {
 mod tests {
     use super::*;
 
+    /// `RecvMeta` is copied once per datagram (GRO splitting): the original
+    /// destination costs it 8 bytes (104 -> 112 on 64-bit targets), where an
+    /// `Option<SocketAddr>` would have cost 32.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn recv_meta_stays_compact() {
+        println!("size_of::<RecvMeta>() = {}", size_of::<RecvMeta>());
+        assert!(size_of::<RecvMeta>() <= 112, "{}", size_of::<RecvMeta>());
+    }
+
+    /// The original destination is the destination address with the
+    /// reported port; an IPv6 link-local one is scoped to the interface.
+    #[test]
+    fn orig_dst_combines_dst_ip_and_port() {
+        let mut m = RecvMeta { orig_dst_port: Some(4242), ..RecvMeta::default() };
+        assert_eq!(m.orig_dst(), None, "no address");
+        m.dst_ip = Some("fe80::1".parse().unwrap());
+        m.ifindex = Some(3);
+        assert_eq!(m.orig_dst(), Some("[fe80::1%3]:4242".parse().unwrap()));
+        m.dst_ip = Some("fd00:77:99::7".parse().unwrap());
+        assert_eq!(m.orig_dst(), Some("[fd00:77:99::7]:4242".parse().unwrap()));
+        m.orig_dst_port = None;
+        assert_eq!(m.orig_dst(), None, "no port");
+    }
+
+    #[test]
+    fn sent_rest_resumes_exactly_where_the_send_stopped() {
+        let to: SocketAddr = "10.0.0.1:9".parse().unwrap();
+        let train: Vec<u8> = (0..25u8).collect();
+        let batch = [Transmit::new(to, b"a"), Transmit::new(to, &train).with_segment_size(10), Transmit::new(to, b"z")];
+        let rest = |sent: Sent| {
+            let mut b = batch;
+            sent.rest(&mut b).iter().map(|t| t.contents.to_vec()).collect::<Vec<_>>()
+        };
+        assert_eq!(rest(Sent::default()).len(), 3);
+        assert_eq!(rest(Sent { transmits: 1, segments: 0 }), [train.clone(), b"z".to_vec()]);
+        assert_eq!(rest(Sent { transmits: 1, segments: 1 }), [train[10..].to_vec(), b"z".to_vec()]);
+        assert_eq!(rest(Sent { transmits: 1, segments: 2 }), [train[20..].to_vec(), b"z".to_vec()]);
+        assert_eq!(rest(Sent { transmits: 3, segments: 0 }), Vec::<Vec<u8>>::new());
+        // A progress that does not belong to this batch never panics.
+        assert_eq!(rest(Sent { transmits: 7, segments: 3 }), Vec::<Vec<u8>>::new());
+        // Nothing is left of a train sent to its end: no empty datagram.
+        let (head, tail) = Sent { transmits: 2, segments: 1 }.split(&batch);
+        assert!(head.is_none() && tail.is_empty());
+        assert_eq!(rest(Sent { transmits: 1, segments: 3 }), [b"z".to_vec()]);
+        // The train keeps its stride and marks.
+        let (head, _) = Sent { transmits: 1, segments: 1 }.split(&batch);
+        assert_eq!(head.unwrap().segment_size, Some(10));
+    }
+
     /// `segments()` at the stride boundaries: no stride, a zero stride and a
     /// stride at least the payload are one datagram; one byte over is two.
     #[test]
@@ -725,6 +945,13 @@ mod tests {
         for (d, name) in named {
             assert_eq!(d.to_string(), name);
         }
+        let more = [(1, "le"), (16, "cs2"), (12, "af12"), (38, "af43"), (44, "va"), (56, "cs7")];
+        for (v, name) in more {
+            assert_eq!(Dscp(v).to_string(), name);
+        }
+        // Every name is distinct, and no unnamed value looks like a name.
+        let all: std::collections::HashSet<String> = (0..64).map(|v| Dscp(v).to_string()).collect();
+        assert_eq!(all.len(), 64);
         assert_eq!(Dscp(63).to_string(), "63");
         assert_eq!(format!("{:<4}|", Dscp::EF), "ef  |");
         assert_eq!(format!("{:<4}|", Dscp(7)), "7   |");

@@ -62,6 +62,11 @@ impl Progress {
             }
         }
     }
+
+    /// The public form of this progress.
+    pub(crate) const fn sent(self) -> crate::Sent {
+        crate::Sent { transmits: self.transmits, segments: self.segment }
+    }
 }
 
 #[cfg(test)]

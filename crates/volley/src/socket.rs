@@ -12,7 +12,7 @@ use crate::os::{BorrowedFd, Handle, OwnedFd};
 use crate::sys;
 #[cfg(windows)]
 use crate::sys::winsock as libc;
-use crate::{Capabilities, Config, Error, MulticastInterface, RecvBatch, Transmit};
+use crate::{Capabilities, Config, Error, MulticastInterface, RecvBatch, Sent, Transmit};
 use crate::{Datapath, SocketRef};
 
 /// A non-blocking UDP socket that receives with `recvmmsg` + GRO and sends
@@ -99,7 +99,10 @@ impl Socket {
         let sock = socket2::Socket::from(fd);
         let state = sys::adopt(&sock, config)?;
         let setup = |e| Error::Adopt { reason: crate::AdoptError::Other, source: Some(e) };
-        sock.set_nonblocking(true).map_err(setup)?;
+        // Windows: mio needs a non-blocking socket, so `blocking` is not
+        // applied there (the blocking helpers poll instead).
+        sock.set_nonblocking(!(config.blocking && cfg!(unix))).map_err(setup)?;
+        state.blocking.store(config.blocking && cfg!(unix), std::sync::atomic::Ordering::Relaxed);
         // Windows sockets are created non-inheritable (std and socket2 pass
         // WSA_FLAG_NO_HANDLE_INHERIT); there is no exec to close them on.
         #[cfg(unix)]
@@ -264,44 +267,77 @@ impl Socket {
     }
 
     /// Like [`Socket::try_recv_batch`], but first waits up to `timeout` for
-    /// a datagram. For tests, tools and simple programs; event loops use
-    /// mio readiness instead.
+    /// a datagram; returns what is queued once one is. For threads that own
+    /// a socket, tools and tests; event loops use mio readiness instead.
+    ///
+    /// How it waits depends on the descriptor's mode: on a blocking one
+    /// ([`Config::blocking`](crate::Config::blocking)) in the kernel, one
+    /// `recvmmsg` with `MSG_WAITFORONE` per wake-up (`SO_RCVTIMEO` bounds
+    /// it, set only when the timeout changes); on a non-blocking one with
+    /// `poll` between receives.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::{RecvBatch, Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let mut batch = RecvBatch::new();
+    /// let e = rx.recv_batch_blocking(&mut batch, Duration::from_millis(5)).unwrap_err();
+    /// assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`io::ErrorKind::TimedOut`] if nothing arrived in time; otherwise as
     /// [`Socket::try_recv_batch`].
     pub fn recv_batch_blocking(&self, batch: &mut RecvBatch, timeout: Duration) -> Result<usize, Error> {
-        // A timeout too large for an Instant means no limit.
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            match self.try_recv_batch(batch) {
-                Err(e) if e.is_would_block() => {}
-                other => return other,
-            }
-            let left = remaining(deadline);
-            if left.is_some_and(|l| l.is_zero()) {
-                return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "no datagram before the timeout")));
-            }
-            sys::wait(self.inner.as_fd(), libc::POLLIN, left)?;
-        }
+        self.as_socket_ref().recv_batch_blocking(batch, timeout)
+    }
+
+    /// [`Socket::try_recv`] (the caller's buffers) waiting up to `timeout`
+    /// for the first datagram, as [`Socket::recv_batch_blocking`] waits.
+    ///
+    /// ```
+    /// use std::{io::IoSliceMut, time::Duration};
+    /// use volley::{Config, RecvMeta, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let rx = Config::new().gro(false).blocking(true).bind("127.0.0.1:0".parse()?)?;
+    /// rx.send_batch_blocking(&[Transmit::new(rx.local_addr()?, b"mine")], Duration::from_secs(5))?;
+    /// let mut buf = [0u8; 1500];
+    /// let mut meta = [RecvMeta::default()];
+    /// let n = rx.recv_blocking(&mut [IoSliceMut::new(&mut buf)], &mut meta, Duration::from_secs(5))?;
+    /// assert_eq!((n, &buf[..meta[0].len]), (1, &b"mine"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::TimedOut`] if nothing arrived in time; otherwise as
+    /// [`Socket::try_recv`] ([`Error::EmptyBatch`] at once, without
+    /// waiting).
+    pub fn recv_blocking(
+        &self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        meta: &mut [crate::RecvMeta],
+        timeout: Duration,
+    ) -> Result<usize, Error> {
+        self.as_socket_ref().recv_blocking(bufs, meta, timeout)
     }
 
     /// Sends `transmits` in order with as few `sendmmsg` calls as possible
-    /// (64 messages each) and returns how many were sent completely.
+    /// (64 messages each) and returns how far it got ([`Sent`]).
     ///
-    /// `Ok(n)` with `n < transmits.len()` means the kernel took no more now
-    /// (socket buffer full) or `transmits[n]` has a problem: call again with
-    /// `&transmits[n..]`, which either sends or reports it. Nothing is
-    /// dropped silently, and an `Err` always concerns `transmits[0]` with
-    /// nothing sent, except [`Error::PartialTransmit`], which says exactly
-    /// how much went out.
+    /// A [`Sent`] short of the whole batch means the kernel took no more
+    /// now (socket buffer full) or the next transmit has a problem: call
+    /// again with [`Sent::rest`], which either sends it or reports it. An
+    /// `Err` always concerns the first transmit, and means nothing was
+    /// sent; nothing is dropped silently. An empty batch sends nothing and
+    /// returns `Ok(Sent::default())`.
     ///
     /// Multi-segment transmits use GSO (`UDP_SEGMENT`) when available; when
     /// not, their segments are sent as separate messages. If the socket
-    /// buffer fills mid-way through such a train, the call returns
-    /// [`Error::PartialTransmit`] at once, saying how many transmits and
-    /// segments went out: resend only the rest (as
-    /// [`Socket::send_batch_blocking`] does). This method never blocks. If a GSO send
+    /// buffer fills mid-way through such a train, the call returns at once
+    /// with [`Sent::segments`] saying how many of its datagrams went out:
+    /// [`Sent::rest`] resends only the others. This method never blocks. If a GSO send
     /// fails with `EIO` (or `EINVAL` that an unsegmented resend cures), GSO
     /// is turned off for this socket, the same transmits are resent at once,
     /// and one warning is logged.
@@ -317,58 +353,66 @@ impl Socket {
     /// big for the path).
     ///
     /// # Errors
-    /// [`Error::EmptyBatch`]; [`Error::InvalidTransmit`] naming the field;
+    /// [`Error::InvalidTransmit`] naming the field;
     /// `WouldBlock` if the socket buffer is full; [`Error::MessageTooLong`]
     /// (`EMSGSIZE`); [`Error::NoBufferSpace`] (`ENOBUFS`); an ICMP-derived
     /// error that concerns `transmits[0]` (see above). Each concerns the
-    /// first transmit not sent.
+    /// first transmit, of which nothing was sent.
     ///
     /// ```
-    /// use volley::{Error, Socket, Transmit};
+    /// use volley::{Socket, Transmit};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let sock = Socket::bind("127.0.0.1:0".parse()?)?;
     /// let peer = std::net::UdpSocket::bind("127.0.0.1:0")?;
     /// let to = peer.local_addr()?;
     /// let msgs: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 100]).collect();
-    /// let transmits: Vec<_> = msgs.iter().map(|m| Transmit::new(to, m)).collect();
-    /// let mut rest = &transmits[..];
+    /// let mut transmits: Vec<_> = msgs.iter().map(|m| Transmit::new(to, m)).collect();
+    /// let mut rest = &mut transmits[..];
     /// while !rest.is_empty() {
     ///     match sock.try_send_batch(rest) {
-    ///         Ok(n) => rest = &rest[n..],
+    ///         Ok(sent) => rest = sent.rest(rest),
     ///         Err(e) if e.is_would_block() => std::thread::yield_now(), // or wait for WRITABLE
-    ///         Err(e) => { eprintln!("dropping one: {e}"); rest = &rest[1..]; }
+    ///         Err(e) => { eprintln!("dropping one: {e}"); rest = &mut rest[1..]; }
     ///     }
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> Result<usize, Error> {
+    pub fn try_send_batch(&self, transmits: &[Transmit<'_>]) -> Result<Sent, Error> {
         self.inner.io(|| self.as_socket_ref().try_send_batch(transmits))
     }
 
     /// Sends all of `transmits`, waiting for buffer space up to `timeout` in
     /// all. For tests, tools and simple programs.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use volley::{Socket, Transmit};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sock = Socket::bind("127.0.0.1:0".parse()?)?;
+    /// let to = sock.local_addr()?;
+    /// sock.send_batch_blocking(&[Transmit::new(to, b"a"), Transmit::new(to, b"b")], Duration::from_secs(5))?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
-    /// [`Error::EmptyBatch`] as [`Socket::try_send_batch`]; the first error
-    /// that is not `WouldBlock` (nothing after the failing transmit is
-    /// sent), or [`io::ErrorKind::TimedOut`].
+    /// The first error that is not `WouldBlock` (it concerns the first
+    /// transmit not yet sent: those before it were sent, none after it), or
+    /// [`io::ErrorKind::TimedOut`].
     pub fn send_batch_blocking(&self, transmits: &[Transmit<'_>], timeout: Duration) -> Result<(), Error> {
-        if transmits.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
         let deadline = Instant::now().checked_add(timeout);
-        let mut rest = transmits;
-        while !rest.is_empty() {
-            match self.try_send_batch(rest) {
-                Ok(n) => rest = &rest[n..],
+        // The unsent tail of a train sent in part, then the transmits after it.
+        let (mut head, mut rest): (Option<Transmit<'_>>, &[Transmit<'_>]) = (None, transmits);
+        while head.is_some() || !rest.is_empty() {
+            let result = match head {
+                Some(t) => self.try_send_batch(&[t]).inspect(|sent| head = sent.split(&[t]).0),
+                None => self.try_send_batch(rest).inspect(|sent| (head, rest) = sent.split(rest)),
+            };
+            match result {
+                // The buffer filled mid-train: the next try would answer
+                // WouldBlock.
+                Ok(sent) if sent.is_partial() => self.wait_for_room(deadline)?,
+                Ok(_) => {}
                 Err(e) if e.is_would_block() => self.wait_for_room(deadline)?,
-                Err(Error::PartialTransmit { transmits_sent, segments_sent }) => {
-                    // Resume the train where the kernel stopped taking it.
-                    let tail = rest[transmits_sent].skip_segments(segments_sent);
-                    self.wait_for_room(deadline)?;
-                    self.send_batch_blocking(&[tail], remaining(deadline).unwrap_or(Duration::MAX))?;
-                    rest = &rest[transmits_sent + 1..];
-                }
                 Err(e) => return Err(e),
             }
         }
@@ -416,7 +460,8 @@ impl Socket {
     /// and [`Socket::path_mtu`] becomes available.
     ///
     /// # Errors
-    /// As `connect(2)`.
+    /// As `connect(2)`; connecting to a broadcast address without
+    /// [`Config::broadcast`] is [`Error::BroadcastNotEnabled`].
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         self.as_socket_ref().connect(addr)
     }
@@ -509,6 +554,23 @@ impl Socket {
     /// ```
     pub fn lost_icmp_errors(&self) -> u64 {
         self.dp.lost_icmp_errors()
+    }
+
+    /// What the datapath has done on this socket since it was opened:
+    /// datagrams, bytes, syscalls, GSO trains and GRO messages, `WouldBlock`s,
+    /// kernel drops, truncations, ICMP errors by kind, and when GSO or mmsg
+    /// were turned off. A copy of relaxed atomic counters, updated once per
+    /// call (see [`crate::Stats`]).
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let mut batch = volley::RecvBatch::new();
+    /// assert!(sock.try_recv_batch(&mut batch).is_err()); // nothing queued
+    /// let s = sock.stats();
+    /// assert_eq!((s.recv_syscalls, s.recv_would_block), (1, 1));
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.dp.stats()
     }
 
     /// Moves the ICMP errors the kernel has queued (with

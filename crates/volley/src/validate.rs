@@ -26,6 +26,16 @@ pub(crate) struct Limits {
     pub(crate) gso_max: usize,
     /// The stack applies a per-datagram source address / interface.
     pub(crate) src: bool,
+    /// The platform can choose the outgoing interface of an IPv4 datagram
+    /// (`IP_PKTINFO`'s `ipi_ifindex`); FreeBSD cannot (`IP_SENDSRCADDR`
+    /// carries only an address).
+    pub(crate) ifindex_v4: bool,
+}
+
+impl Limits {
+    /// Whether this platform's IPv4 send path takes an interface index
+    /// (`IP_PKTINFO`: Linux, Android, Apple, Windows).
+    pub(crate) const IFINDEX_V4: bool = cfg!(any(has_pktinfo_v4, windows));
 }
 
 /// A transmit that passed [`validate`]: where it goes, as the socket must
@@ -74,6 +84,11 @@ pub(crate) fn validate(t: &Transmit<'_>, limits: Limits) -> Result<Checked, Inva
         if i32::try_from(index).is_err() {
             return Err(InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: index });
         }
+        // An index this platform cannot apply is refused, never ignored
+        // (0, "no interface", asks for nothing).
+        if v4_path && index != 0 && !limits.ifindex_v4 {
+            return Err(InvalidTransmit::SrcIfindexUnsupported { src_ifindex: index });
+        }
     }
     if let Some(src) = t.src_ip {
         if src.to_canonical().is_ipv4() != v4_path {
@@ -108,7 +123,7 @@ mod tests {
     const V6: Families = Families { v4: false, v6: true };
 
     fn limits(families: Families) -> Limits {
-        Limits { families, txtime: false, gso_max: 64, src: true }
+        Limits { families, txtime: false, gso_max: 64, src: true, ifindex_v4: true }
     }
 
     /// A stack that ignores a per-datagram source (Wine) refuses a transmit
@@ -124,6 +139,33 @@ mod tests {
         with_if.src_ifindex = Some(1);
         assert_eq!(validate(&with_if, no_src), Err(InvalidTransmit::SourceUnsupported));
         assert!(validate(&with_ip, limits(V4)).is_ok());
+    }
+
+    #[test]
+    fn src_ifindex_on_ipv4_is_refused_where_the_platform_cannot_apply_it() {
+        let payload = [0u8; 10];
+        let no_v4 = |fam| Limits { ifindex_v4: false, ..limits(fam) };
+        for (fam, to) in [(V4, "10.0.0.1:9"), (DUAL, "10.0.0.1:9"), (DUAL, "[::ffff:10.0.0.1]:9")] {
+            let t = Transmit::new(to.parse().unwrap(), &payload).with_src_ifindex(3);
+            assert_eq!(
+                validate(&t, no_v4(fam)).unwrap_err(),
+                InvalidTransmit::SrcIfindexUnsupported { src_ifindex: 3 },
+                "{to}"
+            );
+            assert!(validate(&t, limits(fam)).is_ok(), "{to}: applied where IP_PKTINFO exists");
+            // Index 0 asks for no interface: nothing to refuse.
+            let zero = Transmit::new(to.parse().unwrap(), &payload).with_src_ifindex(0);
+            assert!(validate(&zero, no_v4(fam)).is_ok(), "{to}");
+        }
+        // IPv6 destinations take the index everywhere (IPV6_PKTINFO).
+        let v6 = Transmit::new("[fd00::1]:9".parse().unwrap(), &payload).with_src_ifindex(3);
+        assert!(validate(&v6, no_v4(DUAL)).is_ok());
+        let e = Error::from(InvalidTransmit::SrcIfindexUnsupported { src_ifindex: 3 });
+        assert!(e.to_string().contains("src_ifindex 3"), "{e}");
+        assert_eq!(
+            Limits::IFINDEX_V4,
+            cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple", windows))
+        );
     }
 
     #[test]

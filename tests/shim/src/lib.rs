@@ -16,6 +16,9 @@
 //! | --- | --- |
 //! | unset, empty | pass everything through |
 //! | `eio-gso` | a message carrying a `SOL_UDP`/`UDP_SEGMENT` control message fails with `EIO`, like a GSO send through a device without checksum offload on older kernels |
+//! | `einval-tos` | a message carrying an `IP_TOS` or `IPV6_TCLASS` control message fails with `EINVAL`, like Android before API 26 |
+//! | `eio-tos` | the same with `EIO` |
+//! | `eio-tos-gso` | a message carrying a TOS control message *and* `UDP_SEGMENT` fails with `EIO` (either alone passes), like some Android kernels |
 //! | `enobufs:N` | the first `N` calls fail with `ENOBUFS` (a full device queue), later calls pass |
 //!
 //! `sendmmsg` behaves as the kernel does when message `i` fails: messages
@@ -43,6 +46,9 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 enum Mode {
     PassThrough,
     EioOnGso,
+    EinvalOnTos,
+    EioOnTos,
+    EioOnTosWithGso,
     Enobufs { first: u64 },
 }
 
@@ -56,6 +62,9 @@ fn mode() -> Mode {
         match v.as_ref() {
             "" | "off" => Mode::PassThrough,
             "eio-gso" => Mode::EioOnGso,
+            "einval-tos" => Mode::EinvalOnTos,
+            "eio-tos" => Mode::EioOnTos,
+            "eio-tos-gso" => Mode::EioOnTosWithGso,
             other => match other.strip_prefix("enobufs:").map(str::parse) {
                 Some(Ok(first)) => Mode::Enobufs { first },
                 _ => {
@@ -88,38 +97,53 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// True if `msg` carries a `SOL_UDP`/`UDP_SEGMENT` control message.
+/// The control messages of one message the modes look at.
+#[derive(Debug, Clone, Copy, Default)]
+struct Carries {
+    /// `SOL_UDP`/`UDP_SEGMENT`.
+    gso: bool,
+    /// `IPPROTO_IP`/`IP_TOS` or `IPPROTO_IPV6`/`IPV6_TCLASS`.
+    tos: bool,
+}
+
+/// Which of the control messages the modes look at `msg` carries.
 ///
 /// # Safety
 /// `msg` must point to a valid `msghdr` whose control buffer (if any) is
 /// `msg_controllen` readable bytes, as `sendmsg(2)` requires anyway.
-unsafe fn has_gso(msg: *const libc::msghdr) -> bool {
+unsafe fn carries(msg: *const libc::msghdr) -> Carries {
+    let mut out = Carries::default();
     if msg.is_null() {
-        return false;
+        return out;
     }
     // SAFETY: the caller guarantees `msg` is valid; CMSG_FIRSTHDR/NXTHDR only
     // return headers inside the control buffer (or null).
     unsafe {
         if (*msg).msg_control.is_null() {
-            return false;
+            return out;
         }
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_SEGMENT {
-                return true;
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_UDP, UDP_SEGMENT) => out.gso = true,
+                (libc::IPPROTO_IP, libc::IP_TOS) | (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => out.tos = true,
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    false
+    out
 }
 
-/// Whether a call should fail, and with which errno. `gso` tells whether the
-/// (first) message carries `UDP_SEGMENT`.
-fn fault_for(gso: bool) -> Option<c_int> {
+/// Whether a call should fail, and with which errno, given what the
+/// (first) message carries.
+fn fault_for(msg: Carries) -> Option<c_int> {
     match mode() {
         Mode::PassThrough => None,
-        Mode::EioOnGso => gso.then_some(libc::EIO),
+        Mode::EioOnGso => msg.gso.then_some(libc::EIO),
+        Mode::EinvalOnTos => msg.tos.then_some(libc::EINVAL),
+        Mode::EioOnTos => msg.tos.then_some(libc::EIO),
+        Mode::EioOnTosWithGso => (msg.tos && msg.gso).then_some(libc::EIO),
         Mode::Enobufs { first } => {
             // Counts calls, so "the first N" holds across threads too.
             static SEEN: AtomicU64 = AtomicU64::new(0);
@@ -137,8 +161,8 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_i
     static REAL: AtomicUsize = AtomicUsize::new(0);
     CALLS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: forwarded from our caller's contract.
-    let gso = unsafe { has_gso(msg) };
-    if let Some(errno) = fault_for(gso) {
+    let what = unsafe { carries(msg) };
+    if let Some(errno) = fault_for(what) {
         FAULTS.fetch_add(1, Ordering::Relaxed);
         set_errno(errno);
         return -1;
@@ -178,12 +202,12 @@ pub unsafe extern "C" fn sendmmsg(fd: c_int, msgvec: *mut libc::mmsghdr, vlen: c
     if !msgvec.is_null() {
         for i in 0..vlen {
             // SAFETY: the caller guarantees `vlen` valid entries at `msgvec`.
-            let gso = unsafe { has_gso(&raw const (*msgvec.add(i as usize)).msg_hdr) };
+            let what = unsafe { carries(&raw const (*msgvec.add(i as usize)).msg_hdr) };
             let errno = match mode() {
                 // Whole-call faults apply to the first message only.
-                Mode::Enobufs { .. } if i == 0 => fault_for(gso),
+                Mode::Enobufs { .. } if i == 0 => fault_for(what),
                 Mode::Enobufs { .. } => None,
-                _ => fault_for(gso),
+                _ => fault_for(what),
             };
             if let Some(errno) = errno {
                 fail = Some((i, errno));

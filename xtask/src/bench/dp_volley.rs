@@ -1,11 +1,16 @@
-//! `volley` and `volley-mmsg`: the volley core, configured as its own users
-//! would: `Config::new().gso(on).gro(on)` with the shared buffer sizes.
+//! `volley`, `volley-mmsg` and `volley-blocking`: the volley core,
+//! configured as its own users would: `Config::new().gso(on).gro(on)` with
+//! the shared buffer sizes; `volley-blocking` is `volley` with
+//! `Config::blocking(true)` on a side of one socket, whose receiver sleeps
+//! in `recv_batch_blocking` (one `recvmmsg` with `MSG_WAITFORONE` per
+//! wake-up, no epoll): the thread-per-socket server.
 //!
 //! - Send: trains of `min(capabilities().max_gso_segments, what fits in 64
 //!   KiB)` datagrams (1 with GSO off); up to [`BATCH`] consecutive trains
 //!   from the same socket go into one `try_send_batch` (one `sendmmsg`).
 //! - Receive: one `RecvBatch::new()` (32 x 64 KiB) per side, one
-//!   `try_recv_batch` (one `recvmmsg`) per call, datagrams from `iter()`.
+//!   `try_recv_batch` (one `recvmmsg`) per call, datagrams from `messages()`
+//!   + `RecvMeta::segments` (metadata by reference, once per message).
 //! - Readiness: the socket is a `mio::event::Source`; edge-triggered epoll.
 //!
 //! Syscall counting assumes one `try_send_batch` / `try_recv_batch` call is
@@ -22,7 +27,7 @@ use super::endpoint::{self, fit_segments, Burst, Endpoint, Ready, Role, SockOpts
 /// Bytes per send slot (one train).
 const SLOT: usize = 1 << 16;
 
-pub(crate) struct VolleyEndpoint<const OFFLOAD: bool> {
+pub(crate) struct VolleyEndpoint<const OFFLOAD: bool, const BLOCKING: bool = false> {
     socks: Vec<Socket>,
     ready: Ready,
     send_buf: Box<[u8]>,
@@ -31,9 +36,9 @@ pub(crate) struct VolleyEndpoint<const OFFLOAD: bool> {
     syscalls: u64,
 }
 
-impl<const OFFLOAD: bool> std::fmt::Debug for VolleyEndpoint<OFFLOAD> {
+impl<const OFFLOAD: bool, const BLOCKING: bool> std::fmt::Debug for VolleyEndpoint<OFFLOAD, BLOCKING> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VolleyEndpoint").field("offload", &OFFLOAD).finish_non_exhaustive()
+        f.debug_struct("VolleyEndpoint").field("offload", &OFFLOAD).field("blocking", &BLOCKING).finish_non_exhaustive()
     }
 }
 
@@ -41,12 +46,13 @@ fn io_err(e: volley::Error) -> io::Error {
     io::Error::from(e)
 }
 
-impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
+impl<const OFFLOAD: bool, const BLOCKING: bool> Endpoint for VolleyEndpoint<OFFLOAD, BLOCKING> {
     fn bind(n: usize, role: Role, opts: &SockOpts) -> io::Result<Self> {
         let ready = Ready::new(n)?;
         let config = Config::new()
             .gso(OFFLOAD)
             .gro(OFFLOAD)
+            .blocking(BLOCKING && n == 1)
             .recv_buffer_size(opts.recv_buffer)
             .send_buffer_size(opts.send_buffer);
         let mut socks = Vec::with_capacity(n);
@@ -79,8 +85,9 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
 
     fn describe(&self) -> String {
         let c = self.socks[0].capabilities();
+        let recv = if self.blocking_recv() { "recv_batch_blocking" } else { "try_recv_batch" };
         format!(
-            "try_send_batch x{BATCH} transmits (mmsg {}, GSO segs {}), try_recv_batch {} slots x {} B (GRO {})",
+            "try_send_batch x{BATCH} transmits (mmsg {}, GSO segs {}), {recv} {} slots x {} B (GRO {})",
             c.mmsg,
             c.max_gso_segments,
             self.batch.slots(),
@@ -119,7 +126,8 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
             }
             self.syscalls += 1;
             match self.socks[from].try_send_batch(&txs[..run.len()]) {
-                Ok(done) => {
+                Ok(progress) => {
+                    let done = whole_trains(progress)?;
                     let n: u64 = run[..done].iter().map(|t| t.segments as u64).sum();
                     *seq += n;
                     sent += n;
@@ -148,7 +156,7 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
         loop {
             self.syscalls += 1;
             match self.socks[from].try_send_batch(&[Transmit::new(to, payload)]) {
-                Ok(1) => return Ok(()),
+                Ok(sent) if sent.transmits == 1 => return Ok(()),
                 Ok(_) => self.ready.wait()?,
                 Err(e) if e.is_would_block() => self.ready.wait()?,
                 Err(e) => return Err(io_err(e)),
@@ -157,18 +165,34 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
     }
 
     fn recv<F: FnMut(usize, SocketAddr, &[u8])>(&mut self, mut on: F) -> io::Result<usize> {
-        let Some(i) = self.ready.next()? else { return Ok(0) };
-        self.syscalls += 1;
-        match self.socks[i].try_recv_batch(&mut self.batch) {
-            Ok(_) if self.batch.message_count() == self.batch.slots() => self.ready.requeue(i),
-            Ok(_) => {}
-            Err(e) if e.is_would_block() => return Ok(0),
-            Err(e) => return Err(io_err(e)),
-        }
+        let i = if self.blocking_recv() {
+            // One socket, in blocking mode: sleep in recvmmsg
+            // (MSG_WAITFORONE), at most POLL, no epoll.
+            self.syscalls += 1;
+            match self.socks[0].recv_batch_blocking(&mut self.batch, endpoint::POLL) {
+                Ok(_) => 0,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(0),
+                Err(e) => return Err(io_err(e)),
+            }
+        } else {
+            let Some(i) = self.ready.next()? else { return Ok(0) };
+            self.syscalls += 1;
+            match self.socks[i].try_recv_batch(&mut self.batch) {
+                Ok(_) if self.batch.message_count() == self.batch.slots() => self.ready.requeue(i),
+                Ok(_) => {}
+                Err(e) if e.is_would_block() => return Ok(0),
+                Err(e) => return Err(io_err(e)),
+            }
+            i
+        };
+        // Per message, metadata by reference, then its datagrams: the fast
+        // way through a batch (as quinn-udp's users walk `stride`).
         let mut delivered = 0;
-        for (meta, payload) in self.batch.iter() {
-            on(i, meta.src, payload);
-            delivered += 1;
+        for (meta, message) in self.batch.messages() {
+            for payload in meta.segments(message) {
+                on(i, meta.src, payload);
+                delivered += 1;
+            }
         }
         Ok(delivered)
     }
@@ -176,4 +200,24 @@ impl<const OFFLOAD: bool> Endpoint for VolleyEndpoint<OFFLOAD> {
     fn syscalls(&self) -> u64 {
         self.syscalls + self.ready.waits
     }
+}
+
+impl<const OFFLOAD: bool, const BLOCKING: bool> VolleyEndpoint<OFFLOAD, BLOCKING> {
+    /// Whether receives wait in the kernel: `volley-blocking` on a side
+    /// with one socket (a thread per socket; with several sockets one
+    /// thread must multiplex them, so it uses epoll as `volley` does).
+    fn blocking_recv(&self) -> bool {
+        BLOCKING && self.socks.len() == 1
+    }
+}
+
+/// The trains a send took whole. The datapaths here send GSO trains, which
+/// the kernel takes whole or not at all; a train cut mid-way (segments sent
+/// one by one: GSO turned off at run time) would be re-stamped and resent
+/// in part, so it stops the run instead of skewing the counts.
+pub(crate) fn whole_trains(sent: volley::Sent) -> io::Result<usize> {
+    if sent.is_partial() {
+        return Err(io::Error::other(format!("a train was sent in part ({sent:?}): GSO is off on this socket")));
+    }
+    Ok(sent.transmits)
 }

@@ -160,12 +160,13 @@ fn send_side(socks: Vec<UdpSocket>, trains: &[Train], size: usize, ctl: &Ctl, p:
                 }
                 let txs = &txs[..run.len()];
                 // `send_batch(txs).await`, with the syscall counted.
-                let done = socks[from]
+                let sent = socks[from]
                     .async_io(Interest::WRITABLE, |s| {
                         bump(&p.calls);
                         s.try_send_batch(txs)
                     })
                     .await?;
+                let done = super::dp_volley::whole_trains(sent)?;
                 // Unsent trains are re-stamped (same numbers) next time.
                 seq += run[..done].iter().map(|t| t.segments as u64).sum::<u64>();
                 next += done;
@@ -244,11 +245,13 @@ fn echo_server(sock: UdpSocket, t: &Timing, ctl: &Ctl, p: &Probe) -> io::Result<
                 break;
             }
             let reply = [Transmit::new(d.meta.src, &d.payload)];
-            sock.async_io(Interest::WRITABLE, |s| {
-                bump(&p.calls);
-                s.try_send_batch(&reply)
-            })
-            .await?;
+            // One datagram: `Ok` means it went out whole.
+            let _whole = sock
+                .async_io(Interest::WRITABLE, |s| {
+                    bump(&p.calls);
+                    s.try_send_batch(&reply)
+                })
+                .await?;
             served += 1;
             meter.observe(ctl.phase(), served, served * ECHO_SIZE as u64, p.syscalls());
         }
@@ -280,11 +283,13 @@ fn echo_client(
             endpoint::stamp(&mut req, ECHO_SIZE, seq);
             let t0 = Instant::now();
             let request = [Transmit::new(server, &req)];
-            sock.async_io(Interest::WRITABLE, |s| {
-                bump(&p.calls);
-                s.try_send_batch(&request)
-            })
-            .await?;
+            // One datagram: `Ok` means it went out whole.
+            let _whole = sock
+                .async_io(Interest::WRITABLE, |s| {
+                    bump(&p.calls);
+                    s.try_send_batch(&request)
+                })
+                .await?;
             let deadline = tokio::time::Instant::from_std(t0 + ECHO_TIMEOUT);
             loop {
                 match tokio::time::timeout_at(deadline, datagrams.next()).await {

@@ -1,125 +1,47 @@
-//! A minimal JSON value and writer, so `results.json` needs no extra
-//! dependency. Non-finite numbers are written as `null`.
+//! The pieces `results.json` needs beyond serde's derives: numbers written
+//! as the report always wrote them, and maps whose keys keep their order.
+//!
+//! The document itself is `#[derive(Serialize)]` structs next to what they
+//! describe (`report.rs`, `strace.rs`), written by `serde_json`'s pretty
+//! printer.
 
-use std::fmt;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// A figure: `null` when not finite (no data), an integer when whole (and
+/// exactly representable), else the float.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Num(pub(crate) f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            n if !n.is_finite() => s.serialize_none(),
+            n if n.fract() == 0.0 && n.abs() < 9e15 => s.serialize_i64(n as i64),
+            n => s.serialize_f64(n),
+        }
+    }
+}
+
+/// An object whose keys are written in the order given (serde_json's own
+/// map sorts them).
 #[derive(Debug, Clone)]
-pub(crate) enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Self>),
-    Obj(Vec<(String, Self)>),
-}
+pub(crate) struct Ordered<K, V>(pub(crate) Vec<(K, V)>);
 
-impl Json {
-    /// An object from `(key, value)` pairs.
-    pub(crate) fn obj<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Self)>) -> Self {
-        Self::Obj(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
-    }
-
-    /// A string, or `null` for `None`.
-    pub(crate) fn opt_str(s: Option<&str>) -> Self {
-        s.map_or(Self::Null, |s| Self::Str(s.to_string()))
-    }
-}
-
-impl From<f64> for Json {
-    fn from(v: f64) -> Self {
-        Self::Num(v)
-    }
-}
-
-impl From<u64> for Json {
-    fn from(v: u64) -> Self {
-        Self::Num(v as f64)
-    }
-}
-
-impl From<usize> for Json {
-    fn from(v: usize) -> Self {
-        Self::Num(v as f64)
-    }
-}
-
-impl From<bool> for Json {
-    fn from(v: bool) -> Self {
-        Self::Bool(v)
-    }
-}
-
-impl From<&str> for Json {
-    fn from(v: &str) -> Self {
-        Self::Str(v.to_string())
-    }
-}
-
-impl From<String> for Json {
-    fn from(v: String) -> Self {
-        Self::Str(v)
-    }
-}
-
-fn write_str(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_str("\"")?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-            c => write!(f, "{c}")?,
+impl<K: Serialize, V: Serialize> Serialize for Ordered<K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
         }
-    }
-    f.write_str("\"")
-}
-
-impl Json {
-    fn write(&self, f: &mut fmt::Formatter<'_>, indent: usize) -> fmt::Result {
-        let pad = |f: &mut fmt::Formatter<'_>, n: usize| write!(f, "{:width$}", "", width = n * 2);
-        match self {
-            Self::Null => f.write_str("null"),
-            Self::Bool(b) => write!(f, "{b}"),
-            Self::Num(n) if !n.is_finite() => f.write_str("null"),
-            Self::Num(n) if n.fract() == 0.0 && n.abs() < 9e15 => write!(f, "{}", *n as i64),
-            Self::Num(n) => write!(f, "{n}"),
-            Self::Str(s) => write_str(f, s),
-            Self::Arr(v) if v.is_empty() => f.write_str("[]"),
-            Self::Arr(v) => {
-                f.write_str("[\n")?;
-                for (i, x) in v.iter().enumerate() {
-                    pad(f, indent + 1)?;
-                    x.write(f, indent + 1)?;
-                    f.write_str(if i + 1 < v.len() { ",\n" } else { "\n" })?;
-                }
-                pad(f, indent)?;
-                f.write_str("]")
-            }
-            Self::Obj(v) if v.is_empty() => f.write_str("{}"),
-            Self::Obj(v) => {
-                f.write_str("{\n")?;
-                for (i, (k, x)) in v.iter().enumerate() {
-                    pad(f, indent + 1)?;
-                    write_str(f, k)?;
-                    f.write_str(": ")?;
-                    x.write(f, indent + 1)?;
-                    f.write_str(if i + 1 < v.len() { ",\n" } else { "\n" })?;
-                }
-                pad(f, indent)?;
-                f.write_str("}")
-            }
-        }
+        map.end()
     }
 }
 
-impl fmt::Display for Json {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, 0)?;
-        f.write_str("\n")
-    }
+/// `value` as pretty-printed JSON (two-space indent) with a final newline.
+pub(crate) fn to_document(value: &impl Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(value).expect("the report serializes: plain data, string keys");
+    s.push('\n');
+    s
 }
 
 #[cfg(test)]
@@ -127,16 +49,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writes_nested_values() {
-        let v = Json::obj([
-            ("a", Json::from(1u64)),
-            ("b", Json::Arr(vec![Json::from(0.5), Json::Num(f64::NAN), Json::Null])),
-            ("c", Json::from("q\"\n")),
+    fn numbers_and_ordered_keys() {
+        let v = Ordered(vec![
+            ("b", vec![Num(1.0), Num(0.5), Num(f64::NAN), Num(f64::INFINITY), Num(-3.0), Num(1e16)]),
+            ("a", vec![]),
         ]);
-        let s = v.to_string();
-        assert!(s.contains("\"a\": 1"));
-        assert!(s.contains("0.5"));
-        assert!(s.contains("null"));
-        assert!(s.contains("\"q\\\"\\n\""));
+        let s = to_document(&v);
+        // Past 2^53-ish a whole float is written as a float, in exponent
+        // form (serde_json's ryu; the hand-rolled writer wrote the digits out:
+        // the same JSON number). No figure of the report gets there: counts
+        // are integers, and figures are rates and ratios.
+        assert_eq!(
+            s,
+            "{\n  \"b\": [\n    1,\n    0.5,\n    null,\n    null,\n    -3,\n    1e+16\n  ],\n  \"a\": []\n}\n"
+        );
+        assert_eq!(to_document(&Ordered(vec![("q\"\n", Num(2.0))])), "{\n  \"q\\\"\\n\": 2\n}\n");
     }
 }

@@ -12,7 +12,8 @@
 //! shared side loops), [`endpoint`] (what a synchronous datapath provides),
 //! one `dp_*.rs` per datapath plus [`raw`] (the libc datapath and every
 //! `unsafe` of xtask), [`stats`] (window metering), [`report`], [`chart`],
-//! [`json`], [`strace`] (the `--strace` cross-check).
+//! [`json`] (serde helpers for `results.json`), [`strace`] (the `--strace`
+//! cross-check).
 
 mod chart;
 mod dp_quinn;
@@ -54,7 +55,8 @@ options:
   --scenario LIST       comma list: bulk (all sizes), bulk-1200, bulk-64,
                         bulk-1472, fan-out, fan-in, echo (default: all)
   --datapath LIST       comma list: std, tokio, quinn-udp, volley-mmsg,
-                        volley, raw, volley-tokio (default: all available)
+                        volley, raw, volley-tokio, volley-blocking
+                        (default: all available)
   --strace              afterwards, rerun short cells under `strace -c -f`
                         and compare its syscall counts with ours
   --out DIR             output directory (default: <workspace>/target/bench)
@@ -233,7 +235,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
 
     std::fs::create_dir_all(&opts.out)?;
     let json_path = opts.out.join("results.json");
-    std::fs::write(&json_path, rep.json().to_string())?;
+    std::fs::write(&json_path, rep.json())?;
     let charts = chart::write_all(&rep, &opts.out)?;
     eprintln!("wrote {}", json_path.display());
     for c in charts {

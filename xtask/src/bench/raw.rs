@@ -1,18 +1,14 @@
 //! Every `unsafe` in xtask lives here, each block with a `// SAFETY:` line:
 //!
-//! - the counting `#[global_allocator]` that measures heap allocations per
-//!   thread (per side) in the steady-state window;
 //! - `getrusage(RUSAGE_THREAD)` for per-thread CPU time;
 //! - the `raw` datapath: plain `sendmsg` with a `UDP_SEGMENT` control message
 //!   and `recvmmsg` with `UDP_GRO`, written directly against libc: the
 //!   physical limit the other datapaths are measured against.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io;
-use std::mem::{self, MaybeUninit};
+use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::ptr;
 
 use socket2::{SockAddr, Socket};
@@ -20,85 +16,23 @@ use socket2::{SockAddr, Socket};
 use super::endpoint::{self, fit_segments, is_retry, Burst, Endpoint, Ready, Role, SockOpts, Train, BATCH};
 
 // ---------------------------------------------------------------------------
-// Counting allocator
-
-thread_local! {
-    /// Allocations (alloc, alloc_zeroed, realloc) made by this thread.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting calls per thread. Const-initialised
-/// thread-locals without a destructor never allocate, so counting cannot
-/// recurse.
-#[derive(Debug)]
-pub(crate) struct CountingAlloc;
-
-#[inline]
-fn count_one() {
-    // `try_with` fails only during thread teardown; an allocation then is not
-    // in any measurement window.
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees are ours; the counting touches only a
-// thread-local `Cell`.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours (non-zero-size `layout`).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` came from `System` with `layout`; `new_size` is the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Heap allocations this thread has made so far.
-pub(crate) fn thread_allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
-
-// ---------------------------------------------------------------------------
 // CPU time
 
 /// (user, system) CPU time of the calling thread, in nanoseconds
 /// (`getrusage(RUSAGE_THREAD)`).
 pub(crate) fn thread_cpu_ns() -> (u64, u64) {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is a valid, writable `rusage`; RUSAGE_THREAD takes no
-    // other argument. On failure (impossible for these arguments) the zeroed
-    // value is read.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    (ns(ru.ru_utime), ns(ru.ru_stime))
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    // Cannot fail for the calling thread; zeros if it ever did.
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_THREAD) else { return (0, 0) };
+    let ns = |t: nix::sys::time::TimeVal| u64::try_from(t.num_nanoseconds()).unwrap_or(0);
+    (ns(ru.user_time()), ns(ru.system_time()))
 }
 
 /// Clock ticks per second of `/proc/stat` (`sysconf(_SC_CLK_TCK)`).
 pub(crate) fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(t).ok().filter(|t| *t > 0).unwrap_or(100)
+    let t = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten();
+    t.and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0).unwrap_or(100)
 }
 
 // ---------------------------------------------------------------------------
@@ -109,19 +43,12 @@ pub(crate) fn clock_ticks() -> u64 {
 /// # Errors
 /// The CPU does not exist or the call is not permitted.
 pub(crate) fn pin_thread(cpu: usize) -> io::Result<()> {
-    // SAFETY: all-zero is an empty, valid `cpu_set_t`.
-    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
-    // SAFETY: CPU_SET writes one bit inside `set`; `cpu` is bounds-checked
-    // against CPU_SETSIZE by the macro's implementation in libc.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; `set` is a live cpu_set_t of the
-    // size we pass.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    // Pid 0: the calling thread.
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -188,23 +115,9 @@ impl std::fmt::Debug for Ctrl {
 }
 
 /// `setsockopt(fd, SOL_UDP, UDP_GRO, 1)`.
-fn enable_gro(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` is a live `c_int` and we pass its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            ptr::from_ref(&on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::UdpGroSegment, &true)?;
+    Ok(())
 }
 
 /// One `sendmsg` of `buf` to `dst`; with `segment`, a `UDP_SEGMENT` control
@@ -331,7 +244,7 @@ impl Endpoint for RawEndpoint {
         for i in 0..n {
             let s = endpoint::socket(opts)?;
             s.set_nonblocking(true)?;
-            enable_gro(s.as_raw_fd())?;
+            enable_gro(s.as_fd())?;
             ready.register(i, &s, role)?;
             socks.push(s);
         }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::json::Json;
+use serde::Serialize;
+
+use super::json::{to_document, Num, Ordered};
 use super::scenario::{CellConfig, CellResult, Datapath, Scenario, ECHO_INTERVAL};
 use super::stats::{median, percentile, quantile};
 use super::strace::Row as StraceRow;
@@ -156,25 +158,45 @@ impl Figures {
         }
     }
 
-    fn json(&self) -> Json {
-        Json::obj([
-            ("datagrams_per_s", Json::from(self.rate)),
-            ("gbit_per_s", self.gbps.into()),
-            ("loss_pct", self.loss_pct.into()),
-            ("cpu_ns_per_datagram", self.cpu_ns.into()),
-            ("all_cpus_busy_ns_per_datagram", self.sys_cpu_ns.into()),
-            ("send_cpu_ns_per_datagram", self.tx_cpu_ns.into()),
-            ("recv_cpu_ns_per_datagram", self.rx_cpu_ns.into()),
-            ("send_syscalls_per_1000", self.tx_sys_k.into()),
-            ("recv_syscalls_per_1000", self.rx_sys_k.into()),
-            ("send_allocs_per_datagram", self.tx_allocs.into()),
-            ("recv_allocs_per_datagram", self.rx_allocs.into()),
-            ("allocs_in_window", self.allocs.into()),
-            ("datagrams_in_window", self.datagrams.into()),
-            ("rtt_p50_us", self.p50_us.into()),
-            ("rtt_p99_us", self.p99_us.into()),
-        ])
+    fn json(&self) -> FiguresJson {
+        FiguresJson {
+            datagrams_per_s: Num(self.rate),
+            gbit_per_s: Num(self.gbps),
+            loss_pct: Num(self.loss_pct),
+            cpu_ns_per_datagram: Num(self.cpu_ns),
+            all_cpus_busy_ns_per_datagram: Num(self.sys_cpu_ns),
+            send_cpu_ns_per_datagram: Num(self.tx_cpu_ns),
+            recv_cpu_ns_per_datagram: Num(self.rx_cpu_ns),
+            send_syscalls_per_1000: Num(self.tx_sys_k),
+            recv_syscalls_per_1000: Num(self.rx_sys_k),
+            send_allocs_per_datagram: Num(self.tx_allocs),
+            recv_allocs_per_datagram: Num(self.rx_allocs),
+            allocs_in_window: Num(self.allocs),
+            datagrams_in_window: Num(self.datagrams),
+            rtt_p50_us: Num(self.p50_us),
+            rtt_p99_us: Num(self.p99_us),
+        }
     }
+}
+
+/// One cell's or one summary's figures in `results.json`.
+#[derive(Debug, Serialize)]
+struct FiguresJson {
+    datagrams_per_s: Num,
+    gbit_per_s: Num,
+    loss_pct: Num,
+    cpu_ns_per_datagram: Num,
+    all_cpus_busy_ns_per_datagram: Num,
+    send_cpu_ns_per_datagram: Num,
+    recv_cpu_ns_per_datagram: Num,
+    send_syscalls_per_1000: Num,
+    recv_syscalls_per_1000: Num,
+    send_allocs_per_datagram: Num,
+    recv_allocs_per_datagram: Num,
+    allocs_in_window: Num,
+    datagrams_in_window: Num,
+    rtt_p50_us: Num,
+    rtt_p99_us: Num,
 }
 
 /// Medians over rounds of one scenario x datapath, with ratios to the
@@ -323,39 +345,66 @@ impl<'a> Report<'a> {
         t.push(ratio(Scenario::FanOut, Datapath::Std, 1.5, "fan-out: volley datagrams/s vs std"));
         // Adapter vs core: within-round ratios straight from the cells (the
         // core is not one of the summaries' BASELINES).
-        let between = |sc: Scenario, dp: Datapath, base: Datapath, min: f64, name: &str| {
-            let rate = |d: Datapath, round: usize| {
+        // `dp`'s figure over `base`'s within each round, against a bound
+        // (`at_least`: the ratio must reach `bound`, else stay under it).
+        let within_round = |sc: Scenario,
+                            dp: Datapath,
+                            base: Datapath,
+                            figure: fn(&Figures) -> f64,
+                            bound: f64,
+                            at_least: bool,
+                            name: &str| {
+            let of = |d: Datapath, round: usize| {
                 self.cells
                     .iter()
                     .find(|c| c.scenario == sc && c.datapath == d && c.round == round)
-                    .map(|c| Figures::of(c).rate)
+                    .map(|c| figure(&Figures::of(c)))
             };
             let ratios: Vec<f64> = self
                 .cells
                 .iter()
                 .filter(|c| c.scenario == sc && c.datapath == dp)
-                .filter_map(|c| Some(Figures::of(c).rate / rate(base, c.round)?))
+                .filter_map(|c| Some(figure(&Figures::of(c)) / of(base, c.round)?))
                 .filter(|v| v.is_finite())
                 .collect();
             let v = Some(median(&ratios)).filter(|v| v.is_finite());
             let (lo, hi) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
             Target {
                 name: name.into(),
-                goal: format!(">= {min:.2}x"),
+                goal: format!("{} {bound:.2}x", if at_least { ">=" } else { "<=" }),
                 measured: v.map_or_else(
                     || "not run".into(),
                     |v| format!("{v:.2}x (IQR {lo:.2}-{hi:.2} over {} rounds)", ratios.len()),
                 ),
                 value: v.unwrap_or(f64::NAN),
-                pass: v.map(|v| v >= min),
+                pass: v.map(|v| if at_least { v >= bound } else { v <= bound }),
             }
         };
-        t.push(between(
+        t.push(within_round(
             bulk,
             Datapath::VolleyTokio,
             Datapath::Volley,
+            |f| f.rate,
             0.9,
+            true,
             "bulk-1200: volley-tokio datagrams/s >= 0.9x volley core",
+        ));
+        // CPU per datagram against raw libc (#13): both sides, or the
+        // receiver's alone.
+        let cpu_vs = |sc: Scenario, dp: Datapath, max: f64, rx_only: bool, name: &str| {
+            let figure: fn(&Figures) -> f64 = if rx_only { |f| f.rx_cpu_ns } else { |f| f.cpu_ns };
+            within_round(sc, dp, Datapath::Raw, figure, max, false, name)
+        };
+        let b64 = Scenario::Bulk(64);
+        t.push(cpu_vs(b64, Datapath::Volley, 1.03, false, "bulk-64: volley CPU ns/datagram vs raw"));
+        t.push(cpu_vs(bulk, Datapath::Volley, 1.03, false, "bulk-1200: volley CPU ns/datagram vs raw"));
+        t.push(cpu_vs(b64, Datapath::VolleyTokio, 1.10, false, "bulk-64: volley-tokio CPU ns/datagram vs raw"));
+        t.push(cpu_vs(
+            b64,
+            Datapath::VolleyBlocking,
+            0.90,
+            true,
+            "bulk-64: volley-blocking receiver CPU ns/datagram vs raw's epoll receiver",
         ));
         let sys = |sc: Scenario, send: bool, max: f64, name: &str| {
             let v = self
@@ -541,138 +590,207 @@ impl<'a> Report<'a> {
         s
     }
 
-    pub(crate) fn json(&self) -> Json {
+    /// The `results.json` document.
+    pub(crate) fn json(&self) -> String {
         let o = self.opts;
         let m = self.machine;
-        let side = |r: &super::stats::SideResult| {
+        let side = |r: &'a super::stats::SideResult| {
             let w = &r.window;
-            Json::obj([
-                ("window_secs", Json::from(w.secs)),
-                ("window_datagrams", w.datagrams.into()),
-                ("window_bytes", w.bytes.into()),
-                ("window_syscalls", w.syscalls.into()),
-                ("window_allocs", w.allocs.into()),
-                ("window_cpu_ns", w.cpu_ns.into()),
-                ("window_user_cpu_ns", w.user_ns.into()),
-                ("total_datagrams", r.total.into()),
-                ("total_syscalls", r.total_syscalls.into()),
-                ("echo_lost", r.lost.into()),
-                ("checksum", r.checksum.into()),
-                ("error", Json::opt_str(r.error.as_deref())),
-            ])
+            SideJson {
+                window_secs: Num(w.secs),
+                window_datagrams: w.datagrams,
+                window_bytes: w.bytes,
+                window_syscalls: w.syscalls,
+                window_allocs: w.allocs,
+                window_cpu_ns: w.cpu_ns,
+                window_user_cpu_ns: w.user_ns,
+                total_datagrams: r.total,
+                total_syscalls: r.total_syscalls,
+                echo_lost: r.lost,
+                checksum: r.checksum,
+                error: r.error.as_deref(),
+            }
         };
-        Json::obj([
-            ("command", Json::from(o.command.clone())),
-            (
-                "machine",
-                Json::obj([
-                    ("nproc", Json::from(m.nproc)),
-                    ("kernel", m.kernel.clone().into()),
-                    ("cpu", m.cpu.clone().into()),
-                    ("rmem_max", m.rmem_max.clone().into()),
-                    ("wmem_max", m.wmem_max.clone().into()),
-                    ("rustc", m.rustc.clone().into()),
-                    ("background_busy_fraction", m.background_busy.into()),
-                    ("build", m.build.into()),
-                ]),
-            ),
-            (
-                "options",
-                Json::obj([
-                    ("rounds", Json::from(o.rounds)),
-                    ("warmup_ms", (o.timing.warmup.as_millis() as u64).into()),
-                    ("duration_ms", (o.timing.duration.as_millis() as u64).into()),
-                    ("quick", o.quick.into()),
-                    ("pinned", o.timing.pin.into()),
-                    ("recv_buffer_requested", o.sock.recv_buffer.into()),
-                    ("send_buffer_requested", o.sock.send_buffer.into()),
-                    ("echo_interval_us", (ECHO_INTERVAL.as_micros() as u64).into()),
-                    ("elapsed_secs", self.elapsed.as_secs_f64().into()),
-                ]),
-            ),
-            (
-                "summary",
-                Json::Arr(
-                    self.summaries
-                        .iter()
-                        .map(|s| {
-                            Json::obj([
-                                ("scenario", Json::from(s.scenario.name())),
-                                ("datapath", s.datapath.name().into()),
-                                ("rounds", s.rounds.into()),
-                                ("median", s.med.json()),
-                                (
-                                    "ratio_vs",
-                                    Json::obj(
-                                        BASELINES
-                                            .iter()
-                                            .map(|b| (b.name(), Json::from(s.vs.get(b).copied().unwrap_or(f64::NAN)))),
-                                    ),
-                                ),
-                                (
-                                    "ratio_vs_iqr",
-                                    Json::obj(BASELINES.iter().map(|b| {
-                                        let (lo, hi) = s.vs_iqr.get(b).copied().unwrap_or((f64::NAN, f64::NAN));
-                                        (b.name(), Json::Arr(vec![Json::from(lo), Json::from(hi)]))
-                                    })),
-                                ),
-                                (
-                                    "config",
-                                    Json::obj([
-                                        ("describe", Json::from(s.config.describe.clone())),
-                                        ("gso_segments", s.config.train_segments.into()),
-                                        ("so_rcvbuf", s.config.recv_buffer.into()),
-                                        ("so_sndbuf", s.config.send_buffer.into()),
-                                    ]),
-                                ),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            (
-                "targets",
-                Json::Arr(
-                    self.targets
-                        .iter()
-                        .map(|t| {
-                            Json::obj([
-                                ("target", Json::from(t.name.clone())),
-                                ("goal", t.goal.clone().into()),
-                                ("measured", t.measured.clone().into()),
-                                ("value", t.value.into()),
-                                ("pass", t.pass.map_or(Json::Null, Json::Bool)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            (
-                "cells",
-                Json::Arr(
-                    self.cells
-                        .iter()
-                        .map(|c| {
-                            Json::obj([
-                                ("round", Json::from(c.round + 1)),
-                                ("scenario", c.scenario.name().into()),
-                                ("datapath", c.datapath.name().into()),
-                                ("sent", c.sent.into()),
-                                ("received", c.received.into()),
-                                ("all_cpus_busy_ns", c.system_cpu_ns.into()),
-                                ("all_cpus_window_secs", c.system_secs.into()),
-                                ("figures", Figures::of(c).json()),
-                                ("sender", side(&c.tx)),
-                                ("receiver", side(&c.rx)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            ("strace", super::strace::json(&self.strace)),
-            ("errors", Json::Arr(self.errors.iter().map(|e| Json::from(e.clone())).collect())),
-        ])
+        let doc = Document {
+            command: &o.command,
+            machine: MachineJson {
+                nproc: m.nproc,
+                kernel: &m.kernel,
+                cpu: &m.cpu,
+                rmem_max: &m.rmem_max,
+                wmem_max: &m.wmem_max,
+                rustc: &m.rustc,
+                background_busy_fraction: Num(m.background_busy),
+                build: m.build,
+            },
+            options: OptionsJson {
+                rounds: o.rounds,
+                warmup_ms: o.timing.warmup.as_millis() as u64,
+                duration_ms: o.timing.duration.as_millis() as u64,
+                quick: o.quick,
+                pinned: o.timing.pin,
+                recv_buffer_requested: o.sock.recv_buffer,
+                send_buffer_requested: o.sock.send_buffer,
+                echo_interval_us: ECHO_INTERVAL.as_micros() as u64,
+                elapsed_secs: Num(self.elapsed.as_secs_f64()),
+            },
+            summary: self
+                .summaries
+                .iter()
+                .map(|s| SummaryJson {
+                    scenario: s.scenario.name(),
+                    datapath: s.datapath.name(),
+                    rounds: s.rounds,
+                    median: s.med.json(),
+                    ratio_vs: Ordered(
+                        BASELINES.iter().map(|b| (b.name(), Num(s.vs.get(b).copied().unwrap_or(f64::NAN)))).collect(),
+                    ),
+                    ratio_vs_iqr: Ordered(
+                        BASELINES
+                            .iter()
+                            .map(|b| {
+                                let (lo, hi) = s.vs_iqr.get(b).copied().unwrap_or((f64::NAN, f64::NAN));
+                                (b.name(), [Num(lo), Num(hi)])
+                            })
+                            .collect(),
+                    ),
+                    config: ConfigJson {
+                        describe: &s.config.describe,
+                        gso_segments: s.config.train_segments,
+                        so_rcvbuf: s.config.recv_buffer,
+                        so_sndbuf: s.config.send_buffer,
+                    },
+                })
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .map(|t| TargetJson {
+                    target: &t.name,
+                    goal: &t.goal,
+                    measured: &t.measured,
+                    value: Num(t.value),
+                    pass: t.pass,
+                })
+                .collect(),
+            cells: self
+                .cells
+                .iter()
+                .map(|c| CellJson {
+                    round: c.round + 1,
+                    scenario: c.scenario.name(),
+                    datapath: c.datapath.name(),
+                    sent: c.sent,
+                    received: c.received,
+                    all_cpus_busy_ns: c.system_cpu_ns,
+                    all_cpus_window_secs: Num(c.system_secs),
+                    figures: Figures::of(c).json(),
+                    sender: side(&c.tx),
+                    receiver: side(&c.rx),
+                })
+                .collect(),
+            strace: super::strace::json(&self.strace),
+            errors: &self.errors,
+        };
+        to_document(&doc)
     }
+}
+
+/// `results.json`, the schema docs/benchmarks.md describes and scripts
+/// read. Field order is the document's key order.
+#[derive(Debug, Serialize)]
+struct Document<'a> {
+    command: &'a str,
+    machine: MachineJson<'a>,
+    options: OptionsJson,
+    summary: Vec<SummaryJson<'a>>,
+    targets: Vec<TargetJson<'a>>,
+    cells: Vec<CellJson<'a>>,
+    strace: Vec<super::strace::RowJson<'a>>,
+    errors: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct MachineJson<'a> {
+    nproc: usize,
+    kernel: &'a str,
+    cpu: &'a str,
+    rmem_max: &'a str,
+    wmem_max: &'a str,
+    rustc: &'a str,
+    background_busy_fraction: Num,
+    build: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct OptionsJson {
+    rounds: usize,
+    warmup_ms: u64,
+    duration_ms: u64,
+    quick: bool,
+    pinned: bool,
+    recv_buffer_requested: usize,
+    send_buffer_requested: usize,
+    echo_interval_us: u64,
+    elapsed_secs: Num,
+}
+
+#[derive(Debug, Serialize)]
+struct SummaryJson<'a> {
+    scenario: String,
+    datapath: &'a str,
+    rounds: usize,
+    median: FiguresJson,
+    ratio_vs: Ordered<&'a str, Num>,
+    ratio_vs_iqr: Ordered<&'a str, [Num; 2]>,
+    config: ConfigJson<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigJson<'a> {
+    describe: &'a str,
+    gso_segments: usize,
+    so_rcvbuf: usize,
+    so_sndbuf: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct TargetJson<'a> {
+    target: &'a str,
+    goal: &'a str,
+    measured: &'a str,
+    value: Num,
+    pass: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct CellJson<'a> {
+    round: usize,
+    scenario: String,
+    datapath: &'a str,
+    sent: u64,
+    received: u64,
+    all_cpus_busy_ns: u64,
+    all_cpus_window_secs: Num,
+    figures: FiguresJson,
+    sender: SideJson<'a>,
+    receiver: SideJson<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct SideJson<'a> {
+    window_secs: Num,
+    window_datagrams: u64,
+    window_bytes: u64,
+    window_syscalls: u64,
+    window_allocs: u64,
+    window_cpu_ns: u64,
+    window_user_cpu_ns: u64,
+    total_datagrams: u64,
+    total_syscalls: u64,
+    echo_lost: u64,
+    checksum: u64,
+    error: Option<&'a str>,
 }
 
 fn describe(sc: Scenario) -> String {
@@ -728,5 +846,109 @@ fn fmt_ratio(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v:.2}"),
         _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::scenario::{CellConfig, Timing};
+    use crate::bench::stats::{SideResult, Window};
+
+    /// A fixed report: two rounds of bulk-1200 on four datapaths (the
+    /// baselines and volley), one echo cell with RTTs, one failed cell, a
+    /// strace row, odd strings and non-finite ratios.
+    fn fixture_json() -> String {
+        let mut opts = Options::parse(&["--quick".to_string(), "--rounds".to_string(), "2".to_string()]).unwrap();
+        opts.timing = Timing { warmup: Duration::from_millis(100), duration: Duration::from_millis(250), pin: true };
+        let machine = Machine {
+            nproc: 2,
+            kernel: "6.18.0 \"test\"\tkernel".into(),
+            cpu: "Some CPU @ 2.0GHz".into(),
+            rmem_max: "4194304".into(),
+            wmem_max: "4194304".into(),
+            rustc: "rustc 1.95.0".into(),
+            background_busy: 0.125,
+            build: "release",
+        };
+        let side = |datagrams: u64, syscalls: u64, cpu_ns: u64, rtts: Vec<u64>| SideResult {
+            window: Window {
+                secs: 0.25,
+                datagrams,
+                bytes: datagrams * 1200,
+                syscalls,
+                allocs: 0,
+                cpu_ns,
+                user_ns: cpu_ns / 3,
+            },
+            total: datagrams + 7,
+            total_syscalls: syscalls + 3,
+            rtts_ns: rtts,
+            lost: 0,
+            checksum: datagrams.wrapping_mul(2_654_435_761),
+            error: None,
+        };
+        let mut results = Vec::new();
+        for round in 0..2 {
+            for (i, dp) in [Datapath::Std, Datapath::QuinnUdp, Datapath::Raw, Datapath::Volley].into_iter().enumerate()
+            {
+                let n = 100_000 + 37_000 * i as u64 + 1_111 * round as u64;
+                results.push(Ok(CellResult {
+                    scenario: Scenario::Bulk(1200),
+                    datapath: dp,
+                    round,
+                    tx: side(n + 10, n / 40 + i as u64, 91_000_000 + 7 * n, Vec::new()),
+                    rx: side(n, n / 32, 83_000_000 + 3 * n, Vec::new()),
+                    sent: n + 10,
+                    received: n,
+                    system_cpu_ns: 400_000_000 + n,
+                    system_secs: 0.2500001,
+                    config: CellConfig {
+                        describe: format!("{} with \\ and \"quotes\"", dp.name()),
+                        train_segments: 1 + i,
+                        recv_buffer: 4 << 20,
+                        send_buffer: 4 << 20,
+                    },
+                }));
+            }
+        }
+        results.push(Ok(CellResult {
+            scenario: Scenario::Echo,
+            datapath: Datapath::Volley,
+            round: 0,
+            tx: side(500, 1000, 5_000_000, (1..=500).map(|k| 20_000 + 13 * k).collect()),
+            rx: side(500, 1000, 4_000_000, Vec::new()),
+            sent: 500,
+            received: 500,
+            system_cpu_ns: 9_000_000,
+            system_secs: 0.25,
+            config: CellConfig { describe: "echo".into(), train_segments: 1, recv_buffer: 0, send_buffer: 0 },
+        }));
+        results.push(Err("fan-in/raw: bind failed: address in use\nsecond line".to_string()));
+        let mut rep = Report::new(&opts, &machine, &results, Duration::from_millis(12_345));
+        rep.strace = vec![StraceRow {
+            scenario: "bulk-1200".into(),
+            datapath: "volley".into(),
+            received: 123_456,
+            counted: 4_000,
+            traced: 4_012,
+            by_name: vec![("sendmmsg".into(), 2_000), ("recvmmsg".into(), 2_012)],
+            error: None,
+        }];
+        rep.json()
+    }
+
+    /// The JSON document's schema and formatting are fixed: consumers
+    /// (docs/benchmarks.md, the charts, scripts) read it. The golden file
+    /// was written by the hand-rolled writer this replaced.
+    #[test]
+    fn json_matches_the_golden_document() {
+        let got = fixture_json();
+        let golden_path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bench/testdata/report.json");
+        if std::env::var_os("VOLLEY_BLESS").is_some() {
+            std::fs::write(golden_path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(golden_path).expect("golden file");
+        assert_eq!(got, want, "the results.json document changed");
     }
 }

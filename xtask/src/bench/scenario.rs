@@ -125,11 +125,21 @@ pub(crate) enum Datapath {
     /// The async adapter `crates/volley-tokio` (`dp_volley_tokio.rs`): one
     /// current-thread runtime per side, `DatagramStream` + `send_batch`.
     VolleyTokio,
+    /// `volley` with a blocking receive where a side has one socket.
+    VolleyBlocking,
 }
 
 impl Datapath {
-    pub(crate) const ALL: [Self; 7] =
-        [Self::Std, Self::Tokio, Self::QuinnUdp, Self::VolleyMmsg, Self::Volley, Self::Raw, Self::VolleyTokio];
+    pub(crate) const ALL: [Self; 8] = [
+        Self::Std,
+        Self::Tokio,
+        Self::QuinnUdp,
+        Self::VolleyMmsg,
+        Self::Volley,
+        Self::Raw,
+        Self::VolleyTokio,
+        Self::VolleyBlocking,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -140,6 +150,7 @@ impl Datapath {
             Self::Volley => "volley",
             Self::Raw => "raw",
             Self::VolleyTokio => "volley-tokio",
+            Self::VolleyBlocking => "volley-blocking",
         }
     }
 
@@ -214,6 +225,7 @@ pub(crate) fn run_cell(
         Datapath::Raw => run_sync::<RawEndpoint>(sc, t, opts),
         Datapath::Volley => run_sync::<VolleyEndpoint<true>>(sc, t, opts),
         Datapath::VolleyMmsg => run_sync::<VolleyEndpoint<false>>(sc, t, opts),
+        Datapath::VolleyBlocking => run_sync::<VolleyEndpoint<true, true>>(sc, t, opts),
         Datapath::Tokio => super::dp_tokio::run(sc, t, opts),
         Datapath::VolleyTokio => super::dp_volley_tokio::run(sc, t, opts),
     }

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::raw;
 
+/// Heap allocations are counted per thread (per side) in the steady-state
+/// window by the workspace's one counting allocator.
+#[global_allocator]
+static GLOBAL: volley_tests::alloc::CountingAlloc = volley_tests::alloc::CountingAlloc;
+
 /// Warm-up: traffic flows, nothing is measured yet.
 pub(crate) const WARMUP: u8 = 0;
 /// The measurement window.
@@ -79,7 +84,7 @@ impl Snapshot {
             datagrams,
             bytes,
             syscalls,
-            allocs: raw::thread_allocs(),
+            allocs: volley_tests::alloc::thread_allocs(),
             cpu_ns: user + system,
             user_ns: user,
         }

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use super::json::Json;
+use serde::Serialize;
+
+use super::json::Ordered;
 use super::scenario::{self, Datapath, Scenario, Timing};
 use super::Options;
 use crate::DynError;
@@ -172,22 +174,30 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
     s
 }
 
-pub(crate) fn json(rows: &[Row]) -> Json {
-    Json::Arr(
-        rows.iter()
-            .map(|r| {
-                Json::obj([
-                    ("scenario", Json::from(r.scenario.clone())),
-                    ("datapath", r.datapath.clone().into()),
-                    ("received", r.received.into()),
-                    ("harness_syscalls", r.counted.into()),
-                    ("strace_syscalls", r.traced.into()),
-                    ("strace_by_syscall", Json::obj(r.by_name.iter().map(|(n, c)| (n.clone(), Json::from(*c))))),
-                    ("error", Json::opt_str(r.error.as_deref())),
-                ])
-            })
-            .collect(),
-    )
+/// One row of `results.json`'s `strace` array.
+#[derive(Debug, Serialize)]
+pub(crate) struct RowJson<'a> {
+    scenario: &'a str,
+    datapath: &'a str,
+    received: u64,
+    harness_syscalls: u64,
+    strace_syscalls: u64,
+    strace_by_syscall: Ordered<&'a str, u64>,
+    error: Option<&'a str>,
+}
+
+pub(crate) fn json(rows: &[Row]) -> Vec<RowJson<'_>> {
+    rows.iter()
+        .map(|r| RowJson {
+            scenario: &r.scenario,
+            datapath: &r.datapath,
+            received: r.received,
+            harness_syscalls: r.counted,
+            strace_syscalls: r.traced,
+            strace_by_syscall: Ordered(r.by_name.iter().map(|(n, c)| (n.as_str(), *c)).collect()),
+            error: r.error.as_deref(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

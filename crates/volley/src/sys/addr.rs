@@ -1,7 +1,7 @@
 //! Socket addresses in and out of the C structs the kernel reads and
 //! writes.
 
-use crate::os::{AsRawFd, BorrowedFd};
+use crate::os::BorrowedFd;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -95,12 +95,9 @@ pub(super) fn storage(ip: IpAddr) -> libc::sockaddr_storage {
     out
 }
 
-/// The peer of a connected socket (`getpeername`), IPv4-mapped folded.
+/// The peer of a connected socket (`getpeername`, through socket2),
+/// IPv4-mapped folded.
 pub(super) fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
-    let mut addr = SockAddrBuf::new();
-    let mut len = size_of::<SockAddrBuf>() as libc::socklen_t;
-    // SAFETY: getpeername writes at most `len` bytes into `addr`, a local
-    // buffer of that size, and updates `len`.
-    syscall!(getpeername(fd.as_raw_fd(), (&mut addr as *mut SockAddrBuf).cast(), &mut len)).ok()?;
-    addr.read(len)
+    let addr = socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()?;
+    Some(crate::meta::canonical(addr))
 }

@@ -50,5 +50,7 @@ pub(super) fn probe(
 
 // What macOS/iOS and FreeBSD share: DF-based path-MTU control and the
 // Linux-only features both lack.
-pub(crate) use super::bsd::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
+pub(crate) use super::bsd::{
+    apply_ip_options, attach_cpu_steering, disable_multicast_all, ip_options, may_fragment, path_mtu,
+};
 pub(super) use super::bsd::{bind_device, bound_device, force_buffer, read_error_entry, set_pmtud};

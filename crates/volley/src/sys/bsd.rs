@@ -6,6 +6,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
+pub(crate) use super::sockopt::{apply_ip_options, ip_options};
 use super::sockopt::{may_fragment_dontfrag, set_dontfrag};
 use crate::validate::Families;
 

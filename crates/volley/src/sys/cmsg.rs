@@ -12,7 +12,7 @@
 #![allow(clippy::unnecessary_cast)]
 
 use std::mem::{align_of, size_of, MaybeUninit};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 #[cfg(windows)]
@@ -42,6 +42,7 @@ pub(crate) const RECV_SPACE: usize = space(size_of::<libc::in6_pktinfo>())
     + space(size_of::<libc::c_int>()) // UDP_GRO
     + space(size_of::<libc::timespec>()) // SO_TIMESTAMPNS
     + space(size_of::<u32>()) // SO_RXQ_OVFL
+    + space(size_of::<libc::sockaddr_in6>()) // IP_ORIGDSTADDR / IPV6_ORIGDSTADDR
     + 64; // headroom for anything the kernel adds that we ignore
 
 /// Receive space of the IPv4 destination-address messages.
@@ -215,6 +216,9 @@ pub(crate) struct Decoded {
     /// `SCM_TXTIME` (send side).
     #[cfg_attr(not(has_txtime), allow(dead_code))]
     pub(crate) txtime: Option<u64>,
+    /// `IP_ORIGDSTADDR` / `IPV6_ORIGDSTADDR`: the header's destination
+    /// address and the UDP destination port.
+    pub(crate) orig_dst: Option<SocketAddr>,
 }
 
 /// The fields of a `struct sock_extended_err` and its offender.
@@ -359,6 +363,27 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
                 out.drops = read_pod::<u32>(data);
             }
             #[cfg(linux_like)]
+            (libc::IPPROTO_IP, libc::IP_ORIGDSTADDR) => {
+                out.orig_dst = read_pod::<libc::sockaddr_in>(data)
+                    .filter(|a| libc::c_int::from(a.sin_family) == libc::AF_INET)
+                    .map(|a| {
+                        SocketAddr::new(
+                            Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)).into(),
+                            u16::from_be(a.sin_port),
+                        )
+                    });
+            }
+            #[cfg(linux_like)]
+            (libc::IPPROTO_IPV6, libc::IPV6_ORIGDSTADDR) => {
+                out.orig_dst = read_pod::<libc::sockaddr_in6>(data)
+                    .filter(|a| libc::c_int::from(a.sin6_family) == libc::AF_INET6)
+                    .map(|a| {
+                        let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                        let port = u16::from_be(a.sin6_port);
+                        std::net::SocketAddrV6::new(ip, port, a.sin6_flowinfo, a.sin6_scope_id).into()
+                    });
+            }
+            #[cfg(linux_like)]
             (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) => {
                 if let Some(ee) = read_pod::<libc::sock_extended_err>(data) {
                     // SO_EE_OFFENDER: a sockaddr right after the struct.
@@ -390,6 +415,37 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
         }
     }
     out
+}
+
+/// Writes `addr` as the kernel does an `IP_ORIGDSTADDR` (a `sockaddr_in`)
+/// or `IPV6_ORIGDSTADDR` (a `sockaddr_in6`) message: for tests, the fuzz
+/// corpus and the property tests.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn push_orig_dst(enc: &mut Encoder<'_>, addr: SocketAddr) -> Result<(), NoSpace> {
+    #[cfg(linux_like)]
+    match addr {
+        SocketAddr::V4(a) => {
+            let mut sin: libc::sockaddr_in = zeroed();
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            enc.push(libc::IPPROTO_IP, libc::IP_ORIGDSTADDR, sin)
+        }
+        SocketAddr::V6(a) => {
+            let mut sin6: libc::sockaddr_in6 = zeroed();
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            enc.push(libc::IPPROTO_IPV6, libc::IPV6_ORIGDSTADDR, sin6)
+        }
+    }
+    #[cfg(not(linux_like))]
+    {
+        let _ = (enc, addr);
+        Err(NoSpace)
+    }
 }
 
 /// What one transmit asks the kernel for, per message.
@@ -449,7 +505,8 @@ pub(crate) fn encode_send(enc: &mut Encoder<'_>, opts: &SendOptions, v4: bool) -
         }
         // FreeBSD: IP_SENDSRCADDR carries the source address only (the
         // socket must be bound to INADDR_ANY); an IPv4 interface cannot be
-        // chosen per datagram there.
+        // chosen per datagram there, so validate() refuses a src_ifindex
+        // (SrcIfindexUnsupported) before it gets here.
         #[cfg(all(unix, not(has_pktinfo_v4)))]
         Some(IpAddr::V4(ip)) if !ip.is_unspecified() => {
             let a = libc::in_addr { s_addr: u32::from(ip).to_be() };
@@ -517,9 +574,25 @@ pub(crate) mod fuzzing {
         #[cfg(linux_like)]
         let pushed = pushed
             && enc.push(libc::SOL_UDP, libc::UDP_GRO, 1200 as libc::c_int).is_ok()
-            && enc.push(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 0u32).is_ok();
+            && enc.push(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 0u32).is_ok()
+            && push_orig_dst(&mut enc, SocketAddr::from((Ipv4Addr::LOCALHOST, 4433))).is_ok();
         let n = if pushed { enc.len() } else { 0 };
         buf.0[..n].to_vec()
+    }
+
+    /// Encodes `addr` as the kernel writes an `IP_ORIGDSTADDR` /
+    /// `IPV6_ORIGDSTADDR` message (after `prefix`, an `IP_TOS` message when
+    /// true), decodes the bytes back and returns what the decoder read.
+    /// `None` off Linux, where there is no such message.
+    pub(crate) fn orig_dst_round_trip(addr: SocketAddr, prefix: bool) -> Option<SocketAddr> {
+        let mut buf = RecvControl::new();
+        let mut enc = Encoder::new(&mut buf.0);
+        if prefix {
+            enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0x2eu8).ok()?;
+        }
+        push_orig_dst(&mut enc, addr).ok()?;
+        let n = enc.len();
+        decode(&buf.0[..n]).orig_dst
     }
 
     /// Encodes one transmit's send options; returns the control length.
@@ -594,6 +667,37 @@ mod tests {
         assert_eq!(d.ttl, Some(64));
         assert_eq!(d.gro_segment_size, Some(1200));
         assert_eq!(d.drops, Some(5));
+    }
+
+    /// `IP_ORIGDSTADDR` / `IPV6_ORIGDSTADDR`: address and port, in network
+    /// order as the kernel writes them, beside pktinfo; a wrong family in
+    /// the sockaddr is no address.
+    #[cfg(linux_like)]
+    #[test]
+    fn decode_reads_the_original_destination() {
+        for addr in ["10.77.99.7:4242", "[fd00:77:99::7]:4242", "255.255.255.255:1"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut buf = RecvControl::new();
+            let mut enc = Encoder::new(&mut buf.0);
+            enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0x01u8).unwrap();
+            push_orig_dst(&mut enc, addr).unwrap();
+            enc.push(libc::IPPROTO_IP, libc::IP_TTL, 3 as libc::c_int).unwrap();
+            let n = enc.len();
+            let d = decode(&buf.0[..n]);
+            assert_eq!((d.orig_dst, d.tos, d.ttl), (Some(addr), Some(1), Some(3)), "{addr}");
+        }
+        let mut sin6: libc::sockaddr_in6 = zeroed();
+        sin6.sin6_family = libc::AF_INET as libc::sa_family_t;
+        assert_eq!(decode(&encoded(libc::IPPROTO_IPV6, libc::IPV6_ORIGDSTADDR, sin6)).orig_dst, None);
+        let mut sin: libc::sockaddr_in = zeroed();
+        sin.sin_family = libc::AF_INET6 as libc::sa_family_t;
+        assert_eq!(decode(&encoded(libc::IPPROTO_IP, libc::IP_ORIGDSTADDR, sin)).orig_dst, None);
+        // Cut short: no address rather than a read past the message.
+        let mut bytes = encoded(libc::IPPROTO_IP, libc::IP_ORIGDSTADDR, sin);
+        bytes.truncate(HDR + 4);
+        let hdr = raw_header(HDR + 4, libc::IPPROTO_IP, libc::IP_ORIGDSTADDR);
+        bytes[..HDR].copy_from_slice(&hdr);
+        assert_eq!(decode(&bytes).orig_dst, None);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - send: `IP_TOS` (one byte) / `IPV6_TCLASS`, `IP_SENDSRCADDR` (source
 //!   address; the socket must be bound to `INADDR_ANY`) / `IPV6_PKTINFO`.
 //!   An IPv4 outgoing interface cannot be chosen per datagram: a
-//!   transmit's `src_ifindex` is not applied to IPv4 destinations here;
+//!   transmit's `src_ifindex` to an IPv4 destination is refused before
+//!   any syscall (`InvalidTransmit::SrcIfindexUnsupported`, in
+//!   `validate.rs`);
 //! - PMTUD: `IP_DONTFRAG` / `IPV6_DONTFRAG`;
 //! - not here: GSO (emulated), GRO, the error queue, receive timestamps,
 //!   `SO_TXTIME`, the drop counter, reuse-port CPU steering, binding to a
@@ -20,7 +22,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 
 use super::sockopt::{set_both, set_int};
-use super::MsgHdr;
+use super::{MsgHdr, Wait};
 use crate::validate::Families;
 use crate::{Capabilities, Config};
 
@@ -57,18 +59,20 @@ pub(super) fn send_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     // MsgHdr has FreeBSD's mmsghdr layout (msg_len an ssize_t; asserted at
     // compile time in sys/mod.rs) and `msgs` holds `msgs.len()` of them,
     // each pointing at a sockaddr, one iovec and its control data, all
-    // live for this call. flags = 0 (the socket is non-blocking).
-    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), 0))?;
+    // live for this call. MSG_DONTWAIT: never block, whatever the
+    // descriptor's mode.
+    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), libc::MSG_DONTWAIT))?;
     Ok(n as usize)
 }
 
-/// One `recvmmsg` into `msgs`.
-pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+/// One `recvmmsg` into `msgs`; `wait` as in [`Wait::mmsg_flags`].
+pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     // SAFETY: recvmmsg(2) (FreeBSD): the same array contract as sendmmsg;
     // each entry points at writable name, iovec and control buffers of
-    // the stated sizes, live for this call. timeout = NULL: return what is
-    // queued (the socket is non-blocking).
-    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), 0, std::ptr::null()))?;
+    // the stated sizes, live for this call. timeout = NULL: the flags say
+    // whether to wait for the first message, never for more.
+    let flags = wait.mmsg_flags();
+    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), msgs.len(), flags, std::ptr::null()))?;
     Ok(n as usize)
 }
 
@@ -87,5 +91,7 @@ pub(super) fn mmsg_blocked(fd: RawFd, send: bool) -> bool {
 
 // What macOS/iOS and FreeBSD share: DF-based path-MTU control and the
 // Linux-only features both lack.
-pub(crate) use super::bsd::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
+pub(crate) use super::bsd::{
+    apply_ip_options, attach_cpu_steering, disable_multicast_all, ip_options, may_fragment, path_mtu,
+};
 pub(super) use super::bsd::{bind_device, bound_device, force_buffer, read_error_entry, set_pmtud};

@@ -5,13 +5,13 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use super::addr::SockAddrBuf;
-use super::sockopt::{get_int, set_both, set_int};
-use super::{cmsg, iovec, MsgHdr};
+use super::sockopt::{get_int, set_both, set_int, IpOptions};
+use super::{cmsg, iovec, MsgHdr, Wait};
 use crate::validate::Families;
-use crate::{Capabilities, Config};
+use crate::{Capabilities, Config, SocketOption};
 
 /// Most segments one GSO send may carry on every kernel with GSO
 /// (`UDP_MAX_SEGMENTS` until Linux 6.8; newer kernels allow 128, which
@@ -26,14 +26,14 @@ pub(super) fn send_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     // mmsghdr's layout (asserted at compile time in sys/mod.rs) and `msgs`
     // holds `vlen` of them. Each msg_hdr points at a sockaddr of msg_namelen
     // bytes, one iovec, and msg_controllen bytes of control data, all owned
-    // by the caller's stack frame and live for this call. flags = 0 (the
-    // socket is non-blocking).
-    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, 0))?;
+    // by the caller's stack frame and live for this call. MSG_DONTWAIT:
+    // never block, whatever the descriptor's mode.
+    let n = syscall!(sendmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, libc::MSG_DONTWAIT))?;
     Ok(n as usize)
 }
 
-/// One `recvmmsg` into `msgs`.
-pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+/// One `recvmmsg` into `msgs`; `wait` as in [`Wait::mmsg_flags`].
+pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: recvmmsg(2): "msgvec is a pointer to an array of mmsghdr
     // structures. The size of this array is specified in vlen." Each entry
@@ -41,8 +41,10 @@ pub(super) fn recv_mmsg(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     // over a writable slot of the batch, and msg_controllen bytes of
     // writable, cmsghdr-aligned control space, all live for this call. The
     // kernel writes msg_len, msg_namelen, msg_controllen and msg_flags.
-    // timeout = NULL: return what is queued (the socket is non-blocking).
-    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, 0, std::ptr::null_mut()))?;
+    // timeout = NULL: the flags say whether to wait for the first message
+    // (SO_RCVTIMEO bounds that wait), never for more.
+    let flags = wait.mmsg_flags();
+    let n = syscall!(recvmmsg(fd, msgs.as_mut_ptr().cast::<libc::mmsghdr>(), vlen, flags, std::ptr::null_mut()))?;
     Ok(n as usize)
 }
 
@@ -150,6 +152,57 @@ pub(super) fn probe(
         caps.gro = set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
     }
     Ok(())
+}
+
+/// The Linux-only options `config` asks for, each set only if the socket
+/// lacks it (so a socket a privileged parent made transparent or marked is
+/// adopted without the privilege): `IP_FREEBIND` / `IPV6_FREEBIND` and
+/// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` (one flag per socket, set at the
+/// socket's own level), `SO_MARK`, and `IP_RECVORIGDSTADDR` /
+/// `IPV6_RECVORIGDSTADDR` on each family the socket carries.
+pub(super) fn apply_ip_options(
+    sock: &socket2::Socket,
+    families: Families,
+    config: &Config,
+) -> Result<(), (SocketOption, io::Error)> {
+    let v6 = families.v6;
+    let now = ip_options(sock, families);
+    if config.freebind && !now.freebind {
+        let set = if v6 { sock.set_freebind_v6(true) } else { sock.set_freebind_v4(true) };
+        set.map_err(|e| (SocketOption::Freebind, e))?;
+    }
+    if config.transparent && !now.transparent {
+        let set = if v6 { sock.set_ip_transparent_v6(true) } else { sock.set_ip_transparent_v4(true) };
+        set.map_err(|e| (SocketOption::Transparent, e))?;
+    }
+    if let Some(mark) = config.mark.filter(|&m| now.mark.unwrap_or(0) != m) {
+        sock.set_mark(mark).map_err(|e| (SocketOption::Mark, e))?;
+    }
+    if config.orig_dst && !now.orig_dst {
+        let fd = sock.as_fd();
+        let orig = |e| (SocketOption::OrigDst, e);
+        if families.v4 {
+            set_int(fd, libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR, 1).map_err(orig)?;
+        }
+        if families.v6 {
+            set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR, 1).map_err(orig)?;
+        }
+    }
+    Ok(())
+}
+
+/// The Linux-only options as the socket has them (a failed read is "off").
+pub(super) fn ip_options(sock: &socket2::Socket, families: Families) -> IpOptions {
+    let v6 = families.v6;
+    let fd = sock.as_fd();
+    let on = |level, name| get_int(fd, level, name).is_ok_and(|v| v != 0);
+    IpOptions {
+        freebind: if v6 { sock.freebind_v6() } else { sock.freebind_v4() }.unwrap_or(false),
+        transparent: if v6 { sock.ip_transparent_v6() } else { sock.ip_transparent_v4() }.unwrap_or(false),
+        mark: sock.mark().ok().filter(|&m| m != 0),
+        orig_dst: (!families.v4 || on(libc::IPPROTO_IP, libc::IP_RECVORIGDSTADDR))
+            && (!families.v6 || on(libc::IPPROTO_IPV6, libc::IPV6_RECVORIGDSTADDR)),
+    }
 }
 
 /// Attaches `A = cpu; A %= n; return A` as the group's reuse-port program:

@@ -116,8 +116,6 @@ use std::io;
 
 use crate::os::RawFd;
 
-use crate::capabilities::Live;
-
 #[cfg(feature = "bytes")]
 pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;
@@ -125,8 +123,8 @@ pub(crate) use recv::{drain_errors, recv, recv_error};
 pub(crate) use send::send;
 #[cfg(unix)]
 pub(crate) use socket::disconnect;
-pub(crate) use socket::{adopt, open, wait, SocketState};
-pub(crate) use sockopt::{multicast_membership, set_multicast_interface, set_tos, tos};
+pub(crate) use socket::{adopt, open, recv_waiting, wait, SocketState};
+pub(crate) use sockopt::{broadcast_refused, multicast_membership, set_multicast_interface, set_tos, tos};
 #[cfg(windows)]
 pub(crate) use windows::disconnect;
 
@@ -161,31 +159,65 @@ fn iovec(ptr: *const u8, len: usize) -> libc::iovec {
 /// The send backend for this call: `sendmmsg` while the socket has mmsg,
 /// else one `sendmsg` per message. A seccomp refusal of `sendmmsg` turns
 /// mmsg off for the socket and the same messages go the portable way.
-fn send_msgs(fd: RawFd, live: &Live, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+fn send_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     #[cfg(has_mmsg)]
-    if live.mmsg() {
+    if state.live.mmsg() {
+        state.stats.send_syscalls(1);
         match platform::send_mmsg(fd, msgs) {
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) && platform::mmsg_blocked(fd, true) =>
             {
-                live.disable_mmsg(e.raw_os_error().unwrap_or(0));
+                state.live.disable_mmsg(e.raw_os_error().unwrap_or(0));
             }
             other => return other,
         }
     }
-    let _ = live;
-    per_call::send_msgs(fd, msgs)
+    let res = per_call::send_msgs(fd, msgs);
+    // One sendmsg per message sent, plus the one that failed, if any.
+    let calls = match &res {
+        Ok(n) => n + usize::from(*n < msgs.len()),
+        Err(_) => 1,
+    };
+    state.stats.send_syscalls(calls as u64);
+    res
+}
+
+/// Whether a receive may wait in the kernel for its first datagram. Every
+/// send and every other receive passes `MSG_DONTWAIT`, so a `try_` call
+/// never blocks, even on a descriptor in blocking mode (an adopted or
+/// borrowed socket, or [`crate::Config::blocking`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Return what is queued, or `WouldBlock`.
+    No,
+    /// On a blocking descriptor, wait (up to `SO_RCVTIMEO`) for the first
+    /// datagram, then take what else is queued without waiting. On a
+    /// non-blocking one the kernel answers as for `No`.
+    ForFirst,
+}
+
+impl Wait {
+    /// The `recvmmsg` flags: `MSG_DONTWAIT`, or `MSG_WAITFORONE` (block for
+    /// the first message only).
+    #[cfg(has_mmsg)]
+    fn mmsg_flags(self) -> libc::c_int {
+        match self {
+            Self::No => libc::MSG_DONTWAIT,
+            Self::ForFirst => libc::MSG_WAITFORONE,
+        }
+    }
 }
 
 /// The receive backend for this call, as [`send_msgs`]; an error the
 /// portable loop met after it had datagrams is returned by the next call.
-fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<usize> {
+fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     if let Some(e) = state.pending_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
     #[cfg(has_mmsg)]
     if state.live.mmsg() {
-        match platform::recv_mmsg(fd, msgs) {
+        state.stats.recv_syscalls(1);
+        match platform::recv_mmsg(fd, msgs, wait) {
             Err(e)
                 if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM))
                     && platform::mmsg_blocked(fd, false) =>
@@ -195,7 +227,11 @@ fn recv_msgs(fd: RawFd, state: &SocketState, msgs: &mut [MsgHdr]) -> io::Result<
             other => return other,
         }
     }
-    match per_call::recv_msgs(fd, msgs) {
+    let (n, pending) = per_call::recv_msgs(fd, msgs, wait);
+    // One recvmsg per message, plus the one that ended the loop (EAGAIN or
+    // an error), unless every message was filled.
+    state.stats.recv_syscalls((n + usize::from(n < msgs.len() || pending.is_some())) as u64);
+    match (n, pending) {
         (0, Some(e)) => Err(e),
         (n, pending) => {
             if let Some(e) = pending {

@@ -11,8 +11,9 @@ use super::addr::{peer, SockAddrBuf};
 use super::sockopt::get_int;
 #[cfg(windows)]
 use super::winsock as libc;
-use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState};
+use super::{cmsg, iovec, platform, recv_msgs, MsgHdr, SocketState, Wait};
 use crate::error::icmp_errno;
+use crate::stats::Tally;
 use crate::{Dscp, Error, RecvBatch, RecvMeta};
 
 /// The receive syscall with volley's ICMP rule: a pending ICMP-derived
@@ -21,10 +22,10 @@ use crate::{Dscp, Error, RecvBatch, RecvMeta};
 /// and the receive goes on: the queue is drained whenever the kernel
 /// signals an error, so its entries never fill the receive buffer. Without
 /// the error queue it is returned once, as std does.
-fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr]) -> io::Result<usize> {
+fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
     let mut icmp_passes = 0;
     loop {
-        match recv_msgs(fd.as_raw_fd(), state, hdrs) {
+        match recv_msgs(fd.as_raw_fd(), state, hdrs, wait) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if state.live.fixed.recv_errors
@@ -41,8 +42,8 @@ fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr]) -> 
 
 /// Receives into `batch`'s slots, one [`RecvMeta`] per message. Returns
 /// the number of datagrams after GRO splitting.
-pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch) -> Result<usize, Error> {
-    recv_batch_with(state, batch, |hdrs| kernel_recv(fd, state, hdrs))
+pub(crate) fn recv(fd: BorrowedFd<'_>, state: &SocketState, batch: &mut RecvBatch, wait: Wait) -> Result<usize, Error> {
+    recv_batch_with(state, batch, |hdrs| kernel_recv(fd, state, hdrs, wait))
 }
 
 /// Receives into the caller's buffers: message `i` into `bufs[i]`,
@@ -52,6 +53,7 @@ pub(crate) fn recv_into(
     state: &SocketState,
     bufs: &mut [io::IoSliceMut<'_>],
     meta: &mut [RecvMeta],
+    wait: Wait,
 ) -> Result<usize, Error> {
     let n = bufs.len().min(meta.len()).min(crate::batch::MAX_SLOTS);
     if n == 0 {
@@ -69,7 +71,7 @@ pub(crate) fn recv_into(
         state,
         Target::Caller(&mut bufs[..n]),
         &mut control[..n],
-        |hdrs| kernel_recv(fd, state, hdrs),
+        |hdrs| kernel_recv(fd, state, hdrs, wait),
         |m| {
             if let Some(slot) = out.next() {
                 *slot = m;
@@ -86,8 +88,9 @@ pub(crate) fn recv_bytes(
     state: &SocketState,
     bufs: &mut [bytes::BytesMut],
     meta: &mut [RecvMeta],
+    wait: Wait,
 ) -> Result<usize, Error> {
-    recv_bytes_with(state, bufs, meta, |hdrs| kernel_recv(fd, state, hdrs))
+    recv_bytes_with(state, bufs, meta, |hdrs| kernel_recv(fd, state, hdrs, wait))
 }
 
 /// [`recv_bytes`] over any `kernel` (a fake one under Miri).
@@ -231,7 +234,17 @@ fn recv_with(
     // SAFETY: entries 0..n of `hdrs` were written just above; the slice is
     // derived from the same base pointer, so the pointers inside stay valid.
     let hdrs = unsafe { std::slice::from_raw_parts_mut(hdr_base, n) };
-    let got = kernel(hdrs)?.min(n);
+    let got = match kernel(hdrs) {
+        Ok(got) => got.min(n),
+        Err(e) => {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                state.stats.received(&Tally::default(), true, None);
+            }
+            return Err(e.into());
+        }
+    };
+    let mut tally = Tally { messages: got as u64, ..Tally::default() };
+    let mut drops = None;
     for (i, h) in hdrs[..got].iter().enumerate() {
         // SAFETY: entry i < got <= n of `names` and of the iovecs was written
         // above; the kernel is done writing through the pointers, and wrote
@@ -253,7 +266,10 @@ fn recv_with(
         let len = (h.len as usize).min(room);
         let d = cmsg::decode(ctrl);
         let mut meta = RecvMeta::new(src, len);
-        meta.dst_ip = d.dst_ip.map(|ip| ip.to_canonical());
+        // The original destination's address is the header's destination,
+        // as pktinfo's: only its port is kept (RecvMeta::orig_dst).
+        meta.dst_ip = d.dst_ip.or(d.orig_dst.map(|a| a.ip())).map(|ip| ip.to_canonical());
+        meta.orig_dst_port = d.orig_dst.map(|a| a.port());
         meta.ifindex = d.ifindex;
         if let Some(tos) = d.tos {
             meta.ecn = crate::Ecn::from_bits(tos);
@@ -269,8 +285,15 @@ fn recv_with(
         meta.timestamp = d.timestamp;
         // The kernel sends no SO_RXQ_OVFL message while the count is 0.
         meta.drops = d.drops.or(state.live.fixed.drop_counter.then_some(0));
+        let datagrams = crate::batch::segment_count(&meta) as u64;
+        tally.datagrams += datagrams;
+        tally.bytes += len as u64;
+        tally.trains += u64::from(datagrams > 1);
+        tally.truncated += u64::from(meta.truncated);
+        drops = meta.drops.or(drops);
         out(meta);
     }
+    state.stats.received(&tally, false, drops);
     Ok(got)
 }
 
@@ -309,6 +332,7 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
         match platform::read_error_entry(fd) {
             Ok(Some(Some(e))) => {
                 log_icmp(&e, "drain");
+                state.stats.icmp(&e.kind);
                 ring.push(e);
                 moved += 1;
             }
@@ -318,7 +342,9 @@ pub(crate) fn drain_errors(fd: BorrowedFd<'_>, state: &SocketState) -> usize {
     }
     if let Ok(errno) = get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
         if moved == 0 && icmp_errno(errno) {
-            ring.push(bare(fd, errno, "drain"));
+            let e = bare(fd, errno, "drain");
+            state.stats.icmp(&e.kind);
+            ring.push(e);
         }
     }
     moved
@@ -338,6 +364,7 @@ fn bare(fd: BorrowedFd<'_>, errno: i32, during: &'static str) -> crate::IcmpErro
 pub(super) fn absorb_pending(fd: BorrowedFd<'_>, state: &SocketState, errno: i32, during: &'static str) {
     if drain_errors(fd, state) == 0 {
         let e = bare(fd, errno, during);
+        state.stats.icmp(&e.kind);
         state.errors().push(e);
     }
 }
@@ -349,7 +376,10 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Opti
     }
     for _ in 0..DRAIN_MAX {
         match platform::read_error_entry(fd)? {
-            Some(Some(e)) => return Ok(Some(e)),
+            Some(Some(e)) => {
+                state.stats.icmp(&e.kind);
+                return Ok(Some(e));
+            }
             Some(None) => {}
             None => break,
         }
@@ -362,7 +392,7 @@ pub(crate) fn recv_error(fd: BorrowedFd<'_>, state: &SocketState) -> Result<Opti
 #[cfg(linux_like)]
 mod tests {
     use std::net::IpAddr;
-    use std::sync::atomic::AtomicU8;
+    use std::sync::atomic::{AtomicU64, AtomicU8};
 
     use super::*;
     use crate::capabilities::Live;
@@ -380,12 +410,18 @@ mod tests {
             ecn: true,
             ecn_send: true,
             src_send: true,
+            tos_cmsg: true,
             ttl: true,
             timestamps: false,
             txtime: false,
             drop_counter: true,
             recv_errors,
             multicast: true,
+            broadcast: false,
+            freebind: false,
+            transparent: false,
+            mark: None,
+            orig_dst: true,
         };
         SocketState {
             live: Live::new(caps),
@@ -393,6 +429,9 @@ mod tests {
             socket_dscp: AtomicU8::new(0),
             pending_error: Default::default(),
             errors: Default::default(),
+            blocking: Default::default(),
+            rcvtimeo_us: AtomicU64::new(super::super::socket::NO_TIMEOUT_SET),
+            stats: Default::default(),
         }
     }
 
@@ -421,6 +460,11 @@ mod tests {
                 enc.push(libc::IPPROTO_IP, libc::IP_PKTINFO, pi).unwrap();
                 enc.push(libc::IPPROTO_IP, libc::IP_TOS, 0xb8u8 | (i as u8 & 3)).unwrap();
                 enc.push(libc::IPPROTO_IP, libc::IP_TTL, 60 as libc::c_int).unwrap();
+                if i % 2 == 1 {
+                    // Diverted by a TPROXY rule: sent to port 5000 + i.
+                    let orig = SocketAddr::from(([10, 0, 0, 1], 5000 + i as u16));
+                    cmsg::push_orig_dst(&mut enc, orig).unwrap();
+                }
                 h.hdr.msg_controllen = enc.len() as _;
             }
             h.len = payload.len() as libc::c_uint;
@@ -444,6 +488,8 @@ mod tests {
             assert_eq!(meta.dscp, Some(Dscp::EF));
             assert_eq!(meta.ttl, Some(60));
             assert_eq!(meta.drops, Some(0), "drop counter on, no SO_RXQ_OVFL message: 0");
+            let orig = (i % 2 == 1).then(|| SocketAddr::from(([10, 0, 0, 1], 5000 + i as u16)));
+            assert_eq!((meta.orig_dst(), meta.orig_dst_port), (orig, orig.map(|a| a.port())));
         }
     }
 

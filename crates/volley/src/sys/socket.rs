@@ -5,17 +5,17 @@
 use crate::os::{AsFd, AsRawFd, BorrowedFd};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use super::platform;
-use super::sockopt::{get_int, set_buffer, set_tos};
+use super::sockopt::{set_buffer, set_tos};
 #[cfg(windows)]
 use super::winsock as libc;
+use super::{platform, Wait};
 use crate::capabilities::Live;
 use crate::errqueue::ErrorRing;
 use crate::validate::Families;
-use crate::{Backend, Capabilities, Config, Dscp, Error};
+use crate::{Backend, Capabilities, Config, Dscp, Error, OptionError, SocketOption};
 
 /// Per-socket facts the data path needs.
 #[derive(Debug)]
@@ -31,7 +31,19 @@ pub(crate) struct SocketState {
     /// ICMP errors drained from the kernel (or left pending by an earlier
     /// datagram), kept for [`crate::Socket::try_recv_error`].
     pub(crate) errors: std::sync::Mutex<ErrorRing>,
+    /// Whether the descriptor was in blocking mode when last seen (at set
+    /// up): the blocking helpers then wait in the kernel. A guess only for
+    /// speed: a wrong one costs a syscall, never correctness.
+    pub(crate) blocking: AtomicBool,
+    /// The `SO_RCVTIMEO` last set, in microseconds (`NO_TIMEOUT_SET`: never
+    /// set by volley; 0: none, wait without limit).
+    pub(crate) rcvtimeo_us: AtomicU64,
+    /// What the datapath did ([`crate::Stats`]).
+    pub(crate) stats: crate::stats::Counters,
 }
+
+/// [`SocketState::rcvtimeo_us`] before volley set it.
+pub(crate) const NO_TIMEOUT_SET: u64 = u64::MAX;
 
 impl SocketState {
     pub(crate) fn socket_dscp(&self) -> Dscp {
@@ -41,6 +53,13 @@ impl SocketState {
     /// The ring of ICMP errors (a poisoned lock still holds valid entries).
     pub(crate) fn errors(&self) -> std::sync::MutexGuard<'_, ErrorRing> {
         self.errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The statistics snapshot.
+    pub(crate) fn stats(&self) -> crate::Stats {
+        let when = |ns: &AtomicU64| ns.load(Ordering::Relaxed);
+        let live = &self.live;
+        self.stats.snapshot(when(&live.gso_off_ns), when(&live.mmsg_off_ns), when(&live.tos_cmsg_off_ns))
     }
 }
 
@@ -59,6 +78,9 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     let sock = socket2::Socket::new(domain, ty, Some(socket2::Protocol::UDP)).map_err(other)?;
     #[cfg(not(has_sock_flags))]
     sock.set_nonblocking(true).map_err(other)?;
+    if config.blocking {
+        sock.set_nonblocking(false).map_err(other)?;
+    }
     let v6 = addr.is_ipv6();
     let dual_stack = v6 && !config.ipv6_only.unwrap_or(false);
     if v6 {
@@ -73,6 +95,8 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     if let Some(dev) = &config.bind_device {
         platform::bind_device(&sock, dev).map_err(other)?;
     }
+    // Before bind: FREEBIND and TRANSPARENT decide what it may bind to.
+    apply_options(&sock, Families { v4: !v6 || dual_stack, v6 }, config)?;
     if let Some(size) = config.recv_buffer_size {
         set_buffer(&sock, size, true);
     }
@@ -130,6 +154,8 @@ pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketSta
             return Err(refuse(Why::BindDevice));
         }
     }
+    let dual_stack = v6 && !sock.only_v6().map_err(io(Why::Other))?;
+    apply_options(sock, Families { v4: !v6 || dual_stack, v6 }, config)?;
     if let Some(size) = config.recv_buffer_size {
         set_buffer(sock, size, true);
     }
@@ -160,6 +186,18 @@ fn reuse_port(_sock: &socket2::Socket) -> io::Result<bool> {
     Ok(false)
 }
 
+/// The options a [`Config`] asks for that can be refused for want of a
+/// privilege or of the platform: `SO_BROADCAST` (everywhere), and the
+/// Linux-only ones (`platform::apply_ip_options`). A refusal is a typed
+/// [`Error::SocketOption`], at bind and at adoption alike.
+fn apply_options(sock: &socket2::Socket, families: Families, config: &Config) -> Result<(), Error> {
+    let refused = |option, source: io::Error| Error::SocketOption { option, reason: OptionError::of(&source), source };
+    if config.broadcast && !sock.broadcast().unwrap_or(false) {
+        sock.set_broadcast(true).map_err(|e| refused(SocketOption::Broadcast, e))?;
+    }
+    platform::apply_ip_options(sock, families, config).map_err(|(option, e)| refused(option, e))
+}
+
 /// Applies the options that work on a bound socket and probes what the
 /// kernel offers; the family comes from the bound address.
 fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState> {
@@ -188,18 +226,23 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         // Unix carries it in the TOS message; Windows' probe tests it.
         ecn_send: true,
         src_send: true,
+        tos_cmsg: true,
         ttl: false,
         timestamps: false,
         txtime: false,
         drop_counter: false,
         recv_errors: false,
-        multicast: if v6 {
-            get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS).is_ok()
-        } else {
-            get_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL).is_ok()
-        },
+        multicast: if v6 { sock.multicast_hops_v6().is_ok() } else { sock.multicast_ttl_v4().is_ok() },
+        broadcast: false,
+        freebind: false,
+        transparent: false,
+        mark: None,
+        orig_dst: false,
     };
     platform::probe(fd, config, families, portable, &mut caps)?;
+    let ip = platform::ip_options(sock, families);
+    caps.broadcast = sock.broadcast().unwrap_or(false);
+    (caps.freebind, caps.transparent, caps.mark, caps.orig_dst) = (ip.freebind, ip.transparent, ip.mark, ip.orig_dst);
     let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
     Ok(SocketState {
         live: Live::new(caps),
@@ -207,7 +250,74 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         socket_dscp,
         pending_error: Default::default(),
         errors: Default::default(),
+        blocking: AtomicBool::new(is_blocking(sock)),
+        rcvtimeo_us: AtomicU64::new(NO_TIMEOUT_SET),
+        stats: Default::default(),
     })
+}
+
+/// A receive that waits up to `timeout` for the first datagram: `recv`
+/// runs with [`Wait::ForFirst`] on a blocking descriptor (the kernel
+/// sleeps, bounded by `SO_RCVTIMEO`: one syscall per wake-up), else with
+/// [`Wait::No`] between `poll`s. `WouldBlock` past the deadline becomes
+/// `TimedOut`.
+pub(crate) fn recv_waiting(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    timeout: Duration,
+    mut recv: impl FnMut(Wait) -> Result<usize, Error>,
+) -> Result<usize, Error> {
+    // A timeout too large for an Instant means no limit.
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let mut bound = Some(timeout);
+    loop {
+        let mode = match bound {
+            Some(t) if t.is_zero() => Wait::No,
+            _ if !state.blocking.load(Ordering::Relaxed) => Wait::No,
+            // The first pass asks for `timeout` itself, so that a caller
+            // with a constant timeout never changes SO_RCVTIMEO.
+            _ => {
+                set_rcvtimeo(fd, state, deadline.and(bound))?;
+                Wait::ForFirst
+            }
+        };
+        match recv(mode) {
+            Err(e) if e.is_would_block() => {}
+            other => return other,
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "no datagram before the timeout")));
+        }
+        // A non-blocking descriptor (whatever the state guessed) answered
+        // at once, or the kernel woke early: wait here, never spin.
+        wait(fd, libc::POLLIN, left)?;
+        bound = left;
+    }
+}
+
+/// Sets `SO_RCVTIMEO` to `timeout` (`None`: no limit) unless it is set so
+/// already; rounded up to a microsecond (0 would mean no limit).
+fn set_rcvtimeo(fd: BorrowedFd<'_>, state: &SocketState, timeout: Option<Duration>) -> io::Result<()> {
+    let us = timeout.map_or(0, |t| u64::try_from(t.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX - 1).max(1));
+    if state.rcvtimeo_us.load(Ordering::Relaxed) == us {
+        return Ok(());
+    }
+    let dur = (us != 0).then(|| Duration::from_micros(us));
+    socket2::SockRef::from(&fd).set_read_timeout(dur)?;
+    state.rcvtimeo_us.store(us, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether the descriptor is in blocking mode (unknowable on Windows,
+/// where a volley socket is always non-blocking: mio's requirement).
+#[cfg(unix)]
+fn is_blocking(sock: &socket2::Socket) -> bool {
+    !sock.nonblocking().unwrap_or(true)
+}
+#[cfg(windows)]
+fn is_blocking(_sock: &socket2::Socket) -> bool {
+    false
 }
 
 /// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),
@@ -216,6 +326,35 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
 /// `poll` also wakes for `POLLERR` while the ICMP error queue holds an
 /// entry, which does not make the socket readable or writable: then it
 /// naps 1 ms between polls instead of spinning.
+#[cfg(unix)]
+pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let events = PollFlags::from_bits_truncate(events);
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        // Round up, so a sub-millisecond wait does not become a busy poll(0).
+        let ms = left.map_or(PollTimeout::NONE, |l| {
+            PollTimeout::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(PollTimeout::MAX)
+        });
+        let mut pfd = [PollFd::new(fd, events)];
+        match poll(&mut pfd, ms) {
+            Ok(0) => return Ok(false),
+            Ok(_) if pfd[0].revents().is_some_and(|r| r.intersects(events)) => return Ok(true),
+            Ok(_) => {
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// [`wait`] on Windows: `WSAPoll` (winsock's `poll`).
+#[cfg(windows)]
 pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     loop {

@@ -70,6 +70,59 @@ pub(crate) fn set_buffer(sock: &socket2::Socket, size: usize, recv: bool) {
     }
 }
 
+/// The Linux-only options of a socket as read back: `IP_FREEBIND`,
+/// `IP_TRANSPARENT`, `SO_MARK`, `IP_RECVORIGDSTADDR` (all off elsewhere).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IpOptions {
+    pub(crate) freebind: bool,
+    pub(crate) transparent: bool,
+    pub(crate) mark: Option<u32>,
+    pub(crate) orig_dst: bool,
+}
+
+/// A platform without the Linux-only options: the first one `config` asks
+/// for is refused as `Unsupported`; asking for none is fine.
+#[cfg(not(linux_like))]
+pub(crate) fn apply_ip_options(
+    _sock: &socket2::Socket,
+    _families: Families,
+    config: &crate::Config,
+) -> Result<(), (crate::SocketOption, io::Error)> {
+    use crate::SocketOption as O;
+    let asked = [
+        (config.freebind, O::Freebind),
+        (config.transparent, O::Transparent),
+        (config.mark.is_some(), O::Mark),
+        (config.orig_dst, O::OrigDst),
+    ];
+    match asked.into_iter().find(|(on, _)| *on) {
+        Some((_, option)) => Err((
+            option,
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{option} is not available on {}", std::env::consts::OS),
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A platform without the Linux-only options: all off.
+#[cfg(not(linux_like))]
+pub(crate) fn ip_options(_sock: &socket2::Socket, _families: Families) -> IpOptions {
+    IpOptions::default()
+}
+
+/// Whether an `errno` from a send or connect to `destination` is the
+/// kernel refusing a broadcast: `EACCES` for an IPv4 destination on a
+/// socket without `SO_BROADCAST` (read now: it may have been set on the
+/// descriptor directly). Called on the error path only.
+pub(crate) fn broadcast_refused(fd: BorrowedFd<'_>, destination: std::net::SocketAddr, errno: Option<i32>) -> bool {
+    errno == Some(libc::EACCES)
+        && destination.ip().to_canonical().is_ipv4()
+        && get_int(fd, libc::SOL_SOCKET, libc::SO_BROADCAST).is_ok_and(|on| on == 0)
+}
+
 /// Sets the socket-level TOS / traffic class on every family the socket
 /// carries.
 pub(crate) fn set_tos(fd: BorrowedFd<'_>, families: Families, tos: u8) -> io::Result<()> {

@@ -6,15 +6,15 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use super::{MsgHdr, MsgLen};
+use super::{MsgHdr, MsgLen, Wait};
 
 /// `sendmsg` for each message in order until one fails.
 pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     for (i, m) in msgs.iter_mut().enumerate() {
         // SAFETY: sendmsg(2) with a msghdr whose name, iovec and control
         // pointers are valid for their stated lengths for this call (built by
-        // sys::send on its stack frame).
-        match syscall!(sendmsg(fd, &m.hdr, 0)) {
+        // sys::send on its stack frame). MSG_DONTWAIT: never block.
+        match syscall!(sendmsg(fd, &m.hdr, libc::MSG_DONTWAIT)) {
             Ok(n) => m.len = n as MsgLen,
             Err(e) if i == 0 => return Err(e),
             Err(_) => return Ok(i),
@@ -23,15 +23,17 @@ pub(super) fn send_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> io::Result<usize> {
     Ok(msgs.len())
 }
 
-/// `recvmsg` into each message until the queue is empty. An error after the
-/// first message is handed back beside the count, like `recvmmsg` keeps it
-/// for the next call, so it is never lost.
-pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> (usize, Option<io::Error>) {
+/// `recvmsg` into each message until the queue is empty (the first may
+/// wait, as `wait` says; the others never do). An error after the first
+/// message is handed back beside the count, like `recvmmsg` keeps it for
+/// the next call, so it is never lost.
+pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr], wait: Wait) -> (usize, Option<io::Error>) {
     for (i, m) in msgs.iter_mut().enumerate() {
+        let flags = if i == 0 && wait == Wait::ForFirst { 0 } else { libc::MSG_DONTWAIT };
         // SAFETY: recvmsg(2) with a msghdr whose name, iovec and control
         // pointers are writable for their stated lengths for this call
         // (built by sys::recv over the batch's buffers).
-        match syscall!(recvmsg(fd, &mut m.hdr, 0)) {
+        match syscall!(recvmsg(fd, &mut m.hdr, flags)) {
             Ok(n) => m.len = n as MsgLen,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => return (i, None),
             Err(e) => return (i, Some(e)),
@@ -40,6 +42,8 @@ pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> (usize, Option<io::Er
     (msgs.len(), None)
 }
 
+#[cfg(generic_unix)]
+pub(super) use super::sockopt::{apply_ip_options, ip_options};
 #[cfg(generic_unix)]
 pub(super) use generic::*;
 

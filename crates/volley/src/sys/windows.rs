@@ -41,6 +41,9 @@ use super::cmsg::{self, Encoder, RecvControl, SendControl};
 use super::sockopt::{get_int, set_both, set_int, set_opt};
 use super::winsock as libc;
 use super::{iovec, MsgHdr};
+// The Linux-only options (freebind, transparent, mark, orig_dst): refused
+// as `Unsupported` when asked for.
+pub(super) use super::sockopt::{apply_ip_options, ip_options};
 use crate::os::{AsRawFd, BorrowedFd, RawFd};
 use crate::validate::Families;
 use crate::{Capabilities, Config};
@@ -134,7 +137,9 @@ fn wsa_recv_msg(fd: RawFd) -> io::Result<RecvMsgFn> {
 /// A datagram larger than its buffer fails the call with `WSAEMSGSIZE`
 /// after filling the buffer (the rest is discarded): that is a truncated
 /// datagram, reported as POSIX does, with `MSG_TRUNC` and the buffer full.
-pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr]) -> (usize, Option<io::Error>) {
+/// (`_wait` is not used: a Windows socket stays non-blocking, mio's
+/// requirement, so the blocking helpers wait with `WSAPoll` instead.)
+pub(super) fn recv_msgs(fd: RawFd, msgs: &mut [MsgHdr], _wait: super::Wait) -> (usize, Option<io::Error>) {
     let recv = match wsa_recv_msg(fd) {
         Ok(f) => f,
         Err(e) => return (0, Some(e)),
@@ -346,7 +351,7 @@ fn loopback_self_test(check: Check) -> io::Result<bool> {
     h.hdr.msg_iovlen = 1;
     h.hdr.msg_control = control.0.as_mut_ptr().cast();
     h.hdr.msg_controllen = cmsg::RECV_SPACE as u32;
-    match recv_msgs(rx.as_socket().as_raw_fd(), std::slice::from_mut(&mut h)) {
+    match recv_msgs(rx.as_socket().as_raw_fd(), std::slice::from_mut(&mut h), super::Wait::No) {
         (1, _) => {}
         (_, Some(e)) => return Err(e),
         _ => return Ok(false),

@@ -32,7 +32,7 @@ use std::mem::{align_of, offset_of, size_of};
 
 use windows_sys::Win32::Networking::WinSock as ws;
 
-pub(crate) use ws::{getpeername, getsockopt, setsockopt, WSAPoll as poll};
+pub(crate) use ws::{getsockopt, setsockopt, WSAPoll as poll};
 pub(crate) use ws::{CMSGHDR as cmsghdr, GROUP_REQ as group_req, GROUP_SOURCE_REQ as group_source_req};
 pub(crate) use ws::{SOCKADDR as sockaddr, SOCKADDR_STORAGE as sockaddr_storage, WSAPOLLFD as pollfd};
 
@@ -151,6 +151,7 @@ pub(crate) const AF_INET6: c_int = ws::AF_INET6 as c_int;
 
 pub(crate) const SOL_SOCKET: c_int = ws::SOL_SOCKET;
 pub(crate) const SO_ERROR: c_int = ws::SO_ERROR;
+pub(crate) const SO_BROADCAST: c_int = ws::SO_BROADCAST;
 pub(crate) const IPPROTO_IP: c_int = ws::IPPROTO_IP;
 pub(crate) const IPPROTO_IPV6: c_int = ws::IPPROTO_IPV6;
 pub(crate) const IPPROTO_UDP: c_int = ws::IPPROTO_UDP;
@@ -162,8 +163,6 @@ pub(crate) const IPV6_HOPLIMIT: c_int = ws::IPV6_HOPLIMIT;
 pub(crate) const IP_PKTINFO: c_int = ws::IP_PKTINFO;
 pub(crate) const IPV6_PKTINFO: c_int = ws::IPV6_PKTINFO;
 pub(crate) const IP_MULTICAST_IF: c_int = ws::IP_MULTICAST_IF;
-pub(crate) const IP_MULTICAST_TTL: c_int = ws::IP_MULTICAST_TTL;
-pub(crate) const IPV6_MULTICAST_HOPS: c_int = ws::IPV6_MULTICAST_HOPS;
 pub(crate) const MCAST_JOIN_GROUP: c_int = ws::MCAST_JOIN_GROUP as c_int;
 pub(crate) const MCAST_LEAVE_GROUP: c_int = ws::MCAST_LEAVE_GROUP as c_int;
 pub(crate) const MCAST_JOIN_SOURCE_GROUP: c_int = ws::MCAST_JOIN_SOURCE_GROUP as c_int;
@@ -203,6 +202,8 @@ pub(crate) const EHOSTUNREACH: c_int = ws::WSAEHOSTUNREACH;
 pub(crate) const EIO: c_int = NO_SUCH_ERROR;
 pub(crate) const EPROTO: c_int = NO_SUCH_ERROR;
 pub(crate) const ENODEV: c_int = NO_SUCH_ERROR;
+/// Winsock reports a refused privilege as `WSAEACCES` (EACCES); no EPERM.
+pub(crate) const EPERM: c_int = NO_SUCH_ERROR;
 
 /// `WSA_CMSGDATA_ALIGN`: `MAX_NATURAL_ALIGNMENT`, 8 on 64-bit Windows.
 const DATA_ALIGN: usize = if size_of::<usize>() == 8 { 8 } else { 4 };

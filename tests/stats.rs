@@ -1,0 +1,147 @@
+//! Per-socket statistics (`Socket::stats`) agree with what was observed to
+//! move, on both backends: datagrams and bytes, GSO trains and GRO
+//! messages, syscalls (the portable path makes one per datagram),
+//! `WouldBlock`s, truncations, kernel drops and ICMP errors.
+
+use std::time::Duration;
+
+use volley::{RecvBatch, RecvMeta, Stats, Transmit};
+use volley_tests::driver::{self, cases, payload, recv_datagrams, send_all, train};
+
+const SEG: usize = 1000;
+
+#[test]
+fn counters_match_what_moved() {
+    for case in cases() {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.recv_buffer_size(4 << 20));
+        let tx = case.bind("127.0.0.1:0");
+        let to = rx.local_addr().unwrap();
+        assert_eq!(tx.stats(), Stats::default(), "[{}] a fresh socket counts nothing", case.name);
+        // 3 trains of 10 x 1000 B and 5 single datagrams of 100 B.
+        let trains: Vec<Vec<u8>> = (0..3).map(|t| train(t * 10, 10, SEG, 0)).collect();
+        let singles: Vec<Vec<u8>> = (30..35).map(|s| payload(s, 100)).collect();
+        let mut transmits: Vec<_> = trains.iter().map(|b| Transmit::new(to, b).with_segment_size(SEG)).collect();
+        transmits.extend(singles.iter().map(|b| Transmit::new(to, b)));
+        send_all(&tx, &transmits);
+        let got = recv_datagrams(&rx, &mut RecvBatch::new(), 35);
+        let bytes: usize = got.iter().map(|r| r.payload.len()).sum();
+        assert_eq!((got.len(), bytes), (35, 30_500), "[{}]", case.name);
+
+        let s = tx.stats();
+        println!("[{}] sender: {s:?}", case.name);
+        assert_eq!((s.datagrams_sent, s.bytes_sent), (35, 30_500), "[{}]", case.name);
+        if tx.capabilities().gso() {
+            assert_eq!((s.gso_trains, s.gso_segments), (3, 30), "[{}]", case.name);
+            assert_eq!(s.send_syscalls, 1, "[{}] one sendmmsg for the batch", case.name);
+        } else {
+            assert_eq!((s.gso_trains, s.gso_segments), (0, 0), "[{}]", case.name);
+            // One message per datagram: one sendmmsg, or one sendmsg each.
+            let want = if tx.capabilities().mmsg { 1 } else { 35 };
+            assert_eq!(s.send_syscalls, want, "[{}]", case.name);
+        }
+        assert_eq!((s.send_would_block, s.send_errors), (0, 0), "[{}]", case.name);
+
+        let r = rx.stats();
+        println!("[{}] receiver: {r:?}", case.name);
+        assert_eq!((r.datagrams_received, r.bytes_received), (35, 30_500), "[{}]", case.name);
+        assert!(r.messages_received >= 1 && r.messages_received <= 35, "[{}]", case.name);
+        assert_eq!(r.gro_messages > 0, r.messages_received < 35, "[{}] GRO messages are the coalesced ones", case.name);
+        if !rx.capabilities().mmsg {
+            // One recvmsg per message, plus the ones that heard EAGAIN.
+            assert!(r.recv_syscalls > r.messages_received, "[{}] {r:?}", case.name);
+        }
+        assert!(r.recv_syscalls_per_1000().is_some_and(|k| k > 0.0), "[{}]", case.name);
+        assert_eq!((r.truncated, r.icmp.total()), (0, 0), "[{}]", case.name);
+    }
+}
+
+#[test]
+fn would_block_and_truncation_are_counted() {
+    for case in cases() {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.gro(false));
+        let mut small = RecvBatch::with_capacity(4, 500);
+        assert!(rx.try_recv_batch(&mut small).unwrap_err().is_would_block());
+        assert!(rx.try_recv_batch(&mut small).unwrap_err().is_would_block());
+        assert_eq!(rx.stats().recv_would_block, 2, "[{}]", case.name);
+        let big = payload(1, 1200);
+        send_all(&rx, &[Transmit::new(rx.local_addr().unwrap(), &big)]);
+        rx.recv_batch_blocking(&mut small, driver::TIMEOUT).unwrap();
+        let (meta, _) = small.iter().next().unwrap();
+        assert!(meta.truncated, "[{}]", case.name);
+        let s = rx.stats();
+        assert_eq!((s.truncated, s.datagrams_received, s.bytes_received), (1, 1, 500), "[{}] {s:?}", case.name);
+    }
+}
+
+#[test]
+fn kernel_drops_are_the_last_reported() {
+    for case in cases() {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.gro(false).recv_buffer_size(4096));
+        if !rx.capabilities().drop_counter {
+            println!("[{}] skipped: no SO_RXQ_OVFL here", case.name);
+            continue;
+        }
+        let tx = case.bind("127.0.0.1:0");
+        let to = rx.local_addr().unwrap();
+        let bufs: Vec<Vec<u8>> = (0..200).map(|s| payload(s, 1000)).collect();
+        let transmits: Vec<_> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        send_all(&tx, &transmits);
+        let mut batch = RecvBatch::new();
+        while rx.recv_batch_blocking(&mut batch, Duration::from_millis(200)).is_ok() {}
+        // A datagram carries the count as of its own arrival: one sent after
+        // the overflow carries them all.
+        send_all(&tx, &[Transmit::new(to, b"last")]);
+        rx.recv_batch_blocking(&mut batch, driver::TIMEOUT).unwrap();
+        let drops = batch.messages().filter_map(|(m, _)| m.drops).last().expect("drops reported");
+        assert!(drops > 0, "[{}] a 4 KiB buffer took 200 x 1000 B", case.name);
+        assert_eq!(rx.stats().kernel_drops, u64::from(drops), "[{}]", case.name);
+    }
+}
+
+#[test]
+fn icmp_errors_are_counted_by_kind() {
+    for case in cases() {
+        let tx = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
+        if !tx.capabilities().recv_errors {
+            println!("[{}] skipped: no error queue here", case.name);
+            continue;
+        }
+        // A port nobody listens on: each send draws a port unreachable.
+        // (The kernel's ICMP budget may be spent by other tests: retry.)
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        let mut counted = 0;
+        for _ in 0..10 {
+            send_all(&tx, &[Transmit::new(to, b"anyone?")]);
+            if driver::wait_ready(&tx, libc::POLLERR, Duration::from_millis(500)) {
+                tx.drain_icmp_errors();
+            }
+            counted = tx.stats().icmp.port_unreachable;
+            if counted > 0 {
+                break;
+            }
+        }
+        assert!(counted > 0, "[{}] no port unreachable counted", case.name);
+        let mut seen = 0;
+        while let Ok(Some(e)) = tx.try_recv_error() {
+            assert_eq!(e.destination, Some(to), "[{}]", case.name);
+            seen += 1;
+        }
+        assert_eq!(seen as u64 + tx.lost_icmp_errors(), counted, "[{}] every counted error is in the ring", case.name);
+    }
+}
+
+#[test]
+fn caller_buffer_receives_count_too() {
+    for case in cases() {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.gro(false));
+        send_all(&rx, &[Transmit::new(rx.local_addr().unwrap(), b"mine")]);
+        let mut buf = [0u8; 1500];
+        let mut meta = [RecvMeta::default()];
+        let n = rx.recv_blocking(&mut [std::io::IoSliceMut::new(&mut buf)], &mut meta, driver::TIMEOUT).unwrap();
+        assert_eq!(n, 1);
+        let s = rx.stats();
+        assert_eq!((s.datagrams_received, s.bytes_received, s.datagrams_sent), (1, 4, 1), "[{}]", case.name);
+    }
+}
