@@ -95,7 +95,8 @@ const COUNTERS: [(&str, Unit, &str); 15] = [
 
 /// The ICMP counter and its `kind` label values, in [`icmp_values`] order.
 const ICMP: &str = "volley_icmp_errors_total";
-const ICMP_KINDS: [&str; 6] = ["port_unreachable", "unreachable", "packet_too_big", "time_exceeded", "pending", "other"];
+const ICMP_KINDS: [&str; 6] =
+    ["port_unreachable", "unreachable", "packet_too_big", "time_exceeded", "pending", "other"];
 
 /// The degrade gauges, in [`degrade_times`] order.
 const GAUGES: [(&str, &str); 3] = [
