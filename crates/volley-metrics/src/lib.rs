@@ -278,20 +278,20 @@ impl SocketMetrics {
 /// ```
 ///
 /// # Errors
-/// Reading the socket's local address failed.
-///
-/// # Panics
-/// Outside a tokio runtime (as `tokio::spawn` does).
+/// Reading the socket's local address failed, or there is no tokio
+/// runtime to spawn on (`ErrorKind::Other`, where `tokio::spawn` would
+/// panic).
 #[cfg(feature = "tokio")]
 pub fn spawn_recorder(
     name: impl Into<String>,
     socket: &std::sync::Arc<volley_tokio::UdpSocket>,
     period: std::time::Duration,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
     let metrics = SocketMetrics::new(name, socket.local_addr()?);
     let weak = std::sync::Arc::downgrade(socket);
     let period = if period.is_zero() { std::time::Duration::from_secs(1) } else { period };
-    Ok(tokio::spawn(async move {
+    Ok(runtime.spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = Stats::default();

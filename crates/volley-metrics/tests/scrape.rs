@@ -167,3 +167,15 @@ fn prometheus_scrape_shows_the_stats() {
         tokio::time::timeout(WAIT, task).await.expect("the task ends with its socket").unwrap();
     });
 }
+
+#[test]
+fn spawn_recorder_outside_a_runtime_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sock = rt.block_on(async { Arc::new(volley_tokio::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()) });
+    // Here no runtime is entered: tokio::spawn would panic.
+    let err = volley_metrics::spawn_recorder("none", &sock, Duration::from_secs(1)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::Other, "{err}");
+    let _entered = rt.enter();
+    let task = volley_metrics::spawn_recorder("entered", &sock, Duration::from_secs(1));
+    assert!(task.is_ok(), "inside the runtime's context it spawns");
+}

@@ -806,6 +806,7 @@ impl AsRawFd for UdpSocket {
 }
 
 /// The typed core error inside an `io::Error`, if there is one.
+#[cfg_attr(not(feature = "quinn"), allow(dead_code))] // used by the quinn glue and tests
 pub(crate) fn as_volley(e: &io::Error) -> Option<&volley::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<volley::Error>())
 }
