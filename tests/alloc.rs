@@ -81,6 +81,32 @@ fn send_and_receive_rounds_allocate_nothing() {
     });
 }
 
+/// Publishing statistics (volley-metrics) allocates nothing after the
+/// handles are registered: `record` on a live socket's snapshot, 1000
+/// times, through a real Prometheus recorder whose rendering then shows
+/// the values (so the handles were not no-ops).
+#[test]
+fn metrics_record_allocates_nothing() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let sock = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let to = sock.local_addr().unwrap();
+    let m = metrics::with_local_recorder(&recorder, || volley_metrics::SocketMetrics::new("alloc", to));
+    let mut batch = RecvBatch::new();
+    let p = payload(1, 100);
+    let allocations = count_allocations(|| {
+        for _ in 0..1000 {
+            sock.send_batch_blocking(&[Transmit::new(to, &p)], driver::TIMEOUT).unwrap();
+            sock.recv_batch_blocking(&mut batch, driver::TIMEOUT).unwrap();
+            m.record(&sock.stats());
+        }
+    });
+    assert_eq!(allocations, 0, "record allocated");
+    let text = handle.render();
+    assert!(text.contains("volley_datagrams_received_total{socket=\"alloc\""), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("volley_datagrams_received_total") && l.ends_with(" 1000")), "{text}");
+}
+
 /// The counter works: a sanity check that allocations are seen at all.
 #[test]
 fn counting_allocator_sees_allocations() {

@@ -9,7 +9,7 @@
 //! a seconds-long run of each fuzz target (needs `cargo-fuzz`; `cmsg_decode`
 //! starts from the checked-in `fuzz/seeds/`), one shard of the mutation run
 //! (needs `cargo-mutants`; see `mutants.rs`), a seconds-long benchmark
-//! smoke run, then the cross-target checks (clippy with warnings as errors
+//! smoke run (and one of `--scenario per-core`), then the cross-target checks (clippy with warnings as errors
 //! on macOS, iOS, FreeBSD and Android, which also type-checks: lib, tests
 //! and examples of volley, volley-tokio and volley-cli) and the MSRV check
 //! (`cargo +1.85.0 check`), then the Windows tests under Wine
@@ -216,6 +216,15 @@ const STEPS: &[Step] = &[
         slow: true,
         gates: true,
     },
+    Step {
+        title: "bench smoke run, one socket per core",
+        program: Program::Cargo,
+        args: &["xtask", "bench", "--scenario", "per-core", "--quick"],
+        env: &[],
+        dir: ".",
+        slow: true,
+        gates: true,
+    },
 ];
 
 /// Targets compiled and linted (not run) by the cross-target checks: each
@@ -372,6 +381,8 @@ fn cross_checks(root: &Path, skipped: &mut Vec<String>) -> Result<(), DynError> 
                     target,
                     "-p",
                     "volley-tokio",
+                    "-p",
+                    "volley-metrics",
                     "--all-features",
                     "--lib",
                     "--",
@@ -383,7 +394,10 @@ fn cross_checks(root: &Path, skipped: &mut Vec<String>) -> Result<(), DynError> 
                     &format!("clippy {target}: volley, volley-cli (lib, bins, tests, examples)"),
                     rustup_cargo(root, &pinned, &core),
                 )?;
-                run_step(&format!("clippy {target}: volley-tokio (lib)"), rustup_cargo(root, &pinned, &tokio))?;
+                run_step(
+                    &format!("clippy {target}: volley-tokio, volley-metrics (lib)"),
+                    rustup_cargo(root, &pinned, &tokio),
+                )?;
                 println!("=== {target} took {:.0?}", started.elapsed());
             }
         }
@@ -391,7 +405,18 @@ fn cross_checks(root: &Path, skipped: &mut Vec<String>) -> Result<(), DynError> 
     let msrv_installed = rustup(&["toolchain", "list"]).map(|l| l.lines().any(|t| t.starts_with(MSRV)));
     match msrv_installed {
         Ok(true) => {
-            let args = ["check", "-p", "volley", "-p", "volley-tokio", "-p", "volley-cli", "--all-features"];
+            let args = [
+                "check",
+                "-p",
+                "volley",
+                "-p",
+                "volley-tokio",
+                "-p",
+                "volley-metrics",
+                "-p",
+                "volley-cli",
+                "--all-features",
+            ];
             run_step(&format!("MSRV check (cargo +{MSRV} check)"), rustup_cargo(root, MSRV, &args))?;
         }
         Ok(false) => {

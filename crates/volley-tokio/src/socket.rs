@@ -825,7 +825,7 @@ impl AsRawSocket for UdpSocket {
 }
 
 /// The typed core error inside an `io::Error`, if there is one.
-#[cfg_attr(not(feature = "quinn"), allow(dead_code))]
+#[cfg_attr(not(feature = "quinn"), allow(dead_code))] // used by the quinn glue and tests
 pub(crate) fn as_volley(e: &io::Error) -> Option<&volley::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<volley::Error>())
 }

@@ -46,20 +46,13 @@ fn io_err(e: volley::Error) -> io::Error {
     io::Error::from(e)
 }
 
-impl<const OFFLOAD: bool, const BLOCKING: bool> Endpoint for VolleyEndpoint<OFFLOAD, BLOCKING> {
-    fn bind(n: usize, role: Role, opts: &SockOpts) -> io::Result<Self> {
-        let ready = Ready::new(n)?;
-        let config = Config::new()
-            .gso(OFFLOAD)
-            .gro(OFFLOAD)
-            .blocking(BLOCKING && n == 1)
-            .recv_buffer_size(opts.recv_buffer)
-            .send_buffer_size(opts.send_buffer);
-        let mut socks = Vec::with_capacity(n);
-        for i in 0..n {
-            let s = config.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).map_err(io_err)?;
-            ready.register(i, &s, role)?;
-            socks.push(s);
+impl<const OFFLOAD: bool, const BLOCKING: bool> VolleyEndpoint<OFFLOAD, BLOCKING> {
+    /// An endpoint over sockets bound elsewhere (the per-core scenario's
+    /// reuse-port group), each registered for `role`'s readiness.
+    pub(crate) fn from_sockets(socks: Vec<Socket>, role: Role) -> io::Result<Self> {
+        let ready = Ready::new(socks.len())?;
+        for (i, s) in socks.iter().enumerate() {
+            ready.register(i, s, role)?;
         }
         Ok(Self {
             socks,
@@ -69,6 +62,22 @@ impl<const OFFLOAD: bool, const BLOCKING: bool> Endpoint for VolleyEndpoint<OFFL
             trains: Vec::new(),
             syscalls: 0,
         })
+    }
+}
+
+impl<const OFFLOAD: bool, const BLOCKING: bool> Endpoint for VolleyEndpoint<OFFLOAD, BLOCKING> {
+    fn bind(n: usize, role: Role, opts: &SockOpts) -> io::Result<Self> {
+        let config = Config::new()
+            .gso(OFFLOAD)
+            .gro(OFFLOAD)
+            .blocking(BLOCKING && n == 1)
+            .recv_buffer_size(opts.recv_buffer)
+            .send_buffer_size(opts.send_buffer);
+        let mut socks = Vec::with_capacity(n);
+        for _ in 0..n {
+            socks.push(config.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).map_err(io_err)?);
+        }
+        Self::from_sockets(socks, role)
     }
 
     fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {

@@ -13,7 +13,8 @@
 //! one `dp_*.rs` per datapath plus [`raw`] (the libc datapath and every
 //! `unsafe` of xtask), [`stats`] (window metering), [`report`], [`chart`],
 //! [`json`] (serde helpers for `results.json`), [`strace`] (the `--strace`
-//! cross-check).
+//! cross-check), [`per_core`] (the separate `--scenario per-core`
+//! comparison of 1 and 2 receiving threads).
 
 mod chart;
 mod dp_quinn;
@@ -23,6 +24,7 @@ mod dp_volley;
 mod dp_volley_tokio;
 mod endpoint;
 mod json;
+mod per_core;
 #[allow(unsafe_code)]
 mod raw;
 mod report;
@@ -53,7 +55,10 @@ options:
   --duration-ms N       measurement window per cell (default 200; --quick: 150)
   --warmup-ms N         warm-up before each window (default 50)
   --scenario LIST       comma list: bulk (all sizes), bulk-1200, bulk-64,
-                        bulk-1472, fan-out, fan-in, echo (default: all)
+                        bulk-1472, fan-out, fan-in, echo (default: all);
+                        `per-core` alone: fan-in from 64 clients to a
+                        reuse-port group of 1, then 2 sockets, one thread
+                        each (not part of the matrix; docs/benchmarks.md)
   --datapath LIST       comma list: std, tokio, quinn-udp, volley-mmsg,
                         volley, raw, volley-tokio, volley-blocking
                         (default: all available)
@@ -83,6 +88,8 @@ pub(crate) struct Options {
     pub(crate) release: bool,
     pub(crate) list: bool,
     pub(crate) help: bool,
+    /// `--scenario per-core`: the 1-vs-2 receiving threads comparison.
+    pub(crate) per_core: bool,
     /// Internal (`--strace` children): run one `scenario/datapath` cell and
     /// print its counters.
     pub(crate) cell: Option<(Scenario, Datapath)>,
@@ -111,6 +118,7 @@ impl Options {
             release: false,
             list: false,
             help: false,
+            per_core: false,
             cell: None,
             sock: SockOpts::default(),
             command: std::iter::once("cargo xtask bench".to_string())
@@ -130,7 +138,11 @@ impl Options {
                 "--warmup-ms" => warmup = Some(Duration::from_millis(number(a, value(a)?)?)),
                 "--scenario" | "--scenarios" => {
                     for s in value(a)?.split(',').filter(|s| !s.is_empty()) {
-                        o.scenarios.extend(Scenario::parse(s.trim())?);
+                        if s.trim() == per_core::NAME {
+                            o.per_core = true;
+                        } else {
+                            o.scenarios.extend(Scenario::parse(s.trim())?);
+                        }
                     }
                 }
                 "--datapath" | "--datapaths" => {
@@ -153,6 +165,9 @@ impl Options {
                 }
                 other => return Err(format!("unknown option `{other}`\n\n{HELP}")),
             }
+        }
+        if o.per_core && !o.scenarios.is_empty() {
+            return Err(format!("--scenario {} runs alone (not with other scenarios)", per_core::NAME));
         }
         // Many short rounds rather than a few long ones: on a VM the speed
         // of the machine itself flips every few seconds (see
@@ -196,6 +211,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
         for s in Scenario::ALL {
             println!("  {}", s.name());
         }
+        println!("  {} (alone: 1 vs 2 receiving threads, volley)", per_core::NAME);
         println!("datapaths:");
         for d in Datapath::ALL {
             match d.unavailable() {
@@ -212,6 +228,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), DynError> {
     }
     if let Some((sc, dp)) = opts.cell {
         return strace::child(sc, dp, &opts);
+    }
+    if opts.per_core {
+        return per_core::run(&opts);
     }
 
     if let Some(v) = std::env::var_os("VOLLEY_BACKEND") {

@@ -29,6 +29,16 @@ pub(crate) fn thread_cpu_ns() -> (u64, u64) {
     (ns(ru.user_time()), ns(ru.system_time()))
 }
 
+/// (voluntary, involuntary) context switches of the calling thread
+/// (`getrusage(RUSAGE_THREAD)`): sleeps in the kernel, and preemptions by
+/// another runnable thread.
+pub(crate) fn thread_context_switches() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_THREAD) else { return (0, 0) };
+    let n = |v: libc::c_long| u64::try_from(v).unwrap_or(0);
+    (n(ru.voluntary_context_switches()), n(ru.involuntary_context_switches()))
+}
+
 /// Clock ticks per second of `/proc/stat` (`sysconf(_SC_CLK_TCK)`).
 pub(crate) fn clock_ticks() -> u64 {
     let t = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten();

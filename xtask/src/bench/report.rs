@@ -880,6 +880,8 @@ mod tests {
                 allocs: 0,
                 cpu_ns,
                 user_ns: cpu_ns / 3,
+                voluntary_csw: 0,
+                involuntary_csw: 0,
             },
             total: datagrams + 7,
             total_syscalls: syscalls + 3,

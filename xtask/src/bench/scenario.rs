@@ -310,7 +310,7 @@ where
     })
 }
 
-fn pin(on: bool, cpu: usize) {
+pub(crate) fn pin(on: bool, cpu: usize) {
     let cpus = thread::available_parallelism().map_or(1, usize::from);
     if on && cpu < cpus {
         let _ = super::raw::pin_thread(cpu);
@@ -353,7 +353,7 @@ impl Drain {
     }
 }
 
-fn send_side<E: Endpoint>(mut ep: E, size: usize, ctl: &Ctl) -> SideResult {
+pub(crate) fn send_side<E: Endpoint>(mut ep: E, size: usize, ctl: &Ctl) -> SideResult {
     let mut meter = Meter::new();
     let mut seq = 0u64;
     let mut error = None;
@@ -370,7 +370,7 @@ fn send_side<E: Endpoint>(mut ep: E, size: usize, ctl: &Ctl) -> SideResult {
     SideResult { window: meter.window(), total: seq, total_syscalls: ep.syscalls(), error, ..SideResult::default() }
 }
 
-fn recv_side<E: Endpoint>(mut ep: E, ctl: &Ctl) -> SideResult {
+pub(crate) fn recv_side<E: Endpoint>(mut ep: E, ctl: &Ctl) -> SideResult {
     let mut meter = Meter::new();
     let mut sink = Sink::default();
     let mut drain = Drain::default();

@@ -74,6 +74,7 @@ struct Snapshot {
     allocs: u64,
     cpu_ns: u64,
     user_ns: u64,
+    csw: (u64, u64),
 }
 
 impl Snapshot {
@@ -87,6 +88,7 @@ impl Snapshot {
             allocs: volley_tests::alloc::thread_allocs(),
             cpu_ns: user + system,
             user_ns: user,
+            csw: raw::thread_context_switches(),
         }
     }
 }
@@ -103,6 +105,10 @@ pub(crate) struct Window {
     pub(crate) cpu_ns: u64,
     /// The user-space part of `cpu_ns`.
     pub(crate) user_ns: u64,
+    /// Voluntary context switches of the side's thread (it slept).
+    pub(crate) voluntary_csw: u64,
+    /// Involuntary context switches (another thread took its CPU).
+    pub(crate) involuntary_csw: u64,
 }
 
 /// Watches the phase from inside a side's thread and snapshots the side's
@@ -158,6 +164,8 @@ impl Meter {
             allocs: b.allocs - a.allocs,
             cpu_ns: b.cpu_ns - a.cpu_ns,
             user_ns: b.user_ns - a.user_ns,
+            voluntary_csw: b.csw.0.saturating_sub(a.csw.0),
+            involuntary_csw: b.csw.1.saturating_sub(a.csw.1),
         }
     }
 }
