@@ -138,22 +138,22 @@ fn multicast_interface(iface: Option<&Iface>) -> Result<MulticastInterface, Join
     })
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, not(target_os = "ios")))]
 fn if_index(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok().filter(|i| *i != 0)
 }
 
-#[cfg(not(unix))]
+#[cfg(not(all(unix, not(target_os = "ios"))))]
 fn if_index(_name: &str) -> Option<u32> {
     None
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, not(target_os = "ios")))]
 fn if_name(index: u32) -> Option<String> {
     nix::net::if_::if_indextoname(index).ok().map(|c| c.to_string_lossy().into_owned())
 }
 
-#[cfg(not(unix))]
+#[cfg(not(all(unix, not(target_os = "ios"))))]
 fn if_name(_index: u32) -> Option<String> {
     None
 }
