@@ -255,8 +255,9 @@ fn pin_to(_cpu: usize) -> Result<(), String> {
     Err("no thread affinity here".into())
 }
 
-/// This thread's user + system CPU time (`getrusage(RUSAGE_THREAD)`).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// This thread's user + system CPU time (`getrusage(RUSAGE_THREAD)`; nix
+/// offers it on Linux only).
+#[cfg(target_os = "linux")]
 fn thread_cpu_ns() -> Option<u64> {
     use nix::sys::resource::{getrusage, UsageWho};
     use nix::sys::time::TimeValLike;
@@ -264,7 +265,7 @@ fn thread_cpu_ns() -> Option<u64> {
     u64::try_from(ru.user_time().num_nanoseconds() + ru.system_time().num_nanoseconds()).ok()
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(target_os = "linux"))]
 fn thread_cpu_ns() -> Option<u64> {
     None
 }
