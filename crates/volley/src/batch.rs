@@ -328,6 +328,18 @@ mod tests {
         msgs.push(m);
     }
 
+    /// Short means fewer messages than slots: the kernel stopped at an
+    /// empty queue. A full batch is not short (the loop must ask again).
+    #[test]
+    fn a_batch_is_short_until_every_slot_is_filled() {
+        let mut b = RecvBatch::with_capacity(2, 64);
+        assert!(b.is_short(), "nothing received");
+        fill(&mut b, 0, b"a", 1, false);
+        assert!(b.is_short(), "1 of 2 slots");
+        fill(&mut b, 1, b"b", 1, false);
+        assert!(!b.is_short(), "2 of 2 slots: more may be queued");
+    }
+
     #[test]
     fn splits_gro_train_with_short_tail() {
         let mut b = RecvBatch::with_capacity(2, 4096);
