@@ -33,7 +33,7 @@ use volley::{Config, Steering};
 use super::dp_volley::VolleyEndpoint;
 use super::endpoint::{Endpoint, Role, SockOpts};
 use super::scenario::{self, Scenario, Timing, FAN_IN_CLIENTS};
-use super::stats::{median, system_busy_ns, Ctl, SideResult, MEASURE, STOP};
+use super::stats::{median, Ctl, SideResult};
 use super::Options;
 use crate::DynError;
 
@@ -128,7 +128,6 @@ fn run_cell(n: usize, t: &Timing, sock: &SockOpts) -> Result<Cell, DynError> {
     tx.prepare(&Scenario::FanIn.plan(&[addr]), size);
 
     let ctl = &Ctl::default();
-    let failed = |what: &str| SideResult { error: Some(format!("{what} thread panicked")), ..SideResult::default() };
     let (tx, rx, system_ns, secs) = thread::scope(|s| {
         let receivers: Vec<_> = servers
             .into_iter()
@@ -149,27 +148,11 @@ fn run_cell(n: usize, t: &Timing, sock: &SockOpts) -> Result<Cell, DynError> {
             ctl.arrive();
             scenario::send_side(tx, size, ctl)
         });
-        ctl.wait_arrived(u8::try_from(n + 1).unwrap_or(u8::MAX), Duration::from_secs(5));
-        thread::sleep(t.warmup);
-        let (busy0, t0) = (system_busy_ns(), Instant::now());
-        ctl.set_phase(MEASURE);
-        thread::sleep(t.duration);
-        ctl.set_phase(STOP);
-        let (busy1, secs) = (system_busy_ns(), t0.elapsed().as_secs_f64());
-        let txr = match sender {
-            Ok(h) => h.join().unwrap_or_else(|_| failed("sender")),
-            Err(e) => SideResult { error: Some(e.to_string()), ..SideResult::default() },
-        };
+        let (busy, secs) = scenario::measure_window(ctl, u8::try_from(n + 1).unwrap_or(u8::MAX), t);
+        let txr = scenario::join_side(sender, "sender");
         ctl.set_sender_done();
-        let rxr: Vec<SideResult> = receivers
-            .into_iter()
-            .map(|h| match h {
-                Ok(h) => h.join().unwrap_or_else(|_| failed("receiver")),
-                Err(e) => SideResult { error: Some(e.to_string()), ..SideResult::default() },
-            })
-            .collect();
-        let system = busy0.zip(busy1).map_or(0, |(a, b)| b - a);
-        (txr, rxr, system, secs)
+        let rxr: Vec<SideResult> = receivers.into_iter().map(|h| scenario::join_side(h, "receiver")).collect();
+        (txr, rxr, busy.unwrap_or(0), secs)
     });
     Ok(Cell { servers: n, tx, rx, system_ns, secs })
 }

@@ -273,7 +273,6 @@ where
     T: FnOnce(&Ctl) -> SideResult + Send,
 {
     let ctl = Ctl::default();
-    let failed = |what: &str| SideResult { error: Some(format!("{what} thread panicked")), ..SideResult::default() };
     thread::scope(|s| {
         let rxh = thread::Builder::new().name("bench-rx".into()).spawn_scoped(s, || {
             pin(t.pin, 1);
@@ -285,29 +284,38 @@ where
             ctl.arrive();
             tx(&ctl)
         });
-        // On a loaded machine a thread can take a while to first run.
-        ctl.wait_arrived(2, Duration::from_secs(5));
-        thread::sleep(t.warmup);
-        let (busy0, t0) = (system_busy_ns(), Instant::now());
-        ctl.set_phase(MEASURE);
-        thread::sleep(t.duration);
-        ctl.set_phase(STOP);
-        let (busy1, secs) = (system_busy_ns(), t0.elapsed().as_secs_f64());
-        let txr = match txh {
-            Ok(h) => h.join().unwrap_or_else(|_| failed("sender")),
-            Err(e) => SideResult { error: Some(e.to_string()), ..SideResult::default() },
-        };
+        let (busy, secs) = measure_window(&ctl, 2, t);
+        let txr = join_side(txh, "sender");
         ctl.set_sender_done();
-        let rxr = match rxh {
-            Ok(h) => h.join().unwrap_or_else(|_| failed("receiver")),
-            Err(e) => SideResult { error: Some(e.to_string()), ..SideResult::default() },
-        };
-        let system = match (busy0, busy1) {
-            (Some(a), Some(b)) => (b - a, secs),
-            _ => (0, 0.0),
-        };
-        (txr, rxr, system)
+        let rxr = join_side(rxh, "receiver");
+        (txr, rxr, busy.map_or((0, 0.0), |b| (b, secs)))
     })
+}
+
+/// Waits for `threads` side threads to arrive, then runs the warm-up and
+/// the measurement window and stops the sides; returns the busy ns of all
+/// CPUs in the window (if `/proc/stat` could be read) and its length.
+pub(crate) fn measure_window(ctl: &Ctl, threads: u8, t: &Timing) -> (Option<u64>, f64) {
+    // On a loaded machine a thread can take a while to first run.
+    ctl.wait_arrived(threads, Duration::from_secs(5));
+    thread::sleep(t.warmup);
+    let (busy0, t0) = (system_busy_ns(), Instant::now());
+    ctl.set_phase(MEASURE);
+    thread::sleep(t.duration);
+    ctl.set_phase(STOP);
+    let (busy1, secs) = (system_busy_ns(), t0.elapsed().as_secs_f64());
+    (busy0.zip(busy1).map(|(a, b)| b - a), secs)
+}
+
+/// A side thread's result, or an error result if it could not be spawned
+/// or panicked.
+pub(crate) fn join_side(h: io::Result<thread::ScopedJoinHandle<'_, SideResult>>, what: &str) -> SideResult {
+    match h {
+        Ok(h) => h
+            .join()
+            .unwrap_or_else(|_| SideResult { error: Some(format!("{what} thread panicked")), ..SideResult::default() }),
+        Err(e) => SideResult { error: Some(e.to_string()), ..SideResult::default() },
+    }
 }
 
 pub(crate) fn pin(on: bool, cpu: usize) {
