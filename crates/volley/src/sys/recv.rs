@@ -78,6 +78,7 @@ pub(crate) fn recv_into(
             }
         },
     )
+    .map(|got| got.messages)
 }
 
 /// Receives into the spare capacity of `bufs` (message `i` appended to
@@ -125,7 +126,8 @@ fn recv_bytes_with(
         if let Some(slot) = out.next() {
             *slot = m;
         }
-    })?;
+    })?
+    .messages;
     for (b, m) in bufs.iter_mut().zip(meta.iter()).take(got) {
         // SAFETY: the kernel wrote m.len bytes (clamped to the iovec's
         // length, which was this buffer's spare capacity) at the start of
@@ -149,12 +151,15 @@ fn recv_batch_with(
     }
     let (data, slot_len, control, msgs) = batch.data_mut();
     msgs.clear();
-    let mut datagrams = 0;
-    recv_with(state, Target::Slots { data, slot_len }, control, kernel, |m| {
-        datagrams += crate::batch::segment_count(&m);
-        msgs.push(m);
-    })?;
-    Ok(datagrams)
+    let got = recv_with(state, Target::Slots { data, slot_len }, control, kernel, |m| msgs.push(m))?;
+    Ok(got.datagrams)
+}
+
+/// What one receive got: kernel messages, and the datagrams in them (GRO
+/// trains counted by segment).
+struct Got {
+    messages: usize,
+    datagrams: usize,
 }
 
 /// Where each message's payload goes.
@@ -172,14 +177,14 @@ enum Target<'a, 'b> {
 /// The receive path over any `kernel`: builds one header per message over
 /// `target` and `control` (which bounds the count), lets the kernel fill
 /// them, and hands one decoded [`RecvMeta`] per message to `out`, in
-/// order. Returns the number of messages.
+/// order. Counts the call in the socket's statistics.
 fn recv_with(
     state: &SocketState,
     target: Target<'_, '_>,
     control: &mut [MaybeUninit<cmsg::RecvControl>],
     kernel: impl FnOnce(&mut [MsgHdr]) -> io::Result<usize>,
     mut out: impl FnMut(RecvMeta),
-) -> Result<usize, Error> {
+) -> Result<Got, Error> {
     // Per-call scratch, left uninitialised: only the `n` entries used are
     // written (zeroing all 64 would cost more than a small receive).
     let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; crate::batch::MAX_SLOTS];
@@ -294,7 +299,7 @@ fn recv_with(
         out(meta);
     }
     state.stats.received(&tally, false, drops);
-    Ok(got)
+    Ok(Got { messages: got, datagrams: tally.datagrams as usize })
 }
 
 /// Most error-queue entries one call reads: the kernel bounds the queue by
@@ -502,8 +507,9 @@ mod tests {
         let mut bufs = [io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b), io::IoSliceMut::new(&mut c)];
         let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; 3];
         let mut metas = Vec::new();
-        let got =
-            recv_with(&st, Target::Caller(&mut bufs), &mut control, |h| fake_kernel(h, 2), |m| metas.push(m)).unwrap();
+        let got = recv_with(&st, Target::Caller(&mut bufs), &mut control, |h| fake_kernel(h, 2), |m| metas.push(m))
+            .unwrap()
+            .messages;
         assert_eq!(got, 2, "short: two of three");
         for (i, m) in metas.iter().enumerate() {
             assert_eq!(m.len, 100);
