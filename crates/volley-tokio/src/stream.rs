@@ -9,13 +9,15 @@
 //!  +-------------------+  +-------------------+      while receives come back full)
 //!     ^ the kernel writes here (recvmmsg into spare capacity: no copy, no zeroing)
 //!     split().freeze(): one Bytes per message;
-//!     Datagram.payload = Bytes::slice(...) per GRO segment (a refcount bump)
+//!     Datagram.payload = Bytes::split_to(stride) per GRO segment (a refcount
+//!     bump), the last segment takes the rest
 //! ```
 //!
 //! The kernel writes each message straight into a pooled [`BytesMut`]'s
 //! unused capacity (`volley::SocketRef::try_recv_bytes`); the stream freezes
-//! it into one [`Bytes`] and hands out every datagram as a [`Bytes::slice`]
-//! of it. Before the next receive, [`BytesMut::try_reclaim`] takes a slot's
+//! it into one [`Bytes`] and hands out every datagram as a slice of it, cut
+//! when it is asked for (a receive queues nothing per datagram: each is
+//! written once, into what the poll returns). Before the next receive, [`BytesMut::try_reclaim`] takes a slot's
 //! allocation back if every `Bytes` cut from it has been dropped; only if
 //! some are still held is a new one allocated. So a consumer that drops its
 //! datagrams before asking for the next receive costs no heap allocation in
@@ -26,7 +28,6 @@
 //! only while receives come back full, i.e. while the traffic needs them.
 
 use std::borrow::Borrow;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -110,7 +111,16 @@ pub struct DatagramStream<S = Arc<UdpSocket>> {
     slot_len: usize,
     /// Slots offered per receive now.
     active: usize,
-    ready: VecDeque<Datagram>,
+    /// Messages the last receive filled (`slots[..filled]`, `meta[..filled]`).
+    filled: usize,
+    /// The next of those to start cutting into datagrams.
+    next: usize,
+    /// What is left of the message being cut (frozen from its slot), and
+    /// the index of its metadata.
+    current: Bytes,
+    current_index: usize,
+    /// Bytes of that message already handed out.
+    at: usize,
     errors: ErrorWatch,
 }
 
@@ -173,9 +183,11 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
             meta: vec![RecvMeta::default(); max],
             slot_len: slot_len.clamp(1, volley::MAX_SLOT_LEN),
             active: INITIAL_SLOTS.min(max),
-            // Grows (rarely) up to the most datagrams one receive held: up
-            // to 64 per GRO train. Nothing until then: idle streams are cheap.
-            ready: VecDeque::new(),
+            filled: 0,
+            next: 0,
+            current: Bytes::new(),
+            current_index: 0,
+            at: 0,
             errors: ErrorWatch::default(),
         }
     }
@@ -220,7 +232,16 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     /// # Ok(()) }
     /// ```
     pub fn buffered_len(&self) -> usize {
-        self.ready.len()
+        let current = if self.current.is_empty() {
+            0
+        } else {
+            datagrams_in(self.current.len(), self.meta[self.current_index].segment_size)
+        };
+        let queued: usize = self.meta[self.next..self.filled]
+            .iter()
+            .map(|m| if m.len == 0 { 1 } else { datagrams_in(m.len, m.segment_size) })
+            .sum();
+        current + queued
     }
 
     /// Waits for the next datagram.
@@ -250,7 +271,7 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     pub async fn recv(&mut self) -> io::Result<Datagram> {
         let mut skipped = 0;
         loop {
-            if let Some(d) = self.ready.pop_front() {
+            if let Some(d) = self.next_datagram() {
                 return Ok(d);
             }
             self.prepare();
@@ -309,7 +330,7 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Datagram>> {
         let mut skipped = 0;
         loop {
-            if let Some(d) = self.ready.pop_front() {
+            if let Some(d) = self.next_datagram() {
                 return Poll::Ready(Ok(d));
             }
             if skipped >= ICMP_SKIPS {
@@ -354,7 +375,7 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     pub fn try_recv(&mut self) -> io::Result<Datagram> {
         let mut skipped = 0;
         loop {
-            if let Some(d) = self.ready.pop_front() {
+            if let Some(d) = self.next_datagram() {
                 return Ok(d);
             }
             self.prepare();
@@ -383,27 +404,66 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
         }
     }
 
-    /// Turns the `n` messages just received into one `Bytes` each and
-    /// queues one `Datagram` per datagram, each a slice of its message.
+    /// Records that the last receive filled `n` messages; widens the next
+    /// receive when every slot was used. The datagrams are cut from them one
+    /// at a time, as they are asked for ([`DatagramStream::next_datagram`]),
+    /// so a received datagram is written once: into what the poll returns.
     fn fill(&mut self, n: usize) {
-        for (slot, m) in self.slots.iter_mut().zip(&self.meta).take(n) {
-            let message = slot.split().freeze();
-            let mut at = 0;
-            for d in m.segments(&message) {
-                let end = at + d.len();
-                let mut meta = *m;
-                meta.len = d.len();
-                // Only the datagram that reaches the end of a cut-short
-                // message lost bytes.
-                meta.truncated = m.truncated && end == m.len;
-                self.ready.push_back(Datagram { meta, payload: message.slice(at..end) });
-                at = end;
-            }
-        }
+        self.filled = n;
+        self.next = 0;
         if n == self.active && self.active < self.meta.len() {
             // Every slot was used: the traffic may need more.
             self.active = (self.active * 2).min(self.meta.len());
         }
+    }
+
+    /// The next datagram of the last receive, if any is left: the next
+    /// segment of the message being cut, else the first of the next message
+    /// (frozen into one `Bytes`; each datagram is split off its front, the
+    /// last takes what remains, so no `Bytes` of the stream's own holds a
+    /// slot once its datagrams are out: the slot is reclaimed as soon as
+    /// the application drops them).
+    fn next_datagram(&mut self) -> Option<Datagram> {
+        if self.current.is_empty() {
+            if self.next >= self.filled {
+                return None;
+            }
+            let i = self.next;
+            self.next += 1;
+            let mut message = self.slots[i].split().freeze();
+            message.truncate(self.meta[i].len);
+            if message.is_empty() {
+                // An empty datagram: one, with no bytes.
+                let mut meta = self.meta[i];
+                meta.len = 0;
+                return Some(Datagram { meta, payload: message });
+            }
+            self.current = message;
+            self.current_index = i;
+            self.at = 0;
+        }
+        let m = &self.meta[self.current_index];
+        let payload = if m.segment_size == 0 || self.current.len() <= m.segment_size {
+            std::mem::take(&mut self.current)
+        } else {
+            self.current.split_to(m.segment_size)
+        };
+        self.at += payload.len();
+        let mut meta = *m;
+        meta.len = payload.len();
+        // Only the datagram that reaches the end of a cut-short message
+        // lost bytes.
+        meta.truncated = m.truncated && self.at == m.len;
+        Some(Datagram { meta, payload })
+    }
+}
+
+/// Datagrams in `len` (> 0) bytes cut at `stride` (0: not coalesced).
+fn datagrams_in(len: usize, stride: usize) -> usize {
+    if stride == 0 {
+        1
+    } else {
+        len.div_ceil(stride)
     }
 }
 

@@ -91,6 +91,50 @@ async fn try_recv_drains_a_burst_then_would_block() {
     assert_eq!(stream.buffered_len(), 0);
 }
 
+/// The datagrams of one receive are cut from their messages as they are
+/// asked for: `buffered_len` counts what is left (a GRO train's remaining
+/// segments included), an empty datagram comes out once with no bytes, and
+/// only the datagram cut short says `truncated`.
+#[tokio::test(flavor = "current_thread")]
+async fn buffered_len_empty_and_truncated_datagrams() {
+    let rx = local_roomy_without_gro(); // slots of 8 bytes below
+    let tx = local();
+    let to = rx.local_addr().unwrap();
+    let long = [5u8; 20];
+    tx.send_batch_all(&[Transmit::new(to, b"abc"), Transmit::new(to, b""), Transmit::new(to, &long)]).await.unwrap();
+    let mut stream = DatagramStream::with_batch(&rx, RecvBatch::with_capacity(4, 8));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.push(tokio::time::timeout(DEADLINE, stream.recv()).await.unwrap().unwrap());
+        // One receive may hold all three (they were sent together) or not:
+        // what is buffered is exactly what has not been yielded yet.
+        assert!(stream.buffered_len() <= 3 - got.len(), "buffered {} after {}", stream.buffered_len(), got.len());
+    }
+    assert_eq!(stream.buffered_len(), 0);
+    assert_eq!((&got[0].payload[..], got[0].meta.len, got[0].meta.truncated), (&b"abc"[..], 3, false));
+    assert_eq!((got[1].payload.len(), got[1].meta.len, got[1].meta.truncated), (0, 0, false));
+    assert_eq!((&got[2].payload[..], got[2].meta.len, got[2].meta.truncated), (&[5u8; 8][..], 8, true));
+
+    // A GRO train of 5 in one receive: 5 buffered before the first is
+    // taken, one fewer after each.
+    let (gtx, grx) = (local(), local());
+    if !(gtx.capabilities().gso() && grx.capabilities().gro) {
+        eprintln!("skipped the GRO half: no GSO/GRO here");
+        return;
+    }
+    let train = [1u8; 5 * 100];
+    gtx.send_batch_all(&[Transmit::new(grx.local_addr().unwrap(), &train).with_segment_size(100)]).await.unwrap();
+    let mut stream = DatagramStream::new(&grx);
+    let first = tokio::time::timeout(DEADLINE, stream.recv()).await.unwrap().unwrap();
+    assert_eq!(first.meta.segment_size, 100, "one GRO receive");
+    for left in (0..4).rev() {
+        assert_eq!(stream.buffered_len(), left + 1);
+        let d = stream.try_recv().unwrap();
+        assert_eq!((d.payload.len(), d.meta.len), (100, 100));
+        assert_eq!(stream.buffered_len(), left);
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn stream_owns_or_borrows_the_socket() {
     let sock = UdpSocket::bind(addr("127.0.0.1:0")).unwrap();

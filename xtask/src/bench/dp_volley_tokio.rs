@@ -8,8 +8,8 @@
 //!   up to [`BATCH`] consecutive trains from one socket per `send_batch`
 //!   (one `sendmmsg`).
 //! - Receive: one [`DatagramStream`] per socket (the async `Stream`: one
-//!   `recvmmsg` of a default `RecvBatch`, 32 x 64 KiB, copied once into a
-//!   pooled buffer, datagrams yielded as `Bytes` slices), polled with
+//!   `recvmmsg` into up to 32 pooled 64 KiB `BytesMut` slots, no copy,
+//!   datagrams yielded as `Bytes` split off each message), polled with
 //!   `StreamExt::next` by one task per socket.
 //!
 //! Syscall counting, as in `dp_tokio.rs`:
@@ -49,7 +49,7 @@ use volley_tokio::{DatagramStream, UdpSocket};
 use super::endpoint::{self, fit_segments, seq_of, SockOpts, Train, BATCH};
 use super::rt::{bump, watch, Probe, Side};
 use super::scenario::{self, CellConfig, Pair, Scenario, Timing, ECHO_INTERVAL, ECHO_SIZE, ECHO_TIMEOUT, POISON};
-use super::stats::{Ctl, Meter, SideResult, MEASURE, STOP};
+use super::stats::{Ctl, Meter, Pacer, SideResult, MEASURE, STOP};
 
 /// Bytes per send slot (one train), as in `dp_volley.rs`.
 const SLOT: usize = 1 << 16;
@@ -133,10 +133,12 @@ fn send_side(socks: Vec<UdpSocket>, trains: &[Train], size: usize, ctl: &Ctl, p:
         let mut meter = Meter::new();
         let mut buf = vec![0u8; BATCH * SLOT];
         let mut seq = 0u64;
+        let mut pacer = Pacer::new(ctl);
         'run: loop {
             if meter.observe(ctl.phase(), seq, seq * size as u64, p.syscalls()) {
                 break;
             }
+            pacer.wait(seq);
             let mut next = 0;
             while next < trains.len() {
                 // The longest run of trains from one socket, at most BATCH.
