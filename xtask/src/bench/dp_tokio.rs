@@ -23,7 +23,7 @@ use tokio::task::LocalSet;
 use super::endpoint::{self, seq_of, Burst, SockOpts};
 use super::rt::{bump, side, watch, Probe};
 use super::scenario::{self, CellConfig, Pair, Scenario, Timing, ECHO_INTERVAL, ECHO_SIZE, ECHO_TIMEOUT, POISON};
-use super::stats::{Ctl, Meter, SideResult, MEASURE, STOP};
+use super::stats::{Ctl, Meter, Pacer, SideResult, MEASURE, STOP};
 
 pub(crate) fn run(sc: Scenario, t: &Timing, opts: &SockOpts) -> io::Result<Pair> {
     let (ntx, nrx) = sc.sockets();
@@ -82,10 +82,12 @@ fn send_side(
         let mut meter = Meter::new();
         let mut buf = vec![0u8; size];
         let mut seq = 0u64;
+        let mut pacer = Pacer::new(ctl);
         'run: loop {
             if meter.observe(ctl.phase(), seq, seq * size as u64, p.syscalls()) {
                 break;
             }
+            pacer.wait(seq);
             for b in plan {
                 let s = &socks[b.from];
                 for _ in 0..b.count {

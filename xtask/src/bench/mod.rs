@@ -54,6 +54,10 @@ options:
   --rounds N            rounds (default 25; --quick: 1)
   --duration-ms N       measurement window per cell (default 200; --quick: 150)
   --warmup-ms N         warm-up before each window (default 50)
+  --rate N              pace the bulk, fan-out and fan-in senders at N
+                        datagrams/s (suffix k or M: 12M), to compare loss at
+                        one offered load; CPU figures then include the
+                        sender's pacing (default: as fast as it can)
   --scenario LIST       comma list: bulk (all sizes), bulk-1200, bulk-64,
                         bulk-1472, fan-out, fan-in, echo (default: all);
                         `per-core` alone: fan-in from 64 clients to a
@@ -72,6 +76,19 @@ options:
                         `cargo run --release`)
   --list                list scenarios and datapaths
   -h, --help            this text";
+
+/// Parses `--rate`: datagrams/s, with an optional `k` or `M` suffix.
+fn rate(v: &str) -> Result<u64, String> {
+    let (digits, scale) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1_000.0),
+        Some(b'M' | b'm') => (&v[..v.len() - 1], 1_000_000.0),
+        _ => (v, 1.0),
+    };
+    match digits.parse::<f64>() {
+        Ok(n) if n.is_finite() && n * scale >= 1.0 => Ok((n * scale) as u64),
+        _ => Err(format!("--rate: `{v}` is not a rate in datagrams/s (e.g. 500000, 500k, 12M)")),
+    }
+}
 
 /// Parsed command line.
 #[derive(Debug, Clone)]
@@ -107,7 +124,7 @@ impl Options {
         let mut o = Self {
             quick: false,
             rounds: 0,
-            timing: Timing { warmup: Duration::ZERO, duration: Duration::ZERO, pin: true },
+            timing: Timing { warmup: Duration::ZERO, duration: Duration::ZERO, pin: true, rate: None },
             scenarios: Vec::new(),
             datapaths: Vec::new(),
             strace: false,
@@ -136,6 +153,7 @@ impl Options {
                 "--rounds" => rounds = Some(number(a, value(a)?)?.max(1) as usize),
                 "--duration-ms" => duration = Some(Duration::from_millis(number(a, value(a)?)?.max(10))),
                 "--warmup-ms" => warmup = Some(Duration::from_millis(number(a, value(a)?)?)),
+                "--rate" => o.timing.rate = Some(rate(&value(a)?)?),
                 "--scenario" | "--scenarios" => {
                     for s in value(a)?.split(',').filter(|s| !s.is_empty()) {
                         if s.trim() == per_core::NAME {
@@ -342,4 +360,18 @@ fn run_matrix(opts: &Options) -> Vec<Result<CellResult, String>> {
     }
     eprintln!("\r\x1b[K[done] {cells} cells in {:.1} s", started.elapsed().as_secs_f64());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rate_takes_plain_and_suffixed_numbers_and_refuses_the_rest() {
+        assert_eq!(super::rate("500000"), Ok(500_000));
+        assert_eq!(super::rate("500k"), Ok(500_000));
+        assert_eq!(super::rate("12M"), Ok(12_000_000));
+        assert_eq!(super::rate("1.5M"), Ok(1_500_000));
+        for bad in ["", "M", "0", "-3", "fast", "nanM"] {
+            assert!(super::rate(bad).is_err(), "{bad}");
+        }
+    }
 }

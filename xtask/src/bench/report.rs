@@ -482,6 +482,12 @@ impl<'a> Report<'a> {
             "- every socket requests SO_RCVBUF = SO_SNDBUF = {} KiB; figures are medians over rounds; `x base` columns are the median of within-round ratios",
             o.sock.recv_buffer >> 10
         );
+        if let Some(rate) = o.timing.rate {
+            let _ = writeln!(
+                s,
+                "- **paced**: the bulk, fan-out and fan-in senders offer {rate} datagrams/s (`--rate`); loss compares datapaths at one offered load; CPU figures include the sender's pacing (sleep + spin) and are not comparable with an unpaced run"
+            );
+        }
         s.push_str("- CPU ns/dgram: both threads' `getrusage(RUSAGE_THREAD)` per delivered datagram; all-CPU ns/dgram: busy time of every CPU (`/proc/stat`, includes softirq = loopback delivery, and anything else running) per delivered datagram\n");
         s.push_str("- sys/1k: syscalls per 1000 datagrams counted inside each datapath (send, receive, epoll_wait; see `--strace` for a cross-check); allocs/dgram: heap allocations by that side's thread in the window\n");
         for d in &o.datapaths {
@@ -860,7 +866,8 @@ mod tests {
     /// strace row, odd strings and non-finite ratios.
     fn fixture_json() -> String {
         let mut opts = Options::parse(&["--quick".to_string(), "--rounds".to_string(), "2".to_string()]).unwrap();
-        opts.timing = Timing { warmup: Duration::from_millis(100), duration: Duration::from_millis(250), pin: true };
+        opts.timing =
+            Timing { warmup: Duration::from_millis(100), duration: Duration::from_millis(250), pin: true, rate: None };
         let machine = Machine {
             nproc: 2,
             kernel: "6.18.0 \"test\"\tkernel".into(),

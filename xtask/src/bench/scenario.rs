@@ -21,7 +21,7 @@ use super::dp_std::StdEndpoint;
 use super::dp_volley::VolleyEndpoint;
 use super::endpoint::{self, fit_segments, seq_of, Burst, Endpoint, Role, SockOpts, BATCH};
 use super::raw::RawEndpoint;
-use super::stats::{system_busy_ns, Ctl, Meter, SideResult, MEASURE, STOP};
+use super::stats::{system_busy_ns, Ctl, Meter, Pacer, SideResult, MEASURE, STOP};
 
 /// Receiving sockets in `fan-out`.
 pub(crate) const FAN_OUT_PEERS: usize = 256;
@@ -175,6 +175,9 @@ pub(crate) struct Timing {
     /// Pin the sender (echo: client) to CPU 0 and the receiver (echo:
     /// server) to CPU 1.
     pub(crate) pin: bool,
+    /// `--rate`: datagrams/s the bulk, fan-out and fan-in senders offer
+    /// (None: as fast as they can).
+    pub(crate) rate: Option<u64>,
 }
 
 /// How a datapath was set up for a cell (reported so a handicapped baseline
@@ -272,7 +275,7 @@ where
     R: FnOnce(&Ctl) -> SideResult + Send,
     T: FnOnce(&Ctl) -> SideResult + Send,
 {
-    let ctl = Ctl::default();
+    let ctl = Ctl::paced(t.rate);
     thread::scope(|s| {
         let rxh = thread::Builder::new().name("bench-rx".into()).spawn_scoped(s, || {
             pin(t.pin, 1);
@@ -366,10 +369,12 @@ pub(crate) fn send_side<E: Endpoint>(mut ep: E, size: usize, ctl: &Ctl) -> SideR
     let mut seq = 0u64;
     let mut error = None;
     let stop = || ctl.stopping();
+    let mut pacer = Pacer::new(ctl);
     loop {
         if meter.observe(ctl.phase(), seq, seq * size as u64, ep.syscalls()) {
             break;
         }
+        pacer.wait(seq);
         if let Err(e) = ep.send_plan(size, &mut seq, &stop) {
             error = Some(format!("send: {e}"));
             break;

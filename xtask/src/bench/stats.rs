@@ -25,9 +25,17 @@ pub(crate) struct Ctl {
     phase: AtomicU8,
     sender_done: AtomicBool,
     arrived: AtomicU8,
+    /// Datagrams per second the sender offers (`--rate`); 0: as fast as it can.
+    rate: u64,
 }
 
 impl Ctl {
+    /// A control block whose sender offers `rate` datagrams/s (None: as
+    /// fast as it can).
+    pub(crate) fn paced(rate: Option<u64>) -> Self {
+        Self { rate: rate.unwrap_or(0), ..Self::default() }
+    }
+
     /// A side's thread is running (the warm-up starts once both are).
     pub(crate) fn arrive(&self) {
         self.arrived.fetch_add(1, Ordering::Release);
@@ -166,6 +174,45 @@ impl Meter {
             user_ns: b.user_ns - a.user_ns,
             voluntary_csw: b.csw.0.saturating_sub(a.csw.0),
             involuntary_csw: b.csw.1.saturating_sub(a.csw.1),
+        }
+    }
+}
+
+/// Holds a sender to `--rate` datagrams/s: before each send call it waits
+/// until the datagrams sent so far are due (`sent / rate` seconds after the
+/// first call), sleeping while more than a millisecond ahead and spinning
+/// the rest. So a paced sender's CPU figures include that spinning: a paced
+/// run compares loss at one offered load, not CPU.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    rate: u64,
+    start: Option<Instant>,
+}
+
+impl Pacer {
+    pub(crate) fn new(ctl: &Ctl) -> Self {
+        Self { rate: ctl.rate, start: None }
+    }
+
+    /// Waits until `sent` datagrams are due (at once when unpaced).
+    #[inline]
+    pub(crate) fn wait(&mut self, sent: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let start = *self.start.get_or_insert_with(Instant::now);
+        let due = start + Duration::from_secs_f64(sent as f64 / self.rate as f64);
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                return;
+            }
+            let ahead = due - now;
+            if ahead > Duration::from_millis(1) {
+                std::thread::sleep(ahead - Duration::from_micros(500));
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 }

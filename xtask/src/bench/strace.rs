@@ -61,8 +61,12 @@ pub(crate) fn child(sc: Scenario, dp: Datapath, opts: &Options) -> Result<(), Dy
 pub(crate) fn run(opts: &Options) -> Result<Vec<Row>, DynError> {
     let exe = std::env::current_exe()?;
     std::fs::create_dir_all(&opts.out)?;
-    let timing =
-        Timing { warmup: Duration::from_millis(50), duration: Duration::from_millis(300), pin: opts.timing.pin };
+    let timing = Timing {
+        warmup: Duration::from_millis(50),
+        duration: Duration::from_millis(300),
+        pin: opts.timing.pin,
+        rate: opts.timing.rate,
+    };
     let mut rows = Vec::new();
     for &sc in opts.scenarios.iter().filter(|s| **s != Scenario::Echo) {
         for &dp in &opts.runnable() {
