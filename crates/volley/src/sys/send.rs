@@ -89,12 +89,13 @@ fn send_counted(
     let mut stale: Option<i32> = None;
 
     // Per-call scratch, left uninitialised: each chunk writes the entries it
-    // uses (zeroing all 64 would cost more than a small send).
+    // uses (zeroing all 64 would cost more than a small send: the pieces
+    // alone are 3 KiB).
     let mut hdrs = [const { MaybeUninit::<MsgHdr>::uninit() }; SEND_CHUNK];
     let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; SEND_CHUNK];
     let mut names = [const { MaybeUninit::<SockAddrBuf>::uninit() }; SEND_CHUNK];
     let mut ctrls = [const { MaybeUninit::<SendControl>::uninit() }; SEND_CHUNK];
-    let mut pieces = [Piece::default(); SEND_CHUNK];
+    let mut pieces = [const { MaybeUninit::<Piece>::uninit() }; SEND_CHUNK];
 
     while progress.transmits < transmits.len() {
         let done = progress.transmits;
@@ -174,7 +175,7 @@ fn send_counted(
                 h.hdr.msg_controllen = ctrl_len as _;
             }
             hdrs[k].write(h);
-            pieces[k] = piece;
+            pieces[k].write(piece);
             k += 1;
             if piece.last {
                 t_idx += 1;
@@ -194,6 +195,8 @@ fn send_counted(
 
         // SAFETY: entries 0..k of `hdrs` were written by this chunk's loop.
         let msgs = unsafe { init_prefix_mut(&mut hdrs, k) };
+        // SAFETY: so were entries 0..k of `pieces`, one per header.
+        let chunk_pieces: &[Piece] = unsafe { init_prefix_mut(&mut pieces, k) };
         match send_msgs(raw, state, msgs) {
             Ok(n) => {
                 if let Some(t) = trial.take() {
@@ -212,8 +215,8 @@ fn send_counted(
                     absorb_pending(fd, state, errno, "send");
                 }
                 pending_retried = false;
-                progress.advance(&pieces[..n]);
-                count(tally, &pieces[..n]);
+                progress.advance(&chunk_pieces[..n]);
+                count(tally, &chunk_pieces[..n]);
                 if n < k {
                     // The kernel stopped early (buffer full, or an error at
                     // message n, which the caller's retry will meet first).
@@ -229,7 +232,7 @@ fn send_counted(
                 }
             }
             Err(e) => {
-                let first = pieces[0];
+                let first = chunk_pieces[0];
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
                     Some(errno @ (libc::EIO | libc::EINVAL)) => {
