@@ -236,3 +236,107 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Capabilities of a loopback socket with the three live features on,
+    /// whatever this kernel has: the tests below only turn them off.
+    fn all_on() -> Capabilities {
+        let mut c = crate::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap().capabilities();
+        c.mmsg = true;
+        c.max_gso_segments = 64;
+        c.tos_cmsg = true;
+        c
+    }
+
+    /// Each degrade turns its own feature off in what `capabilities()`
+    /// reports, stamps when, and leaves the others as they were.
+    #[test]
+    fn each_degrade_shows_in_the_snapshot_alone() {
+        let live = Live::new(all_on());
+        let s = live.snapshot();
+        assert!(s.mmsg && s.tos_cmsg && s.gso());
+        assert_eq!(s.max_gso_segments, 64);
+        assert_eq!(live.gso_off_ns.load(Ordering::Relaxed), 0);
+
+        live.disable_gso(libc::EIO);
+        let s = live.snapshot();
+        assert_eq!((s.max_gso_segments, s.gso(), s.mmsg, s.tos_cmsg), (1, false, true, true));
+        assert_ne!(live.gso_off_ns.load(Ordering::Relaxed), 0);
+
+        let live = Live::new(all_on());
+        live.disable_tos_cmsg(libc::EINVAL);
+        let s = live.snapshot();
+        assert_eq!((s.tos_cmsg, s.mmsg, s.max_gso_segments), (false, true, 64));
+        assert!(!live.tos_cmsg());
+        assert_ne!(live.tos_cmsg_off_ns.load(Ordering::Relaxed), 0);
+        assert_eq!(live.mmsg_off_ns.load(Ordering::Relaxed), 0);
+
+        let live = Live::new(all_on());
+        live.disable_mmsg(libc::EPERM);
+        let s = live.snapshot();
+        assert_eq!((s.mmsg, s.tos_cmsg, s.max_gso_segments), (false, true, 64));
+        assert_ne!(live.mmsg_off_ns.load(Ordering::Relaxed), 0);
+
+        // Probed off stays off: the live flags start from the probe.
+        let mut off = all_on();
+        off.tos_cmsg = false;
+        off.mmsg = false;
+        let live = Live::new(off);
+        assert!(!live.tos_cmsg() && !live.mmsg());
+    }
+
+    /// Counts the `tracing` events at WARN level made while `f` runs.
+    fn warnings(f: impl FnOnce()) -> usize {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+
+        struct Count(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+                if *e.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let n = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(Arc::clone(&n)));
+        tracing::subscriber::with_default(subscriber, f);
+        n.load(Ordering::Relaxed)
+    }
+
+    /// A degrade warns once per socket, however often it is hit: a kernel
+    /// refusing GSO on every send must not flood the log.
+    #[test]
+    fn each_degrade_warns_once() {
+        let live = Live::new(all_on());
+        assert_eq!(warnings(|| (0..3).for_each(|_| live.disable_gso(libc::EIO))), 1);
+        assert_eq!(warnings(|| (0..3).for_each(|_| live.disable_tos_cmsg(libc::EINVAL))), 1);
+        assert_eq!(warnings(|| (0..3).for_each(|_| live.disable_mmsg(libc::EPERM))), 1);
+        // Already off: nothing more to say.
+        assert_eq!(warnings(|| live.disable_gso(libc::EIO)), 0);
+    }
+
+    /// The report: one `name value` row per line, no blank line, and the
+    /// backend named as configured.
+    #[test]
+    fn display_is_one_row_per_line_and_names_the_backend() {
+        let mut c = all_on();
+        c.backend = Backend::Auto;
+        let text = c.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 20, "{text}");
+        assert!(lines[0].starts_with("backend") && lines[0].ends_with(" auto"), "{text}");
+        assert!(lines.iter().all(|l| !l.trim().is_empty()), "{text}");
+        assert!(!text.ends_with('\n'));
+        assert!(text.contains("GSO (UDP_SEGMENT)    yes, up to 64 segments"), "{text}");
+        c.backend = Backend::Portable;
+        c.max_gso_segments = 1;
+        let text = c.to_string();
+        assert!(text.starts_with("backend              portable\n"), "{text}");
+        assert!(text.contains("GSO (UDP_SEGMENT)    no"), "{text}");
+    }
+}

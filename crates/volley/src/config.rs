@@ -436,3 +436,53 @@ impl Config {
         self.backend
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each builder sets its own field and keeps every other: chained in
+    /// one expression, the last call must not have reset the first.
+    #[test]
+    fn every_builder_sets_its_field_and_keeps_the_rest() {
+        let c = Config::new()
+            .backend(Backend::Portable)
+            .gro(false)
+            .gso(false)
+            .blocking(true)
+            .reuse_addr(true)
+            .reuse_port(true)
+            .ipv6_only(true)
+            .recv_buffer_size(1 << 20)
+            .send_buffer_size(1 << 19)
+            .tos(0xb8)
+            .pmtud(Pmtud::Probe)
+            .bind_device("lo")
+            .timestamps(true)
+            .txtime(true)
+            .recv_errors(true)
+            .broadcast(true)
+            .freebind(true)
+            .transparent(true)
+            .mark(7)
+            .orig_dst(true);
+        assert_eq!(c.backend, Backend::Portable);
+        assert_eq!((c.gro, c.gso, c.blocking), (Some(false), Some(false), true));
+        assert_eq!((c.reuse_addr, c.reuse_port, c.ipv6_only), (true, true, Some(true)));
+        assert_eq!((c.recv_buffer_size, c.send_buffer_size), (Some(1 << 20), Some(1 << 19)));
+        assert_eq!((c.tos, c.pmtud, c.bind_device.as_deref()), (Some(0xb8), Some(Pmtud::Probe), Some("lo")));
+        assert_eq!((c.timestamps, c.txtime, c.recv_errors, c.broadcast), (true, true, true, true));
+        assert_eq!((c.freebind, c.transparent, c.mark, c.orig_dst), (true, true, Some(7), true));
+        // And the opposite values, so no builder ignores its argument.
+        let d = c.gro(true).gso(true).blocking(false).reuse_addr(false).reuse_port(false).ipv6_only(false);
+        let d = d.timestamps(false).txtime(false).recv_errors(false).broadcast(false).freebind(false);
+        let d = d.transparent(false).orig_dst(false).backend(Backend::Auto);
+        assert_eq!(
+            (d.gro, d.gso, d.blocking, d.reuse_addr, d.reuse_port),
+            (Some(true), Some(true), false, false, false)
+        );
+        assert_eq!((d.ipv6_only, d.timestamps, d.txtime, d.recv_errors), (Some(false), false, false, false));
+        assert_eq!((d.broadcast, d.freebind, d.transparent, d.orig_dst), (false, false, false, false));
+        assert_eq!((d.backend, d.mark, d.tos), (Backend::Auto, Some(7), Some(0xb8)));
+    }
+}
