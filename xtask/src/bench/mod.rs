@@ -64,7 +64,8 @@ options:
                         reuse-port group of 1, then 2 sockets, one thread
                         each (not part of the matrix; docs/benchmarks.md)
   --datapath LIST       comma list: std, tokio, quinn-udp, volley-mmsg,
-                        volley, raw, volley-tokio, volley-blocking
+                        volley, raw, raw-eagain (raw reading each socket
+                        until EAGAIN), volley-tokio, volley-blocking
                         (default: all available)
   --strace              afterwards, rerun short cells under `strace -c -f`
                         and compare its syscall counts with ours

@@ -100,7 +100,12 @@ struct Msg {
     src: SocketAddr,
 }
 
-pub(crate) struct RawEndpoint {
+/// `UNTIL_EAGAIN`: the receive loop goes back to a socket after every
+/// non-empty `recvmmsg` until one answers `EAGAIN` (the loop edge-triggered
+/// epoll's documentation teaches: `raw-eagain`); without it, a socket is
+/// read again only after a full batch, since a short one means the kernel
+/// already stopped at `EAGAIN` (`raw`, the faster loop).
+pub(crate) struct RawEndpoint<const UNTIL_EAGAIN: bool = false> {
     socks: Vec<Socket>,
     ready: Ready,
     send_buf: Box<[u8]>,
@@ -112,9 +117,12 @@ pub(crate) struct RawEndpoint {
     syscalls: u64,
 }
 
-impl std::fmt::Debug for RawEndpoint {
+impl<const UNTIL_EAGAIN: bool> std::fmt::Debug for RawEndpoint<UNTIL_EAGAIN> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawEndpoint").field("sockets", &self.socks.len()).finish_non_exhaustive()
+        f.debug_struct("RawEndpoint")
+            .field("sockets", &self.socks.len())
+            .field("until_eagain", &UNTIL_EAGAIN)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,7 +200,7 @@ fn decode_addr(ss: &libc::sockaddr_storage) -> SocketAddr {
     }
 }
 
-impl RawEndpoint {
+impl<const UNTIL_EAGAIN: bool> RawEndpoint<UNTIL_EAGAIN> {
     /// One `recvmmsg` of up to [`BATCH`] messages into the slots; fills `msgs`.
     fn recvmmsg_gro(&mut self, i: usize) -> io::Result<usize> {
         let fd = self.socks[i].as_raw_fd();
@@ -247,7 +255,7 @@ impl RawEndpoint {
     }
 }
 
-impl Endpoint for RawEndpoint {
+impl<const UNTIL_EAGAIN: bool> Endpoint for RawEndpoint<UNTIL_EAGAIN> {
     fn bind(n: usize, role: Role, opts: &SockOpts) -> io::Result<Self> {
         let ready = Ready::new(n)?;
         let mut socks = Vec::with_capacity(n);
@@ -290,8 +298,9 @@ impl Endpoint for RawEndpoint {
 
     fn describe(&self) -> String {
         format!(
-            "libc sendmsg + UDP_SEGMENT (<= {} segs, probed), recvmmsg x{BATCH} + UDP_GRO (64 KiB slots)",
-            max_segments()
+            "libc sendmsg + UDP_SEGMENT (<= {} segs, probed), recvmmsg x{BATCH} + UDP_GRO (64 KiB slots), {}",
+            max_segments(),
+            if UNTIL_EAGAIN { "each socket read until EAGAIN" } else { "a socket read again only after a full batch" }
         )
     }
 
@@ -331,7 +340,7 @@ impl Endpoint for RawEndpoint {
         let Some(i) = self.ready.next()? else { return Ok(0) };
         self.syscalls += 1;
         match self.recvmmsg_gro(i) {
-            Ok(n) if n == BATCH => self.ready.requeue(i),
+            Ok(n) if n == BATCH || (UNTIL_EAGAIN && n > 0) => self.ready.requeue(i),
             Ok(_) => {}
             Err(e) if is_retry(&e) => return Ok(0),
             Err(e) => return Err(e),

@@ -391,20 +391,31 @@ impl<'a> Report<'a> {
         ));
         // CPU per datagram against raw libc (#13): both sides, or the
         // receiver's alone.
-        let cpu_vs = |sc: Scenario, dp: Datapath, max: f64, rx_only: bool, name: &str| {
+        let cpu_vs_base = |sc: Scenario, dp: Datapath, base: Datapath, max: f64, rx_only: bool, name: &str| {
             let figure: fn(&Figures) -> f64 = if rx_only { |f| f.rx_cpu_ns } else { |f| f.cpu_ns };
-            within_round(sc, dp, Datapath::Raw, figure, max, false, name)
+            within_round(sc, dp, base, figure, max, false, name)
+        };
+        let cpu_vs = |sc: Scenario, dp: Datapath, max: f64, rx_only: bool, name: &str| {
+            cpu_vs_base(sc, dp, Datapath::Raw, max, rx_only, name)
         };
         let b64 = Scenario::Bulk(64);
         t.push(cpu_vs(b64, Datapath::Volley, 1.03, false, "bulk-64: volley CPU ns/datagram vs raw"));
         t.push(cpu_vs(bulk, Datapath::Volley, 1.03, false, "bulk-1200: volley CPU ns/datagram vs raw"));
         t.push(cpu_vs(b64, Datapath::VolleyTokio, 1.10, false, "bulk-64: volley-tokio CPU ns/datagram vs raw"));
+        t.push(cpu_vs_base(
+            b64,
+            Datapath::VolleyBlocking,
+            Datapath::RawEagain,
+            0.90,
+            true,
+            "bulk-64: volley-blocking receiver CPU ns/datagram vs raw's epoll-until-EAGAIN receiver (#13's baseline)",
+        ));
         t.push(cpu_vs(
             b64,
             Datapath::VolleyBlocking,
             0.90,
             true,
-            "bulk-64: volley-blocking receiver CPU ns/datagram vs raw's epoll receiver",
+            "bulk-64: volley-blocking receiver CPU ns/datagram vs raw's epoll receiver that stops at a short batch",
         ));
         let sys = |sc: Scenario, send: bool, max: f64, name: &str| {
             let v = self

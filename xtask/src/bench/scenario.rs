@@ -122,6 +122,8 @@ pub(crate) enum Datapath {
     VolleyMmsg,
     Volley,
     Raw,
+    /// `raw` whose receiver reads each ready socket until `EAGAIN`.
+    RawEagain,
     /// The async adapter `crates/volley-tokio` (`dp_volley_tokio.rs`): one
     /// current-thread runtime per side, `DatagramStream` + `send_batch`.
     VolleyTokio,
@@ -130,13 +132,14 @@ pub(crate) enum Datapath {
 }
 
 impl Datapath {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Std,
         Self::Tokio,
         Self::QuinnUdp,
         Self::VolleyMmsg,
         Self::Volley,
         Self::Raw,
+        Self::RawEagain,
         Self::VolleyTokio,
         Self::VolleyBlocking,
     ];
@@ -149,6 +152,7 @@ impl Datapath {
             Self::VolleyMmsg => "volley-mmsg",
             Self::Volley => "volley",
             Self::Raw => "raw",
+            Self::RawEagain => "raw-eagain",
             Self::VolleyTokio => "volley-tokio",
             Self::VolleyBlocking => "volley-blocking",
         }
@@ -226,6 +230,7 @@ pub(crate) fn run_cell(
         Datapath::Std => run_sync::<StdEndpoint>(sc, t, opts),
         Datapath::QuinnUdp => run_sync::<QuinnEndpoint>(sc, t, opts),
         Datapath::Raw => run_sync::<RawEndpoint>(sc, t, opts),
+        Datapath::RawEagain => run_sync::<RawEndpoint<true>>(sc, t, opts),
         Datapath::Volley => run_sync::<VolleyEndpoint<true>>(sc, t, opts),
         Datapath::VolleyMmsg => run_sync::<VolleyEndpoint<false>>(sc, t, opts),
         Datapath::VolleyBlocking => run_sync::<VolleyEndpoint<true, true>>(sc, t, opts),
