@@ -419,6 +419,7 @@ pub(crate) fn decode(control: &[u8]) -> Decoded {
 /// or `IPV6_ORIGDSTADDR` (a `sockaddr_in6`) message: for tests, the fuzz
 /// corpus and the property tests.
 #[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(linux_like), allow(dead_code))] // its callers are Linux tests
 pub(crate) fn push_orig_dst(enc: &mut Encoder<'_>, addr: SocketAddr) -> Result<(), NoSpace> {
     #[cfg(linux_like)]
     match addr {
