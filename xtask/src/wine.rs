@@ -8,7 +8,9 @@
 //! degradation, see `tests/windows.rs`). Wine 8 has no
 //! `bcryptprimitives.dll`, whose `ProcessPrng` Rust's std imports: the
 //! shim `xtask/wine/processprng.c` (forwarding to `RtlGenRandom`) is built
-//! with mingw and put beside the executables.
+//! with mingw and put beside the executables. Before building, volley-tests
+//! (one source for Linux and Windows) is linted for the target, every test
+//! target of it (`clippy -D warnings`).
 //!
 //! Missing tools (Wine, mingw, the rustup target) skip the step with one
 //! `SKIPPED:` line in the summary, like the cross-target checks.
@@ -113,6 +115,15 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let started = Instant::now();
     println!("\n=== xtask ci: Windows tests under Wine ({wine}, {TARGET})");
+
+    // volley-tests is one source for Linux and Windows: every target of it
+    // (the Linux-only suites compile to nothing there) must stay clean for
+    // Windows, not only the suites run below.
+    let lint = ["clippy", "--target", TARGET, "-p", "volley-tests", "--all-targets", "--", "-D", "warnings"];
+    let status = crate::ci::rustup_cargo(root, pinned, &lint).status()?;
+    if !status.success() {
+        return Err(format!("clippy {TARGET} -p volley-tests --all-targets failed ({status})").into());
+    }
 
     // The test executables, listed by cargo as JSON artifacts.
     let linker_env = format!("CARGO_TARGET_{}_LINKER", TARGET.to_uppercase().replace('-', "_"));
