@@ -1,5 +1,7 @@
 //! Adopting a socket created elsewhere: the way systemd socket activation
 //! or a supervisor hands a bound socket to a child process.
+// Linux only: inherited descriptors (`std::os::fd`) passed to a child process.
+#![cfg(target_os = "linux")]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};

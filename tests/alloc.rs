@@ -4,7 +4,8 @@
 //!
 //! The shared counting global allocator (`volley_tests::alloc`) counts
 //! allocations per thread, so the test harness's own threads cannot
-//! disturb the count.
+//! disturb the count. The same tests run on Windows (under Wine in `cargo
+//! xtask ci`): the Windows backend and the portable one.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ fn round(tx: &Socket, rx: &Socket, batch: &mut RecvBatch, transmits: &[Transmit<
                 rest = &rest[sent.transmits..];
             }
             Err(e) if e.is_would_block() => {
-                driver::wait_ready(tx, libc::POLLOUT, Duration::from_millis(100));
+                let _ = tx.wait_writable(Duration::from_millis(100));
             }
             Err(e) => panic!("send: {e}"),
         }
@@ -42,7 +43,7 @@ fn round(tx: &Socket, rx: &Socket, batch: &mut RecvBatch, transmits: &[Transmit<
             }
             Err(e) if e.is_would_block() => {
                 assert!(Instant::now() < deadline, "received {got} of {datagrams}: lost?");
-                driver::wait_ready(rx, libc::POLLIN, Duration::from_millis(100));
+                let _ = rx.wait_readable(Duration::from_millis(100));
             }
             Err(e) => panic!("receive: {e}"),
         }

@@ -3,12 +3,17 @@
 //! before any syscall, and the edge cases that are *not* errors (empty
 //! datagrams, maximum sizes, short GRO tails) work. Both datapaths.
 //! `docs/bad-input.md` maps each condition to its error and test.
+//!
+//! The same tests run on Windows (under Wine in `cargo xtask ci`). Where
+//! the stack ignores a per-datagram source (`Capabilities::src_send`
+//! false: Wine), a transmit naming one is refused as `SourceUnsupported`
+//! before its other source checks, and the tests expect that instead.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use volley::{Dscp, Error, InvalidTransmit, RecvBatch, Sent, Socket, Transmit};
-use volley_tests::driver::{self, addr, for_each_backend, payload, recv_datagrams, send_recv, train, Case};
+use volley_tests::driver::{self, addr, errno, for_each_backend, payload, recv_datagrams, send_recv, train, Case};
 
 const QUIET: Duration = Duration::from_millis(30);
 
@@ -188,6 +193,18 @@ fn port_zero_is_rejected() {
     });
 }
 
+/// What a transmit naming a source is refused as by `tx`: `want` (its
+/// Display naming `names`) where the stack applies sources; where it does
+/// not (`src_send` false: Wine) the source cannot be used at all, and
+/// that is the refusal.
+fn source_refusal<'a>(tx: &Socket, want: InvalidTransmit, names: &'a [&'a str]) -> (InvalidTransmit, &'a [&'a str]) {
+    if driver::src_send(tx) {
+        (want, names)
+    } else {
+        (InvalidTransmit::SourceUnsupported, &["src_ip/src_ifindex", "src_send is false"])
+    }
+}
+
 #[test]
 fn source_of_the_wrong_family_is_rejected() {
     for_each_backend(|case| {
@@ -196,28 +213,31 @@ fn source_of_the_wrong_family_is_rejected() {
         let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let (tx, rx) = pair_v4(case);
         let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ip(v6);
-        assert_rejected(case, &tx, &rx, &[t], &InvalidTransmit::SourceFamily { src_ip: v6 }, &["src_ip", "::1"]);
+        let (want, names) = source_refusal(&tx, InvalidTransmit::SourceFamily { src_ip: v6 }, &["src_ip", "::1"]);
+        assert_rejected(case, &tx, &rx, &[t], &want, names);
 
         let tx6 = case.bind("[::1]:0");
         let rx6 = case.bind("[::1]:0");
         let t = Transmit::new(rx6.local_addr().unwrap(), &b).with_src_ip(v4);
-        assert_rejected(
-            case,
-            &tx6,
-            &rx6,
-            &[t],
-            &InvalidTransmit::SourceFamily { src_ip: v4 },
-            &["src_ip", "127.0.0.1"],
-        );
+        let (want, names) =
+            source_refusal(&tx6, InvalidTransmit::SourceFamily { src_ip: v4 }, &["src_ip", "127.0.0.1"]);
+        assert_rejected(case, &tx6, &rx6, &[t], &want, names);
 
         // Dual stack: an IPv4 path takes an IPv4 (or IPv4-mapped) source.
         let dual = case.bind_with("[::]:0", |c| c.ipv6_only(false));
         let to = rx.local_addr().unwrap();
         let t = Transmit::new(to, &b).with_src_ip(v6);
-        assert_rejected(case, &dual, &rx, &[t], &InvalidTransmit::SourceFamily { src_ip: v6 }, &["src_ip"]);
+        let (want, names) = source_refusal(&dual, InvalidTransmit::SourceFamily { src_ip: v6 }, &["src_ip"]);
+        assert_rejected(case, &dual, &rx, &[t], &want, names);
         let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
-        let got = send_recv(&dual, &rx, &[Transmit::new(to, &b).with_src_ip(mapped)]);
-        assert_eq!(got[0].meta.src.ip(), v4, "[{}] mapped source goes out as IPv4", case.name);
+        let t = Transmit::new(to, &b).with_src_ip(mapped);
+        if driver::src_send(&dual) {
+            let got = send_recv(&dual, &rx, &[t]);
+            assert_eq!(got[0].meta.src.ip(), v4, "[{}] mapped source goes out as IPv4", case.name);
+        } else {
+            let (want, names) = source_refusal(&dual, InvalidTransmit::SourceFamily { src_ip: mapped }, &[]);
+            assert_rejected(case, &dual, &rx, &[t], &want, names);
+        }
     });
 }
 
@@ -244,24 +264,32 @@ fn src_ifindex_out_of_range_is_rejected() {
             let rx = case.bind(at);
             let bad = i32::MAX as u32 + 1;
             let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ifindex(bad);
-            let want = InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: bad };
-            assert_rejected(case, &tx, &rx, &[t], &want, &["src_ifindex", "2147483648"]);
+            let (want, names) = source_refusal(
+                &tx,
+                InvalidTransmit::SrcIfindexOutOfRange { src_ifindex: bad },
+                &["src_ifindex", "2147483648"],
+            );
+            assert_rejected(case, &tx, &rx, &[t], &want, names);
         }
     });
 }
 
 /// FreeBSD (and any Unix without `IP_PKTINFO`) cannot choose the outgoing
 /// interface of an IPv4 datagram: `src_ifindex` on an IPv4 destination is
-/// refused there rather than ignored. Linux, Android and Apple apply it:
-/// the datagram leaves by that interface and arrives.
+/// refused there rather than ignored. Linux, Android, Apple and Windows
+/// apply it: the datagram leaves by that interface and arrives; a stack
+/// that ignores sources on send (`src_send` false: Wine) refuses it.
 #[test]
 fn src_ifindex_on_ipv4_is_applied_or_rejected() {
-    let applies = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple"));
+    let applies = cfg!(any(target_os = "linux", target_os = "android", target_vendor = "apple", windows));
     for_each_backend(|case| {
         let b = payload(1, 10);
         let (tx, rx) = pair_v4(case);
         let t = Transmit::new(rx.local_addr().unwrap(), &b).with_src_ifindex(driver::lo_ifindex());
-        if applies {
+        if !driver::src_send(&tx) {
+            let (want, names) = source_refusal(&tx, InvalidTransmit::SourceUnsupported, &[]);
+            assert_rejected(case, &tx, &rx, &[t], &want, names);
+        } else if applies {
             let got = send_recv(&tx, &rx, &[t]);
             assert_eq!(got.len(), 1, "[{}]", case.name);
         } else {
@@ -501,7 +529,7 @@ fn broadcast_without_so_broadcast_is_typed() {
         match tx.try_send_batch(&[Transmit::new(to, b"lan discovery")]) {
             Err(e @ Error::BroadcastNotEnabled { destination }) => {
                 assert_eq!(destination, to);
-                assert_eq!((e.kind(), e.raw_os_error()), (std::io::ErrorKind::PermissionDenied, Some(libc::EACCES)));
+                assert_eq!((e.kind(), e.raw_os_error()), (std::io::ErrorKind::PermissionDenied, Some(errno::EACCES)));
                 assert!(!e.is_icmp() && !volley::is_icmp_error(&std::io::Error::from(e)));
             }
             other => panic!("[{}] {other:?}", case.name),

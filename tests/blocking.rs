@@ -2,6 +2,8 @@
 //! wait in the kernel (one receive syscall per wake-up, counted with
 //! `strace`), time out when asked, and every `try_` call stays
 //! non-blocking on a blocking descriptor, on both backends.
+// Linux only: blocking descriptors and `strace` counts.
+#![cfg(target_os = "linux")]
 
 use std::io::IoSliceMut;
 use std::sync::mpsc;

@@ -15,6 +15,8 @@
 //! - starvation: 2,000 errors interleaved with 200 real datagrams, all 200
 //!   arrive, and the drained errors are accounted for;
 //! - a send that meets a stale pending error is retried.
+// Linux only: network namespaces, raw sockets and the ICMP error queue.
+#![cfg(target_os = "linux")]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;

@@ -10,6 +10,8 @@
 //! The fault-injection scenarios (`faults::*`) need no root: they re-run this
 //! test binary as a child process under an `LD_PRELOAD` shim or a seccomp
 //! filter, selecting a `child::*` test with `VOLLEY_LAB_CHILD`.
+// Linux only: network namespaces, the LD_PRELOAD fault shim, seccomp.
+#![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};

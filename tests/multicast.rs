@@ -3,6 +3,8 @@
 //! datagram of a group they joined, with the group as `dst_ip`; a
 //! source-specific receiver only hears its source; leaving stops delivery;
 //! bad joins are typed errors. IPv4 and IPv6.
+// Linux only: network namespaces.
+#![cfg(target_os = "linux")]
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Socket set-up options (issue 3) observed on real sockets on loopback:
 //! reuse-port groups and their steering, buffer grants, the ICMP error
 //! queue, receive timestamps, SO_TXTIME, connect/disconnect, bind-to-device.
+// Linux only: reuse-port groups, the ICMP error queue, timestamps, SO_TXTIME, bind-to-device.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};

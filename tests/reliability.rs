@@ -3,6 +3,8 @@
 //! ICMP port unreachable once and keeps working, and a full send buffer
 //! yields exact partial counts that the caller's retries complete without
 //! loss or duplication. Each test runs on both datapaths.
+// Linux only: the kernel drop counter (`SO_RXQ_OVFL`) and network namespaces.
+#![cfg(target_os = "linux")]
 
 use std::time::{Duration, Instant};
 

@@ -13,6 +13,8 @@
 //! `VOLLEY_SOAK_SECS` (default 10). The long run of the issue:
 //! `VOLLEY_SOAK_DATAGRAMS=10000000 VOLLEY_SOAK_SECS=60 cargo test --release
 //! -p volley-tests --test soak -- --nocapture`.
+// Linux only: the kernel drop counter (`SO_RXQ_OVFL`) and GSO/GRO accounting.
+#![cfg(target_os = "linux")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

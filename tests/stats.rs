@@ -2,6 +2,8 @@
 //! move, on both backends: datagrams and bytes, GSO trains and GRO
 //! messages, syscalls (the portable path makes one per datagram),
 //! `WouldBlock`s, truncations, kernel drops and ICMP errors.
+// Linux only: kernel drops and `POLLERR` on the error queue.
+#![cfg(target_os = "linux")]
 
 use std::time::Duration;
 

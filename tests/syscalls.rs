@@ -9,6 +9,8 @@
 //! The counts are printed and written to `target/syscalls.txt`
 //! (`target/syscalls-forced-portable.txt` under `VOLLEY_BACKEND=portable`)
 //! for `docs/benchmarks.md`. Without `strace` the test prints why it skips.
+// Linux only: `strace` counts of the batch syscalls.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -16,14 +16,23 @@
 //! [`volley::Capabilities`]; a feature the kernel lacks is a printed skip,
 //! never a faked pass. Tests that need a second process (dropped privileges,
 //! `strace`) re-run the test binary in "child mode" with [`run_child`].
+//!
+//! On Windows (the loopback, bad-input and allocation suites, run under
+//! Wine by `cargo xtask ci`) the first case is the Windows backend
+//! (`"windows"`), and [`Case::check_capabilities`] pins what a Windows
+//! socket reports; under Wine ([`under_wine`]) exactly Wine 8's profile,
+//! so what Wine lacks is asserted as the documented degradation. The
+//! helpers that need Linux (namespaces, `strace`, `poll` on a raw
+//! descriptor) are Linux-only.
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsFd;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use volley::{Backend, Config, RecvBatch, RecvMeta, Socket, Transmit};
+use volley::{Backend, Config, Ecn, RecvBatch, RecvMeta, Socket, Transmit};
 
 /// How long any single blocking step (a receive, a send) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,10 +46,16 @@ pub fn forced_portable() -> bool {
     std::env::var_os("VOLLEY_BACKEND").is_some_and(|v| v == "portable")
 }
 
+/// True if the tests run under Wine (`VOLLEY_WINE=1`, set by `cargo xtask
+/// ci`'s Wine step): Windows capability checks then pin Wine 8's profile.
+pub fn under_wine() -> bool {
+    cfg!(windows) && std::env::var_os("VOLLEY_WINE").is_some_and(|v| v == "1")
+}
+
 /// One datapath under test.
 #[derive(Debug, Clone)]
 pub struct Case {
-    /// `"linux"` or `"portable"`: which configuration this is.
+    /// `"linux"`, `"windows"` or `"portable"`: which configuration this is.
     pub name: &'static str,
     /// The base configuration: `Config::new()`, or with
     /// `backend(Backend::Portable)`.
@@ -49,14 +64,21 @@ pub struct Case {
     /// sendmmsg, GSO, GRO): the `linux` case on Linux without
     /// `VOLLEY_BACKEND=portable`.
     pub linux: bool,
+    /// True if sockets of this case use the Windows backend's offload
+    /// probes (USO, URO): the `windows` case on Windows without
+    /// `VOLLEY_BACKEND=portable`.
+    pub windows: bool,
 }
 
-/// Both datapaths: the default (Linux) one and the forced portable one.
+/// Both datapaths: the default (Linux, or Windows) one and the forced
+/// portable one.
 pub fn cases() -> [Case; 2] {
     let linux = cfg!(target_os = "linux") && !forced_portable();
+    let windows = cfg!(windows) && !forced_portable();
+    let name = if cfg!(windows) { "windows" } else { "linux" };
     [
-        Case { name: "linux", config: Config::new(), linux },
-        Case { name: "portable", config: Config::new().backend(Backend::Portable), linux: false },
+        Case { name, config: Config::new(), linux, windows },
+        Case { name: "portable", config: Config::new().backend(Backend::Portable), linux: false, windows: false },
     ]
 }
 
@@ -64,9 +86,10 @@ pub fn cases() -> [Case; 2] {
 /// the output of a failing test, so the failing backend is named).
 pub fn for_each_backend(mut body: impl FnMut(&Case)) {
     for case in cases() {
-        let what = match (case.name, case.linux) {
+        let what = match (case.name, case.linux || case.windows) {
             ("linux", true) => "Config::new(): recvmmsg/sendmmsg + GSO/GRO",
-            ("linux", false) => "Config::new(), but VOLLEY_BACKEND=portable forces the portable path",
+            ("windows", true) => "Config::new(): WSASendMsg/WSARecvMsg, USO/URO where probed",
+            ("linux" | "windows", false) => "Config::new(), but VOLLEY_BACKEND=portable forces the portable path",
             _ => "Config::new().backend(Backend::Portable): recvmsg/sendmsg, no offloads",
         };
         println!("=== backend {}: {what}", case.name);
@@ -101,7 +124,9 @@ impl Case {
     /// Asserts what a socket bound with the unmodified base configuration
     /// reports: the portable path has no batching and no offloads; the
     /// Linux backend has `recvmmsg`/`sendmmsg`, 64- or 128-segment GSO and GRO on
-    /// kernels that have them (GSO since 4.18, GRO since 5.0).
+    /// kernels that have them (GSO since 4.18, GRO since 5.0); on Unix
+    /// ECN marks and sources on send are applied. On Windows see
+    /// [`check_windows_capabilities`].
     pub fn check_capabilities(&self, sock: &Socket) {
         let caps = sock.capabilities();
         if self.linux {
@@ -114,18 +139,92 @@ impl Case {
             } else {
                 println!("skip GSO/GRO capability check: kernel {} is older than 5.0", kernel_release());
             }
+        } else if self.windows {
+            assert_eq!(caps.backend, Backend::Auto, "[{}] {caps}", self.name);
         } else {
             assert_eq!(caps.backend, Backend::Portable, "[{}] {caps}", self.name);
             assert!(!caps.mmsg, "[{}] portable path reports mmsg:\n{caps}", self.name);
             assert_eq!(caps.max_gso_segments, 1, "[{}] portable path reports GSO:\n{caps}", self.name);
             assert!(!caps.gro, "[{}] portable path reports GRO:\n{caps}", self.name);
         }
+        if cfg!(windows) {
+            check_windows_capabilities(&caps, self.name);
+        } else {
+            // The tests take the Windows-only degradations below (marks
+            // dropped, sources refused) only where these read false.
+            assert!(caps.ecn_send && caps.src_send, "[{}] Unix applies ECN and sources on send:\n{caps}", self.name);
+        }
     }
 }
 
-/// The running kernel's release string (`uname -r`).
+/// What every Windows socket reports (either case), and under Wine 8
+/// exactly what Wine gives: pktinfo, TOS and hop limit on receive; no USO,
+/// no URO, ECN marks not applied (`ecn_send` false), sources on send
+/// ignored (`src_send` false, so refused). The same profile as
+/// `tests/windows.rs`.
+pub fn check_windows_capabilities(caps: &volley::Capabilities, name: &str) {
+    assert!(!caps.mmsg, "[{name}] no batching syscall on Windows:\n{caps}");
+    assert!(!caps.timestamps && !caps.txtime && !caps.drop_counter && !caps.recv_errors, "[{name}] {caps}");
+    if under_wine() {
+        assert_eq!(caps.max_gso_segments, 1, "[{name}] Wine 8 has no UDP_SEND_MSG_SIZE: USO must read off:\n{caps}");
+        assert!(!caps.gro, "[{name}] Wine 8 has no UDP_RECV_MAX_COALESCED_SIZE: URO must read off:\n{caps}");
+        assert!(!caps.ecn_send, "[{name}] Wine 8 drops IP_ECN marks: ecn_send must read false:\n{caps}");
+        assert!(!caps.src_send, "[{name}] Wine 8 ignores IP_PKTINFO on send: src_send must read false:\n{caps}");
+        assert!(caps.pktinfo && caps.ecn && caps.ttl, "[{name}] Wine 8 reports pktinfo, TOS and TTL:\n{caps}");
+    } else if caps.gso() {
+        assert_eq!(caps.max_gso_segments, 64, "[{name}] {caps}");
+    }
+}
+
+/// The ECN codepoint a datagram sent by `tx` with `asked` arrives with:
+/// `asked` where the stack applies marks (`Capabilities::ecn_send`: all
+/// of Unix, asserted), else unmarked (Windows stacks that drop the
+/// `IP_ECN` message's mark: Wine).
+pub fn sent_ecn(tx: &Socket, asked: Ecn) -> Ecn {
+    let caps = tx.capabilities();
+    assert!(caps.ecn_send || cfg!(windows), "ecn_send false off Windows:\n{caps}");
+    if caps.ecn_send {
+        asked
+    } else {
+        Ecn::NotEct
+    }
+}
+
+/// Whether `tx` applies a transmit's source address and interface
+/// (`Capabilities::src_send`): all of Unix (asserted); on Windows as the
+/// bind-time self-test saw (Wine: no, and such a transmit is refused).
+pub fn src_send(tx: &Socket) -> bool {
+    let caps = tx.capabilities();
+    assert!(caps.src_send || cfg!(windows), "src_send false off Windows:\n{caps}");
+    caps.src_send
+}
+
+/// Whether a DSCP can be marked, per datagram or socket-wide: everywhere
+/// but Windows, which refuses both, typed
+/// (`InvalidTransmit::DscpUnsupported`, `ErrorKind::Unsupported`): it
+/// ignores a program's DSCP without a QoS policy, and volley does not
+/// drive qWAVE.
+pub const MARKS_DSCP: bool = !cfg!(windows);
+
+/// The error codes `io::Error::raw_os_error` holds after a socket call:
+/// `errno` on Unix, `WSAGetLastError`'s `WSAE*` codes on Windows.
+pub mod errno {
+    #[cfg(unix)]
+    pub use libc::{EACCES, EADDRINUSE, EADDRNOTAVAIL, EINVAL, ENOPROTOOPT};
+    #[cfg(windows)]
+    pub use windows_sys::Win32::Networking::WinSock::{
+        WSAEACCES as EACCES, WSAEADDRINUSE as EADDRINUSE, WSAEADDRNOTAVAIL as EADDRNOTAVAIL, WSAEINVAL as EINVAL,
+        WSAENOPROTOOPT as ENOPROTOOPT,
+    };
+}
+
+/// The running kernel's release string (`uname -r`; under Wine the
+/// host's), empty where unknown.
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
+    host_file("/proc/sys/kernel/osrelease")
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// True if the running kernel is at least `major.minor`.
@@ -136,14 +235,59 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     (ma, mi) >= (major, minor)
 }
 
-/// An integer sysctl from `/proc/sys`, if readable.
+/// A file of the Linux host: itself on Linux; under Wine through Wine's
+/// `Z:` drive (the host's `/`), so the tests can read the host facts
+/// Wine's Winsock passes through; `None` on Windows proper.
+pub fn host_file(path: &str) -> Option<std::path::PathBuf> {
+    if cfg!(target_os = "linux") {
+        Some(path.into())
+    } else if under_wine() {
+        Some(format!("Z:{}", path.replace('/', "\\")).into())
+    } else {
+        None
+    }
+}
+
+/// An integer sysctl from `/proc/sys` (of the host, under Wine), if
+/// readable.
 pub fn sysctl(path: &str) -> Option<i64> {
-    std::fs::read_to_string(format!("/proc/sys/{path}")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(host_file(&format!("/proc/sys/{path}"))?).ok()?.trim().parse().ok()
+}
+
+/// The TTL (`v6` false) or IPv6 loopback hop limit a datagram leaves
+/// with by default: the sysctl on Linux and under Wine (the host kernel
+/// sends it), else 64; Windows' `DefaultTTL` / `DefaultCurHopLimit`,
+/// 128, on Windows proper.
+pub fn default_ttl(v6: bool) -> u8 {
+    let path = if v6 { "net/ipv6/conf/lo/hop_limit" } else { "net/ipv4/ip_default_ttl" };
+    let fallback = if cfg!(windows) && !under_wine() { 128 } else { 64 };
+    sysctl(path).unwrap_or(fallback) as u8
 }
 
 /// The loopback interface index, from `if_nametoindex("lo")`.
+#[cfg(target_os = "linux")]
 pub fn lo_ifindex() -> u32 {
     nix::net::if_::if_nametoindex("lo").unwrap_or_else(|e| panic!("no interface named lo: {e}"))
+}
+
+/// The loopback interface index pktinfo reports. Under Wine: the host's
+/// `lo` (Wine passes the Linux index through; its IP Helper numbers
+/// interfaces otherwise, and `GetBestInterface(127.0.0.1)` answers the
+/// host's default route). On Windows proper: `GetBestInterface`.
+#[cfg(windows)]
+pub fn lo_ifindex() -> u32 {
+    if under_wine() {
+        let file = host_file("/sys/class/net/lo/ifindex").expect("under Wine");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        return text.trim().parse().unwrap_or_else(|e| panic!("{}: {text:?}: {e}", file.display()));
+    }
+    let mut index = 0u32;
+    let loopback = u32::from_ne_bytes(std::net::Ipv4Addr::LOCALHOST.octets());
+    // SAFETY: GetBestInterface reads the address by value and writes one
+    // DWORD through the pointer, a local that outlives the call.
+    let res = unsafe { windows_sys::Win32::NetworkManagement::IpHelper::GetBestInterface(loopback, &mut index) };
+    assert_eq!(res, 0, "GetBestInterface(127.0.0.1) failed: {}", io::Error::from_raw_os_error(res as i32));
+    index
 }
 
 /// A test payload of `len` bytes that carries `seq` in its first four bytes
@@ -266,6 +410,7 @@ pub fn send_recv(tx: &Socket, rx: &Socket, transmits: &[Transmit<'_>]) -> Vec<Re
 
 /// Waits until `sock` is readable (`libc::POLLIN`) or writable
 /// (`libc::POLLOUT`), or `timeout` passes; returns whether it became ready.
+#[cfg(target_os = "linux")]
 pub fn wait_ready(sock: &impl AsFd, events: libc::c_short, timeout: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::from_bits_truncate(events))];
@@ -303,6 +448,7 @@ pub fn run_child(test: &str, mode: &str, wrapper: &[&str]) -> io::Result<Output>
 /// # Errors
 /// Why the namespace could not be made (not root, no `ip`), for the caller
 /// to print as a skip reason.
+#[cfg(target_os = "linux")]
 pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
     std::thread::scope(|s| {
         s.spawn(|| {

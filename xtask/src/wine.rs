@@ -8,7 +8,9 @@
 //! degradation, see `tests/windows.rs`). Wine 8 has no
 //! `bcryptprimitives.dll`, whose `ProcessPrng` Rust's std imports: the
 //! shim `xtask/wine/processprng.c` (forwarding to `RtlGenRandom`) is built
-//! with mingw and put beside the executables.
+//! with mingw and put beside the executables. Before building, volley-tests
+//! (one source for Linux and Windows) is linted for the target, every test
+//! target of it (`clippy -D warnings`).
 //!
 //! Missing tools (Wine, mingw, the rustup target) skip the step with one
 //! `SKIPPED:` line in the summary, like the cross-target checks.
@@ -27,43 +29,35 @@ const LINKER: &str = "x86_64-w64-mingw32-gcc";
 const WINE_CANDIDATES: &[&str] = &["/usr/lib/wine/wine64", "wine64", "wine"];
 
 /// The test executables built and run, one `cargo test` selection per
-/// package (target flags apply to every package of one invocation, and
-/// volley-tests' other tests are Linux-only).
-const SELECTIONS: &[&[&str]] = &[
-    &["-p", "volley", "--lib"],
-    &["-p", "volley-tests", "--test", "windows"],
-    &[
-        "-p",
+/// package (target flags apply to every package of one invocation):
+/// `(package, target selection)`. volley-tests' other suites are
+/// Linux-only (`#![cfg(target_os = "linux")]`: namespaces, `strace`, the
+/// drop counter, the error queue).
+const SELECTIONS: &[(&str, &[&str])] = &[
+    ("volley", &["--lib"]),
+    ("volley-tests", &["--test", "windows", "--test", "loopback", "--test", "bad_input", "--test", "alloc"]),
+    (
         "volley-tokio",
-        "--lib",
-        "--test",
-        "socket",
-        "--test",
-        "stream",
-        "--test",
-        "queue",
-        "--test",
-        "quinn",
-        "--test",
-        "echo",
-        "--test",
-        "alloc",
-    ],
-    &["-p", "volley-cli", "--test", "cli"],
+        &[
+            "--lib", "--test", "socket", "--test", "stream", "--test", "queue", "--test", "quinn", "--test", "echo",
+            "--test", "alloc",
+        ],
+    ),
+    ("volley-cli", &["--test", "cli"]),
 ];
 
-/// Per executable (by test target name): libtest arguments, and what is
-/// left out under Wine and why (printed as `SKIPPED:`).
-fn selection(name: &str) -> (Vec<&'static str>, Option<&'static str>) {
-    match name {
-        "quinn" => (
+/// Per executable (by package and test target name): libtest arguments,
+/// and what is left out under Wine and why (printed as `SKIPPED:`).
+fn selection(package: &str, name: &str) -> (Vec<&'static str>, Option<&'static str>) {
+    match (package, name) {
+        ("volley-tokio", "quinn") => (
             vec!["--skip", "interop_with_quinns_own_socket_both_ways"],
             Some(
                 "quinn test interop_with_quinns_own_socket_both_ways: quinn-udp's own socket fails its set-up under \
                  Wine 8 (WSAEOPNOTSUPP), before any volley code runs",
             ),
         ),
-        "alloc" => (
+        ("volley-tokio", "alloc") => (
             vec!["--skip", "steady_state_allocations_per_datagram_are_near_zero"],
             Some(
                 "volley-tokio alloc test steady_state_allocations_per_datagram_are_near_zero: it needs 52,000 \
@@ -71,7 +65,7 @@ fn selection(name: &str) -> (Vec<&'static str>, Option<&'static str>) {
                  intermittently (passed 3 of 5 runs); the other allocation tests run",
             ),
         ),
-        "cli" => (
+        ("volley-cli", "cli") => (
             vec![
                 "probe_json_agrees_with_the_library",
                 "help_reads_well_for_every_subcommand",
@@ -122,11 +116,21 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
     let started = Instant::now();
     println!("\n=== xtask ci: Windows tests under Wine ({wine}, {TARGET})");
 
+    // volley-tests is one source for Linux and Windows: every target of it
+    // (the Linux-only suites compile to nothing there) must stay clean for
+    // Windows, not only the suites run below.
+    let lint = ["clippy", "--target", TARGET, "-p", "volley-tests", "--all-targets", "--", "-D", "warnings"];
+    let status = crate::ci::rustup_cargo(root, pinned, &lint).status()?;
+    if !status.success() {
+        return Err(format!("clippy {TARGET} -p volley-tests --all-targets failed ({status})").into());
+    }
+
     // The test executables, listed by cargo as JSON artifacts.
     let linker_env = format!("CARGO_TARGET_{}_LINKER", TARGET.to_uppercase().replace('-', "_"));
     let mut exes = Vec::new();
-    for selection in SELECTIONS {
-        let mut args = vec!["test", "--target", TARGET, "--no-run", "--message-format=json-render-diagnostics"];
+    for (package, selection) in SELECTIONS {
+        let mut args =
+            vec!["test", "--target", TARGET, "--no-run", "--message-format=json-render-diagnostics", "-p", package];
         args.extend_from_slice(selection);
         // Diagnostics go to stderr (shown); the JSON artifacts to stdout.
         let out = crate::ci::rustup_cargo(root, pinned, &args)
@@ -134,16 +138,17 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
             .stderr(std::process::Stdio::inherit())
             .output()?;
         if !out.status.success() {
-            return Err(format!("building the Windows tests ({}) failed ({})", selection.join(" "), out.status).into());
+            let what = selection.join(" ");
+            return Err(format!("building the Windows tests (-p {package} {what}) failed ({})", out.status).into());
         }
-        exes.extend(executables(&String::from_utf8_lossy(&out.stdout)));
+        exes.extend(executables(&String::from_utf8_lossy(&out.stdout)).into_iter().map(|(n, e)| (*package, n, e)));
     }
     if exes.is_empty() {
         return Err("cargo listed no Windows test executables".into());
     }
 
     // The ProcessPrng shim, beside the executables.
-    let dll_dir = exes[0].1.parent().ok_or("executable without a directory")?.to_path_buf();
+    let dll_dir = exes[0].2.parent().ok_or("executable without a directory")?.to_path_buf();
     let shim = root.join("xtask/wine/processprng.c");
     let dll = dll_dir.join("bcryptprimitives.dll");
     let status = Command::new(LINKER).args(["-shared", "-O2", "-o"]).arg(&dll).arg(&shim).arg("-ladvapi32").status()?;
@@ -154,14 +159,15 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
     let prefix = target_dir.join("wine-prefix");
     std::fs::create_dir_all(&prefix)?;
     let mut failed = Vec::new();
-    for (name, exe) in &exes {
-        let (extra, left_out) = selection(name);
+    let mut results = Vec::new();
+    for (package, name, exe) in &exes {
+        let (extra, left_out) = selection(package, name);
         if let Some(why) = left_out {
             skipped.push(format!("under Wine: {why}"));
         }
-        println!("\n=== wine: {name} ({})", exe.display());
+        println!("\n=== wine: {package} {name} ({})", exe.display());
         let t = Instant::now();
-        let status = Command::new(&wine)
+        let mut child = Command::new(&wine)
             .arg(exe)
             // One test at a time: Wine adds a server round trip to many
             // calls, and the timing-bound tests (a sender thread feeding
@@ -172,13 +178,30 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
             .env("WINEPREFIX", &prefix)
             .env("WINEDEBUG", "-all")
             .env("VOLLEY_WINE", "1")
-            .status()?;
-        println!("=== wine: {name} took {:.0?}", t.elapsed());
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        // Shown as it comes; libtest's summary line kept for the table.
+        let mut summary = String::from("no libtest summary");
+        if let Some(out) = child.stdout.take() {
+            for line in std::io::BufRead::split(std::io::BufReader::new(out), b'\n') {
+                let line = String::from_utf8_lossy(&line?).trim_end().to_owned();
+                println!("{line}");
+                if let Some(rest) = line.strip_prefix("test result: ") {
+                    summary = rest.to_owned();
+                }
+            }
+        }
+        let status = child.wait()?;
+        println!("=== wine: {package} {name} took {:.0?}", t.elapsed());
+        results.push(format!("{package} {name}: {summary}"));
         if !status.success() {
-            failed.push(format!("{name} ({status})"));
+            failed.push(format!("{package} {name} ({status})"));
         }
     }
-    println!("=== Windows tests under Wine took {:.0?}", started.elapsed());
+    println!("\n=== Windows tests under Wine took {:.0?}", started.elapsed());
+    for r in &results {
+        println!("=== wine: {r}");
+    }
     if !failed.is_empty() {
         return Err(format!("under Wine: {} failed", failed.join(", ")).into());
     }
