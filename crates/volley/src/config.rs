@@ -201,7 +201,11 @@ impl Config {
         self
     }
 
-    /// The socket-level TOS / traffic-class byte (DSCP and ECN).
+    /// The socket-level TOS / traffic-class byte (DSCP and ECN), as
+    /// [`crate::Socket::set_tos`]. On Windows a DSCP other than 0 is a qWAVE
+    /// flow to a connected peer, which a bind does not have: it is refused
+    /// ([`crate::Error::SocketOption`], [`crate::OptionError::NotConnected`]);
+    /// connect, then call `set_tos`.
     pub fn tos(mut self, tos: u8) -> Self {
         self.tos = Some(tos);
         self

@@ -36,7 +36,8 @@
 //! socket), `set_pmtud`, `may_fragment`, `path_mtu`, `attach_cpu_steering`,
 //! `read_error_entry` (the ICMP error queue), `set_multicast_if_index_v4`,
 //! `disable_multicast_all`, `force_buffer`, `bind_device`, `bound_device`
-//! (Windows also `set_tos`, `disconnect`, `send_msgs`, `recv_msgs`); with `has_mmsg` also
+//! (Windows also `disconnect`, `send_msgs`, `recv_msgs`, and `qwave` the
+//! socket-level DSCP); with `has_mmsg` also
 //! `send_mmsg`, `recv_mmsg` and `mmsg_blocked`. What a kernel lacks is an
 //! `Unsupported` error or a `false` capability, never a silent no-op.
 //!
@@ -72,6 +73,8 @@ macro_rules! syscall {
 
 mod addr;
 pub(crate) mod cmsg;
+#[cfg(windows)]
+mod qwave;
 mod recv;
 mod send;
 mod socket;
@@ -124,7 +127,9 @@ pub(crate) use send::send;
 #[cfg(unix)]
 pub(crate) use socket::disconnect;
 pub(crate) use socket::{adopt, open, recv_waiting, wait, SocketState};
-pub(crate) use sockopt::{broadcast_refused, multicast_membership, set_multicast_interface, set_tos, tos};
+pub(crate) use sockopt::{
+    broadcast_refused, multicast_membership, peer_changed, set_multicast_interface, set_tos, tos,
+};
 #[cfg(windows)]
 pub(crate) use windows::disconnect;
 
