@@ -304,7 +304,10 @@ impl<'a> SocketRef<'a> {
                 Error::from(e)
             }
         })?;
-        sys::peer_changed(&self.dp.state);
+        // Windows: the socket's qWAVE flow (its DSCP) was tied to the old
+        // peer. Elsewhere the socket-level TOS outlives a connect.
+        #[cfg(windows)]
+        sys::end_flow(&self.dp.state);
         Ok(())
     }
 
@@ -314,7 +317,8 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::disconnect`].
     pub fn disconnect(self) -> Result<(), Error> {
         sys::disconnect(self.fd)?;
-        sys::peer_changed(&self.dp.state);
+        #[cfg(windows)]
+        sys::end_flow(&self.dp.state);
         let now = self.sock().local_addr()?.as_socket().map_or(0, |a| a.port());
         if now == 0 && self.dp.bound.port() != 0 {
             // Rebind the address as bound (a wildcard stays a wildcard).

@@ -119,6 +119,8 @@ use std::io;
 
 use crate::os::RawFd;
 
+#[cfg(windows)]
+pub(crate) use qwave::end_flow;
 #[cfg(feature = "bytes")]
 pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;
@@ -127,9 +129,7 @@ pub(crate) use send::send;
 #[cfg(unix)]
 pub(crate) use socket::disconnect;
 pub(crate) use socket::{adopt, open, recv_waiting, wait, SocketState};
-pub(crate) use sockopt::{
-    broadcast_refused, multicast_membership, peer_changed, set_multicast_interface, set_tos, tos,
-};
+pub(crate) use sockopt::{broadcast_refused, multicast_membership, set_multicast_interface, set_tos, tos};
 #[cfg(windows)]
 pub(crate) use windows::disconnect;
 

@@ -365,7 +365,7 @@ pub(super) fn set_tos(fd: BorrowedFd<'_>, state: &SocketState, tos: u8) -> Resul
 
 /// The socket's peer changed (connect, disconnect): its flow, tied to the
 /// old peer, is closed and its DSCP reads 0.
-pub(super) fn end_flow(state: &SocketState) {
+pub(crate) fn end_flow(state: &SocketState) {
     if let Some(flow) = state.qos.lock().take() {
         tracing::debug!(peer = %flow.peer, dscp = flow.dscp, "peer changed: qWAVE flow closed, socket DSCP back to 0");
         state.socket_dscp.store(0, Ordering::Relaxed);

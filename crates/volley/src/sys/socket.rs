@@ -181,11 +181,13 @@ fn apply_tos(
     config: &Config,
     wrap: impl FnOnce(io::Error) -> Error,
 ) -> Result<(), Error> {
-    match config.tos.map(|tos| set_tos(fd, state, tos)) {
-        Some(Err(Error::Io(e))) => Err(wrap(e)),
-        Some(Err(typed)) => Err(typed),
-        _ => Ok(()),
-    }
+    let Some(tos) = config.tos else {
+        return Ok(());
+    };
+    set_tos(fd, state, tos).map_err(|e| match e {
+        Error::Io(e) => wrap(e),
+        typed => typed,
+    })
 }
 
 /// `SO_REUSEPORT`. Windows has none: its `SO_REUSEADDR` lets any later

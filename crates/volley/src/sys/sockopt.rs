@@ -165,16 +165,6 @@ pub(crate) fn tos(fd: BorrowedFd<'_>, state: &SocketState) -> io::Result<u8> {
     }
 }
 
-/// The socket's peer changed (a connect or disconnect through volley):
-/// Windows closes the qWAVE flow that marked the old peer's traffic
-/// (`qwave.rs`); elsewhere the socket-level TOS is not tied to a peer.
-pub(crate) fn peer_changed(state: &SocketState) {
-    #[cfg(windows)]
-    super::qwave::end_flow(state);
-    #[cfg(unix)]
-    let _ = state;
-}
-
 /// Joins or leaves a multicast group, any-source or source-specific.
 pub(crate) fn multicast_membership(
     fd: BorrowedFd<'_>,
