@@ -464,12 +464,14 @@ fn socket_tos_survives_per_datagram_ecn() {
     });
 }
 
-/// Windows: a socket-level DSCP is refused (`Unsupported`), the TOS stays
-/// 0, a per-datagram DSCP is refused, and per-datagram ECN goes as
-/// `ecn_send` says, under the default DSCP.
+/// Windows: a socket-level DSCP on an unconnected socket is refused
+/// (`NotConnected`: Windows marks DSCP through a qWAVE flow to one peer,
+/// see tests/windows.rs), the TOS stays 0, a per-datagram DSCP other than
+/// the socket's is refused, and per-datagram ECN goes as `ecn_send` says,
+/// under the default DSCP.
 fn socket_dscp_is_refused(case: &Case, at: &str, tx: &Socket, rx: &Socket) {
     let e = tx.set_tos(Dscp::AF41.value() << 2).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "[{}] {at}: {e}", case.name);
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "[{}] {at}: {e}", case.name);
     tx.set_tos(0).unwrap();
     if driver::under_wine() && at.starts_with('[') {
         // Wine 8 has no getsockopt(IPV6_TCLASS): pinned, so a change shows.
@@ -624,9 +626,10 @@ fn config_builder_round_trip_on_both_backends() {
         let sock = if driver::MARKS_DSCP {
             config.tos(tos).bind(addr("127.0.0.1:0")).unwrap()
         } else {
-            // Windows: a socket-level DSCP fails the bind, typed.
+            // Windows: a socket-level DSCP fails the bind, typed (a qWAVE
+            // flow needs a connected peer).
             match config.clone().tos(tos).bind(addr("127.0.0.1:0")) {
-                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "[{}] {e}", case.name),
+                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "[{}] {e}", case.name),
                 Ok(_) => panic!("[{}] a socket-level DSCP was accepted", case.name),
             }
             config.bind(addr("127.0.0.1:0")).unwrap()

@@ -15,7 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use volley::{
-    Backend, BindError, Capabilities, Config, Dscp, Ecn, Error, InvalidTransmit, RecvBatch, RecvMeta, Socket, Transmit,
+    Backend, BindError, Capabilities, Config, Dscp, Ecn, Error, InvalidTransmit, OptionError, RecvBatch, RecvMeta,
+    Socket, SocketOption, Transmit,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,6 +70,7 @@ fn check_capabilities(caps: &Capabilities, portable: bool) {
         assert!(!caps.ecn_send, "Wine 8 drops IP_ECN marks: ecn_send must read false:\n{caps}");
         assert!(!caps.src_send, "Wine 8 ignores IP_PKTINFO on send: src_send must read false:\n{caps}");
         assert!(caps.pktinfo && caps.ecn && caps.ttl, "Wine 8 reports pktinfo, TOS and TTL:\n{caps}");
+        assert!(!caps.qwave, "Wine 8's QOSCreateHandle fails: qwave must read false:\n{caps}");
     } else if caps.gso() {
         assert_eq!(caps.max_gso_segments, 64, "{caps}");
     }
@@ -272,13 +274,10 @@ fn errors_are_typed() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::Unsupported, "{what}: {e}"),
         Ok(_) => panic!("{what}: accepted"),
     };
-    unsupported(Config::new().tos(0xb8).bind(addr("127.0.0.1:0")), "socket DSCP");
     unsupported(Config::new().reuse_port(true).bind(addr("127.0.0.1:0")), "reuse_port");
     unsupported(Config::new().timestamps(true).bind(addr("127.0.0.1:0")), "timestamps");
     unsupported(Config::new().txtime(true).bind(addr("127.0.0.1:0")), "txtime");
     unsupported(Config::new().bind_device("lo").bind(addr("127.0.0.1:0")), "bind_device");
-    assert_eq!(a.set_tos(0x2e << 2).unwrap_err().kind(), std::io::ErrorKind::Unsupported);
-    a.set_tos(0).unwrap();
     if under_wine() {
         unsupported(Config::new().pmtud(volley::Pmtud::Probe).bind(addr("127.0.0.1:0")), "pmtud (Wine)");
     }
@@ -291,6 +290,103 @@ fn errors_are_typed() {
     // The default DSCP is no request: it goes.
     let t = Transmit::new(to, b"x").with_dscp(Dscp::default());
     assert_eq!(a.try_send_batch(&[t]).unwrap().transmits, 1);
+}
+
+/// The DSCP refusal a socket-level TOS must meet, with its reason.
+#[track_caller]
+fn refused_dscp(r: Result<(), Error>, want: OptionError, what: &str) -> Error {
+    match r {
+        Err(e @ Error::SocketOption { option: SocketOption::Dscp, reason, .. }) if reason == want => e,
+        other => panic!("{what}: want SocketOption::Dscp refused {want:?}, got {other:?}"),
+    }
+}
+
+/// A socket-level DSCP is a qWAVE flow to the connected peer: refused,
+/// typed, on an unconnected socket (and so at bind) and with ECN bits;
+/// on a connected one it is marked where qWAVE answers (DSCP 40 needs no
+/// privilege), and refused as `Unsupported` where it does not. Under Wine
+/// 8 `QOSCreateHandle` fails: the capability reads false and a connected
+/// socket's DSCP is refused naming that step.
+#[test]
+fn socket_dscp_is_a_qwave_flow_or_a_typed_refusal() {
+    let cs5 = Dscp::new(40).unwrap().tos(Ecn::NotEct);
+    let ef = Dscp::EF.tos(Ecn::NotEct);
+    let peer = Socket::bind(addr("127.0.0.1:0")).unwrap();
+    let sock = Socket::bind(addr("127.0.0.1:0")).unwrap();
+    let qwave = sock.capabilities().qwave;
+    println!("qwave: {qwave}");
+
+    // Unconnected: no peer to make a flow to.
+    let e = refused_dscp(sock.set_tos(ef), OptionError::NotConnected, "unconnected");
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
+    println!("unconnected: {e}");
+    match Config::new().tos(ef).bind(addr("127.0.0.1:0")) {
+        Err(Error::SocketOption { option: SocketOption::Dscp, reason: OptionError::NotConnected, .. }) => {}
+        other => panic!("Config::tos at bind: {other:?}"),
+    }
+    // ECN belongs in the datagram (IP_ECN), never in the socket's TOS.
+    refused_dscp(sock.set_tos(Dscp::EF.tos(Ecn::Ect0)), OptionError::Unsupported, "ECN bits");
+    sock.set_tos(0).unwrap();
+    assert_eq!(sock.tos().unwrap(), 0);
+
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    match sock.set_tos(cs5) {
+        Ok(()) => {
+            assert!(qwave, "a flow without the capability");
+            assert_eq!(sock.tos().unwrap(), cs5);
+            // A transmit may name the flow's DSCP, not another.
+            let to = peer.local_addr().unwrap();
+            let same = Transmit::new(to, b"cs5").with_dscp(Dscp::new(40).unwrap());
+            sock.send_batch_blocking(&[same], TIMEOUT).unwrap();
+            let mut batch = RecvBatch::new();
+            // What reaches the wire over loopback is printed, not
+            // asserted: whether qWAVE marks loopback traffic is not known.
+            println!("received dscp {:?} (flow 40)", recv(&peer, &mut batch, 1)[0].0.dscp);
+            let other = Transmit::new(to, b"ef").with_dscp(Dscp::EF);
+            match sock.try_send_batch(&[other]) {
+                Err(Error::InvalidTransmit(InvalidTransmit::DscpUnsupported { dscp })) => assert_eq!(dscp, Dscp::EF),
+                other => panic!("{other:?}"),
+            }
+            // EF needs Administrators or Network Configuration Operators;
+            // refused, the socket is left unmarked.
+            match sock.set_tos(ef) {
+                Ok(()) => assert_eq!(sock.tos().unwrap(), ef),
+                r => {
+                    refused_dscp(r, OptionError::PermissionDenied, "EF unprivileged");
+                    assert_eq!(sock.tos().unwrap(), 0);
+                    sock.set_tos(cs5).unwrap();
+                }
+            }
+            // The flow belongs to the peer: a new connect ends it.
+            sock.connect(peer.local_addr().unwrap()).unwrap();
+            assert_eq!(sock.tos().unwrap(), 0, "connect ends the flow");
+        }
+        r => {
+            let e = refused_dscp(r, OptionError::Unsupported, "connected, qWAVE unavailable");
+            println!("connected: {e}");
+            assert!(!qwave, "refused although qWAVE answered: {e}");
+            if under_wine() {
+                // Wine 8's stub sets ERROR_SERVICE_ALREADY_RUNNING.
+                let text = e.to_string();
+                assert!(text.contains("QOSCreateHandle") && text.contains("(os error 1056)"), "{e}");
+            }
+            assert_eq!(sock.tos().unwrap(), 0);
+        }
+    }
+    sock.set_tos(0).unwrap();
+    assert_eq!(sock.tos().unwrap(), 0);
+    // qWAVE takes no IPv4-mapped peer: a dual-stack socket connected to
+    // an IPv4 address is refused before qWAVE is asked.
+    let dual = Socket::bind(addr("[::]:0")).unwrap();
+    dual.connect(peer.local_addr().unwrap()).unwrap();
+    let e = refused_dscp(dual.set_tos(cs5), OptionError::Unsupported, "mapped peer");
+    assert!(e.to_string().contains("IPv4-mapped"), "{e}");
+    // Per datagram only the socket's DSCP (0 here) may be named.
+    let t = Transmit::new(peer.local_addr().unwrap(), b"x").with_dscp(Dscp::EF);
+    match sock.try_send_batch(&[t]) {
+        Err(Error::InvalidTransmit(InvalidTransmit::DscpUnsupported { dscp })) => assert_eq!(dscp, Dscp::EF),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// mio readiness on Windows goes through mio's own UDP socket: after a

@@ -94,6 +94,25 @@ pub struct Capabilities {
     /// Each datagram's original destination reported
     /// ([`crate::RecvMeta::orig_dst`], [`crate::Config::orig_dst`]).
     pub orig_dst: bool,
+    /// Windows: qWAVE answers in this process (`qwave.dll` loaded and
+    /// `QOSCreateHandle` succeeded, tested once at the first bind), so
+    /// [`crate::Socket::set_tos`] can mark a *connected* socket's DSCP as a
+    /// qWAVE flow to its peer: DSCP 8, 40 and 56 without privilege, any
+    /// other only for a member of Administrators or Network Configuration
+    /// Operators (learned when it is set: a typed
+    /// [`crate::Error::SocketOption`] if refused). When false (no
+    /// `qwave.dll`, the service unavailable, Wine), a DSCP other than 0 is
+    /// refused with [`crate::OptionError::Unsupported`]. Always false off
+    /// Windows, where `set_tos` is a plain `IP_TOS` / `IPV6_TCLASS` and
+    /// needs no qWAVE.
+    ///
+    /// ```
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// if cfg!(unix) {
+    ///     assert!(!sock.capabilities().qwave);
+    /// }
+    /// ```
+    pub qwave: bool,
 }
 
 impl Capabilities {
@@ -114,7 +133,7 @@ impl fmt::Display for Capabilities {
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
         let tos_send = if self.tos_cmsg { "per datagram" } else { "socket-level only (control message refused)" };
         let mark = self.mark.map_or_else(|| "none".into(), |m| format!("{m:#x}"));
-        let rows: [(&str, &str); 20] = [
+        let rows: [(&str, &str); 21] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
@@ -135,6 +154,7 @@ impl fmt::Display for Capabilities {
             ("IP_TRANSPARENT", yn(self.transparent)),
             ("SO_MARK", &mark),
             ("original dst", yn(self.orig_dst)),
+            ("qWAVE socket DSCP", yn(self.qwave)),
         ];
         for (i, (name, value)) in rows.iter().enumerate() {
             if i > 0 {

@@ -201,7 +201,22 @@ impl Config {
         self
     }
 
-    /// The socket-level TOS / traffic-class byte (DSCP and ECN).
+    /// The socket-level TOS / traffic-class byte (DSCP and ECN), as
+    /// [`crate::Socket::set_tos`]. On Windows a DSCP other than 0 is a qWAVE
+    /// flow to a connected peer, which a bind does not have: it is refused
+    /// ([`crate::Error::SocketOption`], [`crate::OptionError::NotConnected`]);
+    /// connect, then call `set_tos`.
+    ///
+    /// ```
+    /// use volley::{Config, Dscp, Ecn, Error, OptionError};
+    /// let af41 = Dscp::AF41.tos(Ecn::NotEct);
+    /// match Config::new().tos(af41).bind("127.0.0.1:0".parse().unwrap()) {
+    ///     Ok(sock) => assert_eq!(sock.tos().unwrap(), af41),
+    ///     // Windows: a qWAVE flow needs a peer, which a bind does not have.
+    ///     Err(Error::SocketOption { reason: OptionError::NotConnected, .. }) => assert!(cfg!(windows)),
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// ```
     pub fn tos(mut self, tos: u8) -> Self {
         self.tos = Some(tos);
         self

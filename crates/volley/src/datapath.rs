@@ -16,7 +16,6 @@
 use crate::os::{AsFd, BorrowedFd};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[cfg(windows)]
@@ -273,9 +272,7 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As `setsockopt(2)`.
     pub fn set_tos(self, tos: u8) -> Result<(), Error> {
-        sys::set_tos(self.fd, self.dp.state.families, tos)?;
-        self.dp.state.socket_dscp.store(tos >> 2, Ordering::Relaxed);
-        Ok(())
+        sys::set_tos(self.fd, &self.dp.state, tos)
     }
 
     /// As [`crate::Socket::tos`].
@@ -283,7 +280,7 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As `getsockopt(2)`.
     pub fn tos(self) -> Result<u8, Error> {
-        sys::tos(self.fd, self.dp.state.families.v6).map_err(Error::from)
+        sys::tos(self.fd, &self.dp.state).map_err(Error::from)
     }
 
     /// As [`crate::Socket::may_fragment`].
@@ -306,7 +303,12 @@ impl<'a> SocketRef<'a> {
             } else {
                 Error::from(e)
             }
-        })
+        })?;
+        // Windows: the socket's qWAVE flow (its DSCP) was tied to the old
+        // peer. Elsewhere the socket-level TOS outlives a connect.
+        #[cfg(windows)]
+        sys::end_flow(&self.dp.state);
+        Ok(())
     }
 
     /// As [`crate::Socket::disconnect`].
@@ -315,6 +317,8 @@ impl<'a> SocketRef<'a> {
     /// As [`crate::Socket::disconnect`].
     pub fn disconnect(self) -> Result<(), Error> {
         sys::disconnect(self.fd)?;
+        #[cfg(windows)]
+        sys::end_flow(&self.dp.state);
         let now = self.sock().local_addr()?.as_socket().map_or(0, |a| a.port());
         if now == 0 && self.dp.bound.port() != 0 {
             // Rebind the address as bound (a wildcard stays a wildcard).

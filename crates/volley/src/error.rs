@@ -79,9 +79,12 @@ pub enum InvalidTransmit {
         /// The rejected interface index.
         src_ifindex: u32,
     },
-    /// A DSCP other than the default on a platform that cannot mark it per
-    /// datagram: Windows ignores a program's DSCP without a QoS policy
-    /// (ECN, `Transmit::ecn`, is carried).
+    /// A DSCP other than the socket's on a platform that cannot mark it per
+    /// datagram: Windows ignores a program's per-datagram DSCP, and qWAVE
+    /// marks a whole flow, the socket's ([`crate::Socket::set_tos`] on a
+    /// connected socket). A transmit may name the DSCP the socket already
+    /// marks (0 without a flow); ECN (`Transmit::ecn`) is carried per
+    /// datagram.
     DscpUnsupported {
         /// The rejected DSCP.
         dscp: crate::Dscp,
@@ -130,8 +133,8 @@ impl fmt::Display for InvalidTransmit {
             ),
             Self::DscpUnsupported { dscp } => write!(
                 f,
-                "dscp {dscp}: this platform cannot mark a DSCP per datagram (Windows needs a QoS policy); \
-                 leave Transmit::dscp unset"
+                "dscp {dscp}: this platform cannot mark a DSCP per datagram, only the socket's (Windows: a qWAVE \
+                 flow, Socket::set_tos on a connected socket); leave Transmit::dscp unset"
             ),
             Self::SrcIfindexOutOfRange { src_ifindex } => {
                 write!(f, "src_ifindex {src_ifindex} is out of range: interface indexes go up to {}", i32::MAX)
@@ -220,8 +223,10 @@ pub enum Error {
         source: Option<io::Error>,
     },
     /// A socket option the [`crate::Config`] asks for was refused, at bind
-    /// or when adopting a socket ([`crate::Config::adopt`]): the process
-    /// lacks the privilege it needs, or the platform lacks the option.
+    /// or when adopting a socket ([`crate::Config::adopt`]), or, on
+    /// Windows, a socket-level DSCP by [`crate::Socket::set_tos`]
+    /// ([`SocketOption::Dscp`]): the process lacks the privilege it needs,
+    /// the platform lacks the option, or the socket is not connected.
     SocketOption {
         /// The option.
         option: SocketOption,
@@ -263,6 +268,11 @@ pub enum SocketOption {
     Mark,
     /// `IP_RECVORIGDSTADDR` / `IPV6_RECVORIGDSTADDR` ([`crate::Config::orig_dst`]).
     OrigDst,
+    /// The socket-level DSCP on Windows ([`crate::Config::tos`],
+    /// [`crate::Socket::set_tos`]): a qWAVE flow to the connected peer, as
+    /// Windows ignores a program's `IP_TOS`. Elsewhere a refused `IP_TOS` is
+    /// [`Error::Io`].
+    Dscp,
 }
 
 impl fmt::Display for SocketOption {
@@ -273,6 +283,7 @@ impl fmt::Display for SocketOption {
             Self::Transparent => "IP_TRANSPARENT",
             Self::Mark => "SO_MARK",
             Self::OrigDst => "IP_RECVORIGDSTADDR",
+            Self::Dscp => "DSCP (qWAVE flow)",
         })
     }
 }
@@ -296,12 +307,21 @@ impl fmt::Display for SocketOption {
 pub enum OptionError {
     /// `EPERM` / `EACCES`: the process lacks the capability the option
     /// needs (`CAP_NET_ADMIN`, or `CAP_NET_RAW`, for `IP_TRANSPARENT` and
-    /// `SO_MARK`).
+    /// `SO_MARK`). On Windows, qWAVE refused a DSCP other than 8, 40 and 56
+    /// (`ERROR_ACCESS_DENIED`: it needs Administrators or Network
+    /// Configuration Operators).
     PermissionDenied,
     /// The platform has no such option (only Linux and Android have
     /// `IP_FREEBIND`, `IP_TRANSPARENT`, `SO_MARK` and the original
-    /// destination).
+    /// destination). On Windows: qWAVE is unavailable for a socket-level
+    /// DSCP (no `qwave.dll`, or `QOSCreateHandle` failed: see the source
+    /// and [`crate::Capabilities::qwave`]), or the TOS carried ECN bits,
+    /// which Windows takes per datagram only.
     Unsupported,
+    /// The option applies to a connected socket only, and the socket is
+    /// not connected: a socket-level DSCP on Windows is a qWAVE flow to
+    /// the socket's peer (connect, then [`crate::Socket::set_tos`]).
+    NotConnected,
     /// The kernel refused it for another reason (see the source).
     Other,
 }
@@ -406,6 +426,7 @@ impl Error {
             Self::Adopt { .. } => io::ErrorKind::InvalidInput,
             Self::SocketOption { reason: OptionError::PermissionDenied, .. } => io::ErrorKind::PermissionDenied,
             Self::SocketOption { reason: OptionError::Unsupported, .. } => io::ErrorKind::Unsupported,
+            Self::SocketOption { reason: OptionError::NotConnected, .. } => io::ErrorKind::NotConnected,
             Self::SocketOption { source, .. } => source.kind(),
             Self::BroadcastNotEnabled { .. } => io::ErrorKind::PermissionDenied,
             Self::Io(e) => e.kind(),
@@ -505,8 +526,13 @@ impl fmt::Display for Error {
                     (OptionError::PermissionDenied, SocketOption::Transparent | SocketOption::Mark) => {
                         "permission denied: needs CAP_NET_ADMIN (or CAP_NET_RAW)"
                     }
+                    (OptionError::PermissionDenied, SocketOption::Dscp) => {
+                        "permission denied: needs Administrators or Network Configuration Operators"
+                    }
                     (OptionError::PermissionDenied, _) => "permission denied",
+                    (OptionError::Unsupported, SocketOption::Dscp) => "not available on this host",
                     (OptionError::Unsupported, _) => "not supported on this platform",
+                    (OptionError::NotConnected, _) => "the socket is not connected",
                     (OptionError::Other, _) => "refused by the kernel",
                 };
                 write!(f, "socket option {option}: {why} ({source})")

@@ -457,7 +457,9 @@ impl Socket {
     }
 
     /// Connects the socket to `addr`: only datagrams from it are received,
-    /// and [`Socket::path_mtu`] becomes available.
+    /// and [`Socket::path_mtu`] becomes available. On Windows it closes the
+    /// qWAVE flow of an earlier peer: the socket-level DSCP reads 0 until
+    /// [`Socket::set_tos`] sets it for this peer.
     ///
     /// # Errors
     /// As `connect(2)`; connecting to a broadcast address without
@@ -466,7 +468,8 @@ impl Socket {
         self.as_socket_ref().connect(addr)
     }
 
-    /// Dissolves a connection made with [`Socket::connect`].
+    /// Dissolves a connection made with [`Socket::connect`] (on Windows,
+    /// with the qWAVE flow that marked the peer's DSCP).
     ///
     /// # Errors
     /// As `connect(2)` with `AF_UNSPEC`.
@@ -504,12 +507,52 @@ impl Socket {
     ///
     /// ```
     /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// # if cfg!(unix) {
     /// sock.set_tos(volley::Dscp::AF41.tos(volley::Ecn::NotEct)).unwrap();
     /// assert_eq!(sock.tos().unwrap(), 34 << 2);
+    /// # }
+    /// ```
+    ///
+    /// # Windows
+    ///
+    /// Windows ignores `IP_TOS` from programs without a QoS policy, so the
+    /// DSCP goes through qWAVE ([`crate::Capabilities::qwave`]): a flow from
+    /// this socket to its peer, which the socket must have (connect first).
+    /// DSCP 8, 40 and 56 are qWAVE traffic types (Background, AudioVideo,
+    /// Voice) that need no privilege; any other DSCP needs the process in
+    /// Administrators or Network Configuration Operators. The ECN bits must
+    /// be 0 (ECN is marked per datagram, [`Transmit::ecn`]), and a transmit
+    /// may not ask for another DSCP than the flow's
+    /// ([`crate::InvalidTransmit::DscpUnsupported`]): qWAVE marks a flow,
+    /// not a datagram. The flow belongs to the peer: [`Socket::connect`]
+    /// and [`Socket::disconnect`] close it ([`Socket::tos`] reads 0 again).
+    /// A refused change leaves the socket unmarked. `0` closes the flow.
+    ///
+    /// ```
+    /// use volley::{Dscp, Ecn, Error, OptionError, SocketOption};
+    /// let peer = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// sock.connect(peer.local_addr().unwrap()).unwrap();
+    /// let cs5 = Dscp::new(40).unwrap().tos(Ecn::NotEct); // no privilege needed on Windows
+    /// match sock.set_tos(cs5) {
+    ///     Ok(()) => assert_eq!(sock.tos().unwrap(), cs5),
+    ///     // Windows without qWAVE (no qwave.dll, its service unavailable):
+    ///     Err(Error::SocketOption { option: SocketOption::Dscp, reason: OptionError::Unsupported, .. }) => {
+    ///         assert!(!sock.capabilities().qwave);
+    ///         assert_eq!(sock.tos().unwrap(), 0);
+    ///     }
+    ///     Err(e) => panic!("{e}"),
+    /// }
     /// ```
     ///
     /// # Errors
-    /// As `setsockopt(2)`.
+    /// As `setsockopt(2)` ([`Error::Io`]). On Windows
+    /// [`Error::SocketOption`] with [`crate::SocketOption::Dscp`] and the
+    /// reason: [`crate::OptionError::NotConnected`] (no peer),
+    /// `Unsupported` (qWAVE unavailable, or ECN bits set),
+    /// `PermissionDenied` (the DSCP needs Administrators or Network
+    /// Configuration Operators), `Other` (qWAVE refused the flow; the
+    /// source names the step).
     pub fn set_tos(&self, tos: u8) -> Result<(), Error> {
         self.as_socket_ref().set_tos(tos)
     }
@@ -605,7 +648,8 @@ impl Socket {
         self.as_socket_ref().may_fragment()
     }
 
-    /// The socket-level TOS / traffic-class byte.
+    /// The socket-level TOS / traffic-class byte. On Windows, the DSCP of
+    /// the socket's qWAVE flow (0 without one): see [`Socket::set_tos`].
     ///
     /// # Errors
     /// As `getsockopt(2)`.

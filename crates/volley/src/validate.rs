@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, SocketAddrV6};
 
 use crate::meta::{MAX_PAYLOAD_V4, MAX_PAYLOAD_V6};
-use crate::{InvalidTransmit, Transmit};
+use crate::{Dscp, InvalidTransmit, Transmit};
 
 /// Which IP versions a socket carries: an IPv4 socket `v4` only, an
 /// IPv6-only socket `v6` only, a dual-stack `[::]` socket both. Options
@@ -30,12 +30,20 @@ pub(crate) struct Limits {
     /// (`IP_PKTINFO`'s `ipi_ifindex`); FreeBSD cannot (`IP_SENDSRCADDR`
     /// carries only an address).
     pub(crate) ifindex_v4: bool,
+    /// The platform marks a DSCP per datagram (a TOS control message);
+    /// Windows does not: only the socket's flow is marked.
+    pub(crate) dscp_per_datagram: bool,
+    /// The DSCP the socket marks (its socket-level TOS).
+    pub(crate) socket_dscp: Dscp,
 }
 
 impl Limits {
     /// Whether this platform's IPv4 send path takes an interface index
     /// (`IP_PKTINFO`: Linux, Android, Apple, Windows).
     pub(crate) const IFINDEX_V4: bool = cfg!(any(has_pktinfo_v4, windows));
+    /// Whether this platform marks a DSCP per datagram: every Unix;
+    /// Windows ignores a program's TOS and marks per qWAVE flow.
+    pub(crate) const DSCP_PER_DATAGRAM: bool = cfg!(not(windows));
 }
 
 /// A transmit that passed [`validate`]: where it goes, as the socket must
@@ -60,10 +68,9 @@ pub(crate) fn validate(t: &Transmit<'_>, limits: Limits) -> Result<Checked, Inva
     if t.txtime.is_some() && !limits.txtime {
         return Err(InvalidTransmit::TxtimeNotEnabled);
     }
-    // Windows takes ECN per datagram (IP_ECN) but no DSCP: refused, not
-    // silently dropped.
-    #[cfg(windows)]
-    if let Some(dscp) = t.dscp.filter(|d| d.tos(crate::Ecn::NotEct) != 0) {
+    // Windows takes ECN per datagram (IP_ECN) but no DSCP: one other than
+    // what the socket's flow marks is refused, not silently dropped.
+    if let Some(dscp) = t.dscp.filter(|&d| !limits.dscp_per_datagram && d != limits.socket_dscp) {
         return Err(InvalidTransmit::DscpUnsupported { dscp });
     }
     // Normalise IPv4-mapped destinations to IPv4, then map for the socket.
@@ -123,7 +130,36 @@ mod tests {
     const V6: Families = Families { v4: false, v6: true };
 
     fn limits(families: Families) -> Limits {
-        Limits { families, txtime: false, gso_max: 64, src: true, ifindex_v4: true }
+        Limits {
+            families,
+            txtime: false,
+            gso_max: 64,
+            src: true,
+            ifindex_v4: true,
+            dscp_per_datagram: true,
+            socket_dscp: Dscp::default(),
+        }
+    }
+
+    /// Where DSCP is marked per flow (Windows), a transmit may name only the
+    /// socket's DSCP: anything else is refused, never sent with another mark.
+    #[test]
+    fn a_dscp_other_than_the_sockets_is_refused_where_marking_is_per_flow() {
+        let to = "127.0.0.1:9".parse().unwrap();
+        let per_flow = |socket_dscp| Limits { dscp_per_datagram: false, socket_dscp, ..limits(V4) };
+        let ef = Transmit::new(to, b"x").with_dscp(Dscp::EF);
+        assert_eq!(validate(&ef, per_flow(Dscp::default())), Err(InvalidTransmit::DscpUnsupported { dscp: Dscp::EF }));
+        assert!(validate(&ef, per_flow(Dscp::EF)).is_ok(), "the socket's own DSCP goes");
+        let default = Transmit::new(to, b"x").with_dscp(Dscp::default());
+        assert!(validate(&default, per_flow(Dscp::default())).is_ok());
+        assert_eq!(
+            validate(&default, per_flow(Dscp::EF)),
+            Err(InvalidTransmit::DscpUnsupported { dscp: Dscp::default() }),
+            "0 on an EF socket would leave marked EF"
+        );
+        assert!(validate(&Transmit::new(to, b"x"), per_flow(Dscp::EF)).is_ok(), "no DSCP asked: the socket's");
+        assert!(validate(&ef, limits(V4)).is_ok(), "per datagram: any DSCP");
+        assert_eq!(Limits::DSCP_PER_DATAGRAM, cfg!(unix));
     }
 
     /// A stack that ignores a per-datagram source (Wine) refuses a transmit

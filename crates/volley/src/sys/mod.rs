@@ -36,7 +36,8 @@
 //! socket), `set_pmtud`, `may_fragment`, `path_mtu`, `attach_cpu_steering`,
 //! `read_error_entry` (the ICMP error queue), `set_multicast_if_index_v4`,
 //! `disable_multicast_all`, `force_buffer`, `bind_device`, `bound_device`
-//! (Windows also `set_tos`, `disconnect`, `send_msgs`, `recv_msgs`); with `has_mmsg` also
+//! (Windows also `disconnect`, `send_msgs`, `recv_msgs`, and `qwave` the
+//! socket-level DSCP); with `has_mmsg` also
 //! `send_mmsg`, `recv_mmsg` and `mmsg_blocked`. What a kernel lacks is an
 //! `Unsupported` error or a `false` capability, never a silent no-op.
 //!
@@ -72,6 +73,8 @@ macro_rules! syscall {
 
 mod addr;
 pub(crate) mod cmsg;
+#[cfg(windows)]
+mod qwave;
 mod recv;
 mod send;
 mod socket;
@@ -116,6 +119,8 @@ use std::io;
 
 use crate::os::RawFd;
 
+#[cfg(windows)]
+pub(crate) use qwave::end_flow;
 #[cfg(feature = "bytes")]
 pub(crate) use recv::recv_bytes;
 pub(crate) use recv::recv_into;

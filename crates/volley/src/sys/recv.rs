@@ -427,11 +427,14 @@ mod tests {
             transparent: false,
             mark: None,
             orig_dst: true,
+            qwave: false,
         };
         SocketState {
             live: Live::new(caps),
             families: Families { v4: true, v6: false },
             socket_dscp: AtomicU8::new(0),
+            #[cfg(windows)]
+            qos: Default::default(),
             pending_error: Default::default(),
             errors: Default::default(),
             blocking: Default::default(),

@@ -108,6 +108,8 @@ fn send_counted(
             src: fixed.src_send,
             gso_max,
             ifindex_v4: Limits::IFINDEX_V4,
+            dscp_per_datagram: Limits::DSCP_PER_DATAGRAM,
+            socket_dscp,
         };
         let mut k = 0;
         let (mut t_idx, mut seg) = (done, progress.segment);

@@ -23,8 +23,12 @@ pub(crate) struct SocketState {
     pub(crate) live: Live,
     /// The IP versions the socket carries, as the kernel says after bind.
     pub(crate) families: Families,
-    /// The DSCP of the socket-level TOS, kept under per-datagram ECN.
+    /// The DSCP of the socket-level TOS, kept under per-datagram ECN
+    /// (on Windows: the DSCP of the socket's qWAVE flow).
     pub(crate) socket_dscp: AtomicU8,
+    /// The qWAVE flow that marks the socket's DSCP (`qwave.rs`).
+    #[cfg(windows)]
+    pub(crate) qos: super::qwave::FlowSlot,
     /// An error the portable receive loop met after it had datagrams to
     /// return; reported by the next receive.
     pub(crate) pending_error: std::sync::Mutex<Option<io::Error>>,
@@ -114,6 +118,7 @@ pub(crate) fn open(addr: SocketAddr, config: &Config) -> Result<(socket2::Socket
     })?;
 
     let state = configure(&sock, config).map_err(other)?;
+    apply_tos(sock.as_fd(), &state, config, other)?;
     Ok((sock, state))
 }
 
@@ -162,7 +167,27 @@ pub(crate) fn adopt(sock: &socket2::Socket, config: &Config) -> Result<SocketSta
     if let Some(size) = config.send_buffer_size {
         set_buffer(sock, size, false);
     }
-    configure(sock, config).map_err(io(Why::Other))
+    let state = configure(sock, config).map_err(io(Why::Other))?;
+    apply_tos(sock.as_fd(), &state, config, io(Why::Other))?;
+    Ok(state)
+}
+
+/// [`Config::tos`], once the socket's state exists (Windows keeps the
+/// qWAVE flow there). A typed refusal (Windows) is returned as it is; an
+/// OS error becomes the caller's (`Bind`, `Adopt`).
+fn apply_tos(
+    fd: BorrowedFd<'_>,
+    state: &SocketState,
+    config: &Config,
+    wrap: impl FnOnce(io::Error) -> Error,
+) -> Result<(), Error> {
+    let Some(tos) = config.tos else {
+        return Ok(());
+    };
+    set_tos(fd, state, tos).map_err(|e| match e {
+        Error::Io(e) => wrap(e),
+        typed => typed,
+    })
 }
 
 /// `SO_REUSEPORT`. Windows has none: its `SO_REUSEADDR` lets any later
@@ -207,9 +232,6 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
     let dual_stack = v6 && !sock.only_v6()?;
     let fd = sock.as_fd();
     let families = Families { v4: !v6 || dual_stack, v6 };
-    if let Some(tos) = config.tos {
-        set_tos(fd, families, tos)?;
-    }
     if let Some(mode) = config.pmtud {
         platform::set_pmtud(fd, families, mode)?;
     }
@@ -238,16 +260,19 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         transparent: false,
         mark: None,
         orig_dst: false,
+        qwave: false,
     };
     platform::probe(fd, config, families, portable, &mut caps)?;
     let ip = platform::ip_options(sock, families);
     caps.broadcast = sock.broadcast().unwrap_or(false);
     (caps.freebind, caps.transparent, caps.mark, caps.orig_dst) = (ip.freebind, ip.transparent, ip.mark, ip.orig_dst);
-    let socket_dscp = AtomicU8::new(config.tos.unwrap_or(0) >> 2);
     Ok(SocketState {
         live: Live::new(caps),
         families,
-        socket_dscp,
+        // Config::tos is applied once the state exists (apply_tos).
+        socket_dscp: AtomicU8::new(0),
+        #[cfg(windows)]
+        qos: Default::default(),
         pending_error: Default::default(),
         errors: Default::default(),
         blocking: AtomicBool::new(is_blocking(sock)),

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 
 use super::addr::storage;
 use super::platform;
+use super::SocketState;
 use crate::validate::Families;
+use crate::Error;
 
 #[cfg(any(generic_unix, windows))]
 use super::platform::set_multicast_if_index_v4;
@@ -124,30 +126,43 @@ pub(crate) fn broadcast_refused(fd: BorrowedFd<'_>, destination: std::net::Socke
 }
 
 /// Sets the socket-level TOS / traffic class on every family the socket
-/// carries.
-pub(crate) fn set_tos(fd: BorrowedFd<'_>, families: Families, tos: u8) -> io::Result<()> {
+/// carries, and keeps its DSCP in `state` (the send path keeps it under a
+/// per-datagram ECN). An OS refusal is [`Error::Io`]. Windows marks the
+/// DSCP through a qWAVE flow instead (`qwave.rs`), refused with a typed
+/// [`Error::SocketOption`].
+pub(crate) fn set_tos(fd: BorrowedFd<'_>, state: &SocketState, tos: u8) -> Result<(), Error> {
     #[cfg(windows)]
-    return platform::set_tos(fd, families, tos);
+    return super::qwave::set_tos(fd, state, tos);
     #[cfg(unix)]
     {
-        if families.v4 {
-            set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos))?;
+        if state.families.v4 {
+            set_int(fd, libc::IPPROTO_IP, libc::IP_TOS, libc::c_int::from(tos)).map_err(Error::Io)?;
         }
-        if families.v6 {
-            set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos))?;
+        if state.families.v6 {
+            set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, libc::c_int::from(tos)).map_err(Error::Io)?;
         }
+        state.socket_dscp.store(tos >> 2, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
 
-/// Reads the socket-level TOS / traffic class.
-pub(crate) fn tos(fd: BorrowedFd<'_>, v6: bool) -> io::Result<u8> {
-    let v = if v6 {
-        get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS)?
-    } else {
-        get_int(fd, libc::IPPROTO_IP, libc::IP_TOS)?
-    };
-    Ok(v as u8)
+/// Reads the socket-level TOS / traffic class. Windows: the DSCP of the
+/// socket's qWAVE flow (0 without one), which no socket option reports.
+pub(crate) fn tos(fd: BorrowedFd<'_>, state: &SocketState) -> io::Result<u8> {
+    #[cfg(windows)]
+    {
+        let _ = fd;
+        Ok(state.socket_dscp().tos(crate::Ecn::NotEct))
+    }
+    #[cfg(unix)]
+    {
+        let v = if state.families.v6 {
+            get_int(fd, libc::IPPROTO_IPV6, libc::IPV6_TCLASS)?
+        } else {
+            get_int(fd, libc::IPPROTO_IP, libc::IP_TOS)?
+        };
+        Ok(v as u8)
+    }
 }
 
 /// Joins or leaves a multicast group, any-source or source-specific.

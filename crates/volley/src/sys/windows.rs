@@ -16,10 +16,11 @@
 //!   bind; without it trains are sent one datagram per segment, as on any
 //!   platform without GSO;
 //! - DSCP: Windows ignores `IP_TOS` / `IPV6_TCLASS` set by a program
-//!   unless a QoS policy allows it (DSCP goes through the qWAVE API or
-//!   Group Policy, which volley does not drive): a socket-level DSCP is an
-//!   `Unsupported` error, a per-datagram DSCP an
-//!   [`crate::InvalidTransmit::DscpUnsupported`], never silently dropped;
+//!   unless a QoS policy allows it. A socket-level DSCP goes through qWAVE
+//!   as a flow to the connected peer (`qwave.rs`, probed at the first bind:
+//!   `Capabilities::qwave`); a per-datagram DSCP other than the socket's
+//!   is an [`crate::InvalidTransmit::DscpUnsupported`], never silently
+//!   dropped;
 //! - ICMP port unreachable: Windows reports it as `WSAECONNRESET` on the
 //!   next receive of an *unconnected* UDP socket, which Linux does not (it
 //!   needs the error queue). volley turns that off at bind
@@ -229,6 +230,7 @@ pub(super) fn probe(
     caps.pktinfo = set_both(fd, families, libc::IP_PKTINFO, libc::IPV6_PKTINFO);
     caps.ecn = enable_ecn(fd, families);
     caps.ttl = set_both(fd, families, ws::IP_HOPLIMIT, ws::IPV6_HOPLIMIT);
+    caps.qwave = super::qwave::available();
     let works = send_control_works();
     caps.ecn_send = works.ecn;
     caps.src_send = works.src;
@@ -364,19 +366,6 @@ fn loopback_self_test(check: Check) -> io::Result<bool> {
         }
         Check::Source => from.read(h.hdr.msg_namelen).map(|a| a.ip()) == Some(SRC.into()),
     })
-}
-
-/// Socket-level TOS: only 0 (the default) is true to its word on
-/// Windows, which ignores a program's DSCP without a QoS policy.
-pub(super) fn set_tos(_fd: BorrowedFd<'_>, _families: Families, tos: u8) -> io::Result<()> {
-    if tos == 0 {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "a socket-level TOS/DSCP on Windows: the stack ignores IP_TOS/IPV6_TCLASS from programs without a QoS \
-         policy, and volley does not drive the qWAVE API; mark ECN per datagram (Transmit::ecn) instead",
-    ))
 }
 
 /// Path-MTU discovery mode (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER`,
