@@ -75,6 +75,35 @@ fn blocking_receive_times_out() {
     }
 }
 
+/// An empty receive (no buffer, or no metadata slot) is refused before
+/// any wait, on the owned socket and through a `SocketRef`: nothing could
+/// be received into it, so waiting for a datagram would only lose it.
+#[test]
+fn an_empty_blocking_receive_is_refused_without_waiting() {
+    for case in cases() {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.blocking(true));
+        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dp = Datapath::new(&std_sock, &case.config().blocking(true)).unwrap();
+        let mut buf = [0u8; 64];
+        let mut meta = [RecvMeta::default()];
+        // A timeout long enough that a wait would show as the wrong error.
+        let wait = Duration::from_millis(300);
+        for (bufs_empty, meta_empty) in [(true, false), (false, true), (true, true)] {
+            let mut one = [IoSliceMut::new(&mut buf)];
+            let bufs: &mut [IoSliceMut<'_>] = if bufs_empty { &mut [] } else { &mut one };
+            let metas: &mut [RecvMeta] = if meta_empty { &mut [] } else { &mut meta };
+            let e = rx.recv_blocking(bufs, metas, wait).unwrap_err();
+            assert!(matches!(e, volley::Error::EmptyBatch), "[{}] owned ({bufs_empty}, {meta_empty}): {e}", case.name);
+            let e = dp.socket(&std_sock).recv_blocking(bufs, metas, wait).unwrap_err();
+            assert!(
+                matches!(e, volley::Error::EmptyBatch),
+                "[{}] borrowed ({bufs_empty}, {meta_empty}): {e}",
+                case.name
+            );
+        }
+    }
+}
+
 #[test]
 fn try_calls_never_block_on_a_blocking_descriptor() {
     for case in cases() {

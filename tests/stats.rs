@@ -134,6 +134,49 @@ fn icmp_errors_are_counted_by_kind() {
     }
 }
 
+/// The borrowed datapath drains ICMP errors as the owned socket does:
+/// `SocketRef::drain_icmp_errors` says how many it moved into the ring,
+/// and each is then there for `try_recv_error`.
+#[test]
+fn borrowed_sockets_drain_icmp_errors_too() {
+    for case in cases() {
+        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dp = volley::Datapath::new(&std_sock, &case.config().recv_errors(true)).unwrap();
+        if !dp.capabilities().recv_errors {
+            println!("[{}] skipped: no error queue here", case.name);
+            continue;
+        }
+        let tx = dp.socket(&std_sock);
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        // The kernel's ICMP budget may be spent by other tests: retry.
+        let mut drained = 0;
+        for _ in 0..10 {
+            let sent = tx.try_send_batch(&[Transmit::new(to, b"anyone?")]).unwrap();
+            assert_eq!(sent.transmits, 1, "[{}]", case.name);
+            if driver::wait_ready(&std_sock, libc::POLLERR, Duration::from_millis(500)) {
+                drained += tx.drain_icmp_errors();
+            }
+            if drained > 0 {
+                break;
+            }
+        }
+        assert!(drained > 0, "[{}] no ICMP error drained", case.name);
+        let mut seen = 0;
+        while let Ok(Some(e)) = tx.try_recv_error() {
+            assert_eq!(e.destination, Some(to), "[{}]", case.name);
+            seen += 1;
+        }
+        assert_eq!(
+            seen as u64 + tx.lost_icmp_errors(),
+            drained as u64,
+            "[{}] every drained error is in the ring",
+            case.name
+        );
+    }
+}
+
 #[test]
 fn caller_buffer_receives_count_too() {
     for case in cases() {

@@ -445,16 +445,35 @@ impl Config {
     }
 
     pub(crate) fn effective_backend(&self) -> Backend {
-        if self.backend == Backend::Auto && std::env::var_os("VOLLEY_BACKEND").is_some_and(|v| v == "portable") {
-            return Backend::Portable;
-        }
-        self.backend
+        backend_under(self.backend, std::env::var_os("VOLLEY_BACKEND").as_deref())
     }
+}
+
+/// The backend a socket gets: `configured`, except that `Auto` becomes
+/// `Portable` when the environment variable `VOLLEY_BACKEND` (its value
+/// `env`) says `portable`. An explicit choice is never overridden.
+fn backend_under(configured: Backend, env: Option<&std::ffi::OsStr>) -> Backend {
+    if configured == Backend::Auto && env.is_some_and(|v| v == "portable") {
+        return Backend::Portable;
+    }
+    configured
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volley_backend_portable_turns_only_auto_into_portable() {
+        use std::ffi::OsStr;
+        let portable = Some(OsStr::new("portable"));
+        assert_eq!(backend_under(Backend::Auto, portable), Backend::Portable);
+        assert_eq!(backend_under(Backend::Auto, None), Backend::Auto);
+        assert_eq!(backend_under(Backend::Auto, Some(OsStr::new("auto"))), Backend::Auto);
+        assert_eq!(backend_under(Backend::Auto, Some(OsStr::new("Portable "))), Backend::Auto);
+        assert_eq!(backend_under(Backend::Portable, None), Backend::Portable);
+        assert_eq!(backend_under(Backend::Portable, portable), Backend::Portable);
+    }
 
     /// Each builder sets its own field and keeps every other: chained in
     /// one expression, the last call must not have reset the first.

@@ -479,3 +479,32 @@ impl AsFd for SocketRef<'_> {
         self.fd
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, IcmpError, IcmpKind};
+
+    /// The ring's overflow count reaches the borrowed-socket API: the
+    /// datapath's and a `SocketRef`'s `lost_icmp_errors` (the ring itself
+    /// is tested in errqueue.rs).
+    #[test]
+    fn lost_icmp_errors_are_reported_through_the_datapath() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dp = super::Datapath::new(&sock, &Config::new().recv_errors(true)).unwrap();
+        assert_eq!(dp.lost_icmp_errors(), 0);
+        {
+            let mut ring = dp.state.errors();
+            for errno in 0..crate::errqueue::CAPACITY as i32 + 3 {
+                ring.push(IcmpError { kind: IcmpKind::Pending, destination: None, offender: None, errno });
+            }
+        }
+        assert_eq!(dp.lost_icmp_errors(), 3);
+        assert_eq!(dp.socket(&sock).lost_icmp_errors(), 3);
+        // Draining what the ring holds loses nothing more.
+        let mut n = 0;
+        while dp.socket(&sock).try_recv_error().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!((n, dp.lost_icmp_errors()), (crate::errqueue::CAPACITY, 3));
+    }
+}
