@@ -354,7 +354,7 @@ mod tests {
         c.backend = Backend::Auto;
         let text = c.to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 20, "{text}");
+        assert!(lines.len() >= 20, "{text}");
         assert!(lines[0].starts_with("backend") && lines[0].ends_with(" auto"), "{text}");
         assert!(lines.iter().all(|l| !l.trim().is_empty()), "{text}");
         assert!(!text.ends_with('\n'));
