@@ -86,6 +86,9 @@ struct Family {
     mark: bool,
     /// With `Config::orig_dst(true)` (`IP_RECVORIGDSTADDR`).
     orig_dst: bool,
+    /// Windows: a connected socket's DSCP can be set through a qWAVE flow
+    /// (`Capabilities::qwave`); false elsewhere (the TOS is set directly).
+    qwave: bool,
     pmtud: PmtudModes,
     reuse_port: ReusePort,
     buffers: Buffers,
@@ -193,6 +196,7 @@ fn probe_family(addr: SocketAddr) -> Family {
     f.ttl = caps.ttl;
     f.drop_counter = caps.drop_counter;
     f.multicast = caps.multicast;
+    f.qwave = caps.qwave;
     f.buffers.recv_default = base.recv_buffer_size().granted;
     f.buffers.send_default = base.send_buffer_size().granted;
     drop(base);
@@ -517,6 +521,22 @@ fn render(r: &Report) -> String {
             meaning: "with Config::orig_dst(true), each datagram's original destination address and port \
                       (RecvMeta::orig_dst): where a datagram a TPROXY rule diverted was going"
                 .into(),
+        },
+        Row {
+            name: "qWAVE socket DSCP",
+            v4: fam(&r.ipv4, &|f| yn(f.qwave)),
+            v6: fam(&r.ipv6, &|f| yn(f.qwave)),
+            meaning: if cfg!(windows) {
+                if both(&|f| f.qwave) {
+                    "a connected socket's DSCP is set through a qWAVE flow to its peer (values other than \
+                     CS1, CS5 and CS7 need an administrator)"
+                        .into()
+                } else {
+                    "qWAVE unavailable: a socket-level DSCP is refused (typed); ECN still goes per datagram".into()
+                }
+            } else {
+                "Windows only: here the TOS is set directly (IP_TOS / IPV6_TCLASS)".into()
+            },
         },
         Row {
             name: "PMTUD modes",
