@@ -82,6 +82,17 @@ fn selection(package: &str, name: &str) -> (Vec<&'static str>, Option<&'static s
     }
 }
 
+/// The wineserver beside `wine` (Debian: `/usr/lib/wine/wineserver64`),
+/// else `wineserver` on PATH.
+fn wineserver(wine: &str) -> Option<PathBuf> {
+    let beside = Path::new(wine).parent().filter(|p| !p.as_os_str().is_empty());
+    let candidates = beside
+        .into_iter()
+        .flat_map(|dir| [dir.join("wineserver64"), dir.join("wineserver")])
+        .chain([PathBuf::from("/usr/bin/wineserver")]);
+    candidates.into_iter().find(|p| p.exists())
+}
+
 fn find_wine() -> Option<String> {
     WINE_CANDIDATES.iter().find_map(|w| {
         let ok = if w.starts_with('/') {
@@ -158,6 +169,18 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
 
     let prefix = target_dir.join("wine-prefix");
     std::fs::create_dir_all(&prefix)?;
+    // One wineserver for the whole step: left to itself it exits a few
+    // seconds after each test executable, and an executable started while
+    // it shuts down dies at once ("wine client error:0: recvmsg:
+    // Connection reset by peer", seen on this machine in two runs of
+    // fourteen executables). Persistent until killed at the end.
+    let server = wineserver(&wine);
+    if let Some(server) = &server {
+        let started = Command::new(server).arg("-p").env("WINEPREFIX", &prefix).status();
+        if !started.is_ok_and(|s| s.success()) {
+            println!("=== wine: could not start a persistent wineserver ({started:?}); each executable starts its own");
+        }
+    }
     let mut failed = Vec::new();
     let mut results = Vec::new();
     for (package, name, exe) in &exes {
@@ -197,6 +220,10 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
         if !status.success() {
             failed.push(format!("{package} {name} ({status})"));
         }
+    }
+    if let Some(server) = &server {
+        // Stop it (and any process a test left behind) before reporting.
+        let _ = Command::new(server).arg("-k").env("WINEPREFIX", &prefix).status();
     }
     println!("\n=== Windows tests under Wine took {:.0?}", started.elapsed());
     for r in &results {
