@@ -176,9 +176,11 @@ pub(crate) fn run(root: &Path, pinned: &str, skipped: &mut Vec<String>) -> Resul
     // fourteen executables). Persistent until killed at the end.
     let server = wineserver(&wine);
     if let Some(server) = &server {
-        let started = Command::new(server).arg("-p").env("WINEPREFIX", &prefix).status();
-        if !started.is_ok_and(|s| s.success()) {
-            println!("=== wine: could not start a persistent wineserver ({started:?}); each executable starts its own");
+        match Command::new(server).arg("-p").env("WINEPREFIX", &prefix).status() {
+            Ok(s) if s.success() => {}
+            other => {
+                println!("=== wine: no persistent wineserver ({other:?}); each executable starts its own");
+            }
         }
     }
     let mut failed = Vec::new();
