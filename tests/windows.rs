@@ -60,6 +60,7 @@ fn check_capabilities(caps: &Capabilities, portable: bool) {
     assert!(!caps.mmsg, "no batching syscall on Windows:\n{caps}");
     assert!(!caps.timestamps && !caps.txtime && !caps.drop_counter && !caps.recv_errors, "{caps}");
     assert_eq!(caps.backend, if portable { Backend::Portable } else { Backend::Auto });
+    assert!(!caps.dscp_send, "Windows marks DSCP per qWAVE flow, not per datagram:\n{caps}");
     if portable {
         assert_eq!(caps.max_gso_segments, 1, "portable: no USO:\n{caps}");
         assert!(!caps.gro, "portable: no URO:\n{caps}");

@@ -153,6 +153,7 @@ impl Case {
             // The tests take the Windows-only degradations below (marks
             // dropped, sources refused) only where these read false.
             assert!(caps.ecn_send && caps.src_send, "[{}] Unix applies ECN and sources on send:\n{caps}", self.name);
+            assert_eq!(caps.dscp_send, caps.tos_cmsg, "[{}] Unix marks DSCP with the TOS message:\n{caps}", self.name);
         }
     }
 }
@@ -164,6 +165,7 @@ impl Case {
 /// `tests/windows.rs`.
 pub fn check_windows_capabilities(caps: &volley::Capabilities, name: &str) {
     assert!(!caps.mmsg, "[{name}] no batching syscall on Windows:\n{caps}");
+    assert!(!caps.dscp_send, "[{name}] Windows marks DSCP per qWAVE flow, not per datagram:\n{caps}");
     assert!(!caps.timestamps && !caps.txtime && !caps.drop_counter && !caps.recv_errors, "[{name}] {caps}");
     if under_wine() {
         assert_eq!(caps.max_gso_segments, 1, "[{name}] Wine 8 has no UDP_SEND_MSG_SIZE: USO must read off:\n{caps}");

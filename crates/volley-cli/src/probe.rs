@@ -64,6 +64,9 @@ struct Family {
     /// ECN and DSCP set per datagram on send (the TOS control message was
     /// taken by the kernel for one datagram sent to itself on loopback).
     tos_cmsg: bool,
+    /// A transmit's own DSCP reaches the wire per datagram
+    /// (`Capabilities::dscp_send`; false on Windows: per qWAVE flow).
+    dscp_send: bool,
     ttl: bool,
     drop_counter: bool,
     /// Multicast membership and sending supported.
@@ -193,6 +196,7 @@ fn probe_family(addr: SocketAddr) -> Family {
     f.ecn = caps.ecn;
     f.ecn_send = caps.ecn_send;
     f.src_send = caps.src_send;
+    f.dscp_send = caps.dscp_send;
     f.ttl = caps.ttl;
     f.drop_counter = caps.drop_counter;
     f.multicast = caps.multicast;

@@ -147,6 +147,7 @@ fn probe_json_agrees_with_the_library() {
         assert_eq!(f["drop_counter"], caps.drop_counter, "{family}");
         assert_eq!(f["multicast"], caps.multicast, "{family}");
         assert_eq!(f["qwave"], caps.qwave, "{family}");
+        assert_eq!(f["dscp_send"], caps.dscp_send, "{family}");
         let with = |c: Config| c.bind(addr).map(|s| s.capabilities()).ok();
         assert_eq!(f["timestamps"], with(Config::new().timestamps(true)).is_some_and(|c| c.timestamps));
         assert_eq!(f["txtime"], with(Config::new().txtime(true)).is_some_and(|c| c.txtime));

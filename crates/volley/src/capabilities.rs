@@ -68,6 +68,23 @@ pub struct Capabilities {
     /// }
     /// ```
     pub tos_cmsg: bool,
+    /// A [`crate::Transmit::dscp`] other than the socket's own reaches the
+    /// wire, per datagram. True on Unix while [`Capabilities::tos_cmsg`]
+    /// holds (it rides the same control message). False on Windows, where
+    /// DSCP is marked per qWAVE flow ([`Capabilities::qwave`]), not per
+    /// datagram: a transmit naming another DSCP is refused
+    /// ([`crate::InvalidTransmit::DscpUnsupported`]), never sent unmarked.
+    ///
+    /// ```
+    /// use volley::{Dscp, Transmit};
+    /// let sock = volley::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let to = sock.local_addr().unwrap();
+    /// let t = Transmit::new(to, b"voice");
+    /// // Mark per datagram where the platform can; else leave it to the socket.
+    /// let t = if sock.capabilities().dscp_send { t.with_dscp(Dscp::EF) } else { t };
+    /// let _ = sock.try_send_batch(&[t]).unwrap();
+    /// ```
+    pub dscp_send: bool,
     /// TTL / hop limit reported on receive.
     pub ttl: bool,
     /// Kernel receive timestamps (`SO_TIMESTAMPNS`) on.
@@ -133,7 +150,7 @@ impl fmt::Display for Capabilities {
         let gso = if self.gso() { format!("yes, up to {} segments", self.max_gso_segments) } else { "no".into() };
         let tos_send = if self.tos_cmsg { "per datagram" } else { "socket-level only (control message refused)" };
         let mark = self.mark.map_or_else(|| "none".into(), |m| format!("{m:#x}"));
-        let rows: [(&str, &str); 21] = [
+        let rows: [(&str, &str); 22] = [
             ("backend", if self.backend == Backend::Portable { "portable" } else { "auto" }),
             ("recvmmsg/sendmmsg", yn(self.mmsg)),
             ("GSO (UDP_SEGMENT)", &gso),
@@ -142,6 +159,7 @@ impl fmt::Display for Capabilities {
             ("ECN/DSCP on receive", yn(self.ecn)),
             ("ECN/DSCP on send", tos_send),
             ("ECN on send", yn(self.ecn_send)),
+            ("DSCP per datagram", yn(self.dscp_send)),
             ("source on send", yn(self.src_send)),
             ("TTL/hop limit", yn(self.ttl)),
             ("rx timestamps", yn(self.timestamps)),
@@ -200,6 +218,7 @@ impl Live {
             mmsg: self.mmsg(),
             max_gso_segments: self.max_gso_segments(),
             tos_cmsg: self.tos_cmsg(),
+            dscp_send: self.fixed.dscp_send && self.tos_cmsg(),
             ..self.fixed
         }
     }
@@ -274,6 +293,7 @@ mod tests {
         c.mmsg = true;
         c.max_gso_segments = 64;
         c.tos_cmsg = true;
+        c.dscp_send = true;
         c
     }
 
@@ -283,7 +303,7 @@ mod tests {
     fn each_degrade_shows_in_the_snapshot_alone() {
         let live = Live::new(all_on());
         let s = live.snapshot();
-        assert!(s.mmsg && s.tos_cmsg && s.gso());
+        assert!(s.mmsg && s.tos_cmsg && s.gso() && s.dscp_send);
         assert_eq!(s.max_gso_segments, 64);
         assert_eq!(live.gso_off_ns.load(Ordering::Relaxed), 0);
 
@@ -296,6 +316,7 @@ mod tests {
         live.disable_tos_cmsg(EINVAL);
         let s = live.snapshot();
         assert_eq!((s.tos_cmsg, s.mmsg, s.max_gso_segments), (false, true, 64));
+        assert!(!s.dscp_send, "per-datagram DSCP rides the TOS control message");
         assert!(!live.tos_cmsg());
         assert_ne!(live.tos_cmsg_off_ns.load(Ordering::Relaxed), 0);
         assert_eq!(live.mmsg_off_ns.load(Ordering::Relaxed), 0);

@@ -416,6 +416,7 @@ mod tests {
             ecn_send: true,
             src_send: true,
             tos_cmsg: true,
+            dscp_send: true,
             ttl: true,
             timestamps: false,
             txtime: false,

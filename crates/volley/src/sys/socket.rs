@@ -249,6 +249,8 @@ fn configure(sock: &socket2::Socket, config: &Config) -> io::Result<SocketState>
         ecn_send: true,
         src_send: true,
         tos_cmsg: true,
+        // Windows marks DSCP per qWAVE flow, not per datagram.
+        dscp_send: crate::validate::Limits::DSCP_PER_DATAGRAM,
         ttl: false,
         timestamps: false,
         txtime: false,
