@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use volley::{BindError, Config, Error, IcmpKind, RecvBatch, Socket, Steering, Transmit};
+use volley::{
+    BindError, Config, Error, IcmpKind, MulticastError, MulticastInterface, RecvBatch, Socket, Steering, Transmit,
+};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -328,6 +330,57 @@ fn disconnect_keeps_a_wildcard_bind() {
     sock.recv_batch_blocking(&mut batch, WAIT).unwrap();
     let (meta, payload) = batch.iter().next().unwrap();
     assert_eq!((payload, meta.dst_ip), (&b"to .2"[..], Some("127.0.0.2".parse().unwrap())));
+}
+
+/// A socket bound to an explicit port keeps it through a disconnect (the
+/// kernel does not unhash it), and volley must not try to bind it again.
+#[test]
+fn disconnect_keeps_an_explicit_port() {
+    let free = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sock = match Socket::bind(free) {
+        Ok(s) => s,
+        Err(e) => panic!("binding {free} (free a moment ago): {e}"),
+    };
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(peer.local_addr().unwrap()).unwrap();
+    sock.disconnect().unwrap();
+    assert_eq!(sock.local_addr().unwrap(), free, "same address and port after disconnect");
+}
+
+/// Joins that cannot work are typed errors naming why (no network
+/// namespace needed; moved here from tests/multicast.rs so the mutation
+/// run, which leaves the namespace suites out, covers them).
+#[test]
+fn bad_joins_are_typed_errors() {
+    let v4 = Socket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let v6only = Config::new().ipv6_only(true).bind("[::]:0".parse().unwrap()).unwrap();
+    let reason = |r: Result<(), Error>| match r {
+        Err(Error::Multicast { reason, .. }) => reason,
+        other => panic!("expected a multicast error, got {other:?}"),
+    };
+    let any = MulticastInterface::Any;
+    assert_eq!(reason(v4.join_multicast("10.0.0.1".parse().unwrap(), any)), MulticastError::NotMulticast);
+    assert_eq!(reason(v4.join_multicast("ff15::1".parse().unwrap(), any)), MulticastError::GroupFamily);
+    assert_eq!(reason(v6only.join_multicast("239.1.1.1".parse().unwrap(), any)), MulticastError::GroupFamily);
+    assert_eq!(
+        reason(v4.join_source_multicast("232.1.1.1".parse().unwrap(), "fd00::1".parse().unwrap(), any)),
+        MulticastError::SourceFamily
+    );
+    assert_eq!(
+        reason(v6only.join_multicast("ff15::1".parse().unwrap(), MulticastInterface::V4("127.0.0.1".parse().unwrap()))),
+        MulticastError::InterfaceFamily
+    );
+    let missing = MulticastInterface::Index(999_999);
+    let err = v4.join_multicast("239.1.1.1".parse().unwrap(), missing).unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, Error::Multicast { reason: MulticastError::NoSuchInterface, source: Some(_), .. }));
+    assert!(err.to_string().contains("239.1.1.1"), "message names the group: {err}");
+    let err = v6only.join_multicast("ff15::1".parse().unwrap(), missing).unwrap_err();
+    assert!(matches!(err, Error::Multicast { reason: MulticastError::NoSuchInterface, .. }), "{err}");
+    assert!(matches!(
+        v4.set_multicast_interface(missing),
+        Err(Error::Multicast { reason: MulticastError::NoSuchInterface, .. })
+    ));
 }
 
 #[test]

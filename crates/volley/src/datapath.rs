@@ -201,9 +201,8 @@ impl<'a> SocketRef<'a> {
         meta: &mut [RecvMeta],
         timeout: Duration,
     ) -> Result<usize, Error> {
-        if bufs.is_empty() || meta.is_empty() {
-            return Err(Error::EmptyBatch); // not after waiting
-        }
+        // An empty `bufs` or `meta` is `Error::EmptyBatch` from the first
+        // receive attempt, before any wait (sys::recv_into checks it).
         sys::recv_waiting(self.fd, &self.dp.state, timeout, |wait| {
             sys::recv_into(self.fd, &self.dp.state, bufs, meta, wait)
         })
