@@ -381,6 +381,14 @@ fn bad_joins_are_typed_errors() {
         v4.set_multicast_interface(missing),
         Err(Error::Multicast { reason: MulticastError::NoSuchInterface, .. })
     ));
+    // Leaving what was never joined is said so, on both families; a
+    // source-specific leave likewise fails, typed.
+    assert_eq!(reason(v4.leave_multicast("239.1.1.1".parse().unwrap(), any)), MulticastError::NotMember);
+    assert_eq!(reason(v6only.leave_multicast("ff15::1".parse().unwrap(), any)), MulticastError::NotMember);
+    let (ssm, src) = ("232.1.1.1".parse().unwrap(), "127.0.0.1".parse().unwrap());
+    assert!(matches!(v4.leave_source_multicast(ssm, src, any), Err(Error::Multicast { .. })));
+    v4.join_source_multicast(ssm, src, any).unwrap();
+    v4.leave_source_multicast(ssm, src, any).unwrap();
 }
 
 #[test]

@@ -366,6 +366,8 @@ impl<'a> SocketRef<'a> {
         }
         sys::multicast_membership(self.fd, &self.sock(), group, source, interface, v4, join).map_err(|e| {
             let reason = match e.raw_os_error() {
+                // Leaving: the kernel found no such membership.
+                Some(libc::EADDRNOTAVAIL) if !join => MulticastError::NotMember,
                 Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
                 _ => MulticastError::Refused,
             };

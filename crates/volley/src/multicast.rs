@@ -60,6 +60,18 @@ pub enum MulticastError {
     NoSuchInterface,
     /// Interface by IPv4 address given for an IPv6 group.
     InterfaceFamily,
+    /// A leave for a group the socket has not joined on that interface
+    /// (`EADDRNOTAVAIL` on a leave).
+    ///
+    /// ```
+    /// use volley::{Error, MulticastError, MulticastInterface, Socket};
+    /// let sock = Socket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    /// match sock.leave_multicast("239.1.2.3".parse().unwrap(), MulticastInterface::Any) {
+    ///     Err(Error::Multicast { reason: MulticastError::NotMember, .. }) => {}
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    NotMember,
     /// The kernel refused for another reason (see the source error).
     Refused,
 }
@@ -72,6 +84,7 @@ impl MulticastError {
             Self::SourceFamily => "source address family differs from the group's",
             Self::NoSuchInterface => "no such interface",
             Self::InterfaceFamily => "an interface given by IPv4 address cannot serve an IPv6 group",
+            Self::NotMember => "not a member of this group on that interface",
             Self::Refused => "refused by the kernel",
         }
     }
