@@ -467,3 +467,30 @@ fn every_option_of_a_dual_stack_receive_fits() {
     assert!(meta.drops.is_some(), "{meta:?}");
     assert_eq!(meta.orig_dst(), Some(to), "{meta:?}");
 }
+
+/// The multicast send options reach the socket: what `set_multicast_hops`,
+/// `set_multicast_loop` and `set_multicast_interface` set is what the
+/// kernel then reports, for each family the socket carries; an interface
+/// named by IPv4 address on an IPv6-only socket is `InterfaceFamily`.
+#[test]
+fn multicast_send_options_reach_the_socket() {
+    let v4 = Socket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let dual = Socket::bind("[::]:0".parse().unwrap()).unwrap();
+    let v6only = Config::new().ipv6_only(true).bind("[::]:0".parse().unwrap()).unwrap();
+    for (hops, looped) in [(7u8, false), (1, true)] {
+        v4.set_multicast_hops(hops).unwrap();
+        v4.set_multicast_loop(looped).unwrap();
+        let s = socket2::SockRef::from(&v4);
+        assert_eq!((s.multicast_ttl_v4().unwrap(), s.multicast_loop_v4().unwrap()), (u32::from(hops), looped));
+        dual.set_multicast_hops(hops).unwrap();
+        dual.set_multicast_loop(looped).unwrap();
+        let s = socket2::SockRef::from(&dual);
+        assert_eq!((s.multicast_hops_v6().unwrap(), s.multicast_loop_v6().unwrap()), (u32::from(hops), looped));
+        // A dual-stack socket's IPv4 side too.
+        assert_eq!((s.multicast_ttl_v4().unwrap(), s.multicast_loop_v4().unwrap()), (u32::from(hops), looped));
+    }
+    v4.set_multicast_interface(MulticastInterface::V4("127.0.0.1".parse().unwrap())).unwrap();
+    assert_eq!(socket2::SockRef::from(&v4).multicast_if_v4().unwrap(), std::net::Ipv4Addr::LOCALHOST);
+    let e = v6only.set_multicast_interface(MulticastInterface::V4("127.0.0.1".parse().unwrap())).unwrap_err();
+    assert!(matches!(e, Error::Multicast { reason: MulticastError::InterfaceFamily, .. }), "{e:?}");
+}

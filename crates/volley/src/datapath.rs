@@ -422,16 +422,17 @@ impl<'a> SocketRef<'a> {
     /// # Errors
     /// As [`crate::Socket::set_multicast_interface`].
     pub fn set_multicast_interface(self, interface: MulticastInterface) -> Result<(), Error> {
-        sys::set_multicast_interface(&self.sock(), self.dp.state.families, interface).map_err(|e| {
+        let families = self.dp.state.families;
+        let group = if families.v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+        if matches!(interface, MulticastInterface::V4(_)) && !families.v4 {
+            // An IPv4 address names no interface for IPv6 groups (Linux
+            // would take IP_MULTICAST_IF on an IPv6-only socket, to no use).
+            return Err(Error::Multicast { group, reason: MulticastError::InterfaceFamily, source: None });
+        }
+        sys::set_multicast_interface(&self.sock(), families, interface).map_err(|e| {
             let reason = match e.raw_os_error() {
                 Some(libc::ENODEV | libc::EADDRNOTAVAIL) => MulticastError::NoSuchInterface,
-                Some(libc::EINVAL) if matches!(interface, MulticastInterface::V4(_)) => MulticastError::InterfaceFamily,
                 _ => MulticastError::Refused,
-            };
-            let group = if self.dp.state.families.v6 {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
             };
             Error::Multicast { group, reason, source: Some(e) }
         })

@@ -730,7 +730,8 @@ impl Socket {
     ///
     /// # Errors
     /// [`Error::Multicast`] with [`crate::MulticastError::NoSuchInterface`] if the
-    /// kernel does not know it.
+    /// kernel does not know it, [`crate::MulticastError::InterfaceFamily`]
+    /// for an interface named by IPv4 address on an IPv6-only socket.
     pub fn set_multicast_interface(&self, interface: MulticastInterface) -> Result<(), Error> {
         self.as_socket_ref().set_multicast_interface(interface)
     }
