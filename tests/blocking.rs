@@ -242,3 +242,52 @@ fn receive_syscalls_per_wakeup() {
         );
     }
 }
+
+/// A signal delivered while a receive sleeps in the kernel (a handler
+/// installed without `SA_RESTART`: the kernel answers `EINTR`) does not
+/// end the receive: volley retries it, and the datagram sent after the
+/// signal is what it returns.
+#[test]
+fn a_signal_does_not_end_a_blocking_receive() {
+    extern "C" fn ignore(_: libc::c_int) {}
+    // SAFETY: an all-zero `sigaction` is valid (empty mask, no flags); the
+    // handler does nothing, so it is async-signal-safe; SIGUSR2 is not used
+    // elsewhere in this test binary.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
+    }
+    for case in cases() {
+        let rx = std::sync::Arc::new(case.bind_with("127.0.0.1:0", |c| c.blocking(true)));
+        let to = rx.local_addr().unwrap();
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let r = rx.clone();
+        let receiver = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let mut batch = RecvBatch::new();
+            let got = r.recv_batch_blocking(&mut batch, Duration::from_secs(10));
+            got.map(|n| (n, batch.iter().next().map(|(_, p)| p.to_vec())))
+        });
+        let tid = tid_rx.recv().unwrap();
+        // Let it reach the kernel, interrupt it (more than once: a signal
+        // that lands before the call only runs the handler), then send.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: `tid` is the receiver thread, alive until joined below.
+            assert_eq!(unsafe { libc::pthread_kill(tid, libc::SIGUSR2) }, 0);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"after the signal", to).unwrap();
+        let got = receiver.join().unwrap();
+        match got {
+            Ok((n, first)) => {
+                assert_eq!(n, 1, "[{}]", case.name);
+                assert_eq!(first.as_deref(), Some(&b"after the signal"[..]), "[{}]", case.name);
+            }
+            Err(e) => panic!("[{}] the signal ended the receive: {e}", case.name),
+        }
+    }
+}

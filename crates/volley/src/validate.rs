@@ -166,9 +166,11 @@ mod tests {
     /// their family; one byte more is `ContentsTooLarge`.
     #[test]
     fn a_train_of_exactly_the_largest_payload_is_accepted() {
-        for (to, families, max) in
-            [("127.0.0.1:9", V4, MAX_PAYLOAD_V4), ("[::1]:9", V6, MAX_PAYLOAD_V6), ("127.0.0.1:9", DUAL, MAX_PAYLOAD_V4)]
-        {
+        for (to, families, max) in [
+            ("127.0.0.1:9", V4, MAX_PAYLOAD_V4),
+            ("[::1]:9", V6, MAX_PAYLOAD_V6),
+            ("127.0.0.1:9", DUAL, MAX_PAYLOAD_V4),
+        ] {
             let to = to.parse().unwrap();
             let at_max = vec![0u8; max];
             assert!(validate(&Transmit::new(to, &at_max).with_segment_size(1200), limits(families)).is_ok(), "{to}");
