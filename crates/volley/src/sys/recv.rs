@@ -541,6 +541,29 @@ mod tests {
         assert_eq!((meta[0].len, meta[1].len), (100, 100));
     }
 
+    /// With GRO on, a buffer whose spare room (capacity less contents)
+    /// could not hold a 64 KiB train is refused before the kernel is asked,
+    /// naming that room; enough room receives.
+    #[cfg(feature = "bytes")]
+    #[test]
+    fn gro_needs_the_room_of_a_whole_train_in_every_buffer() {
+        let mut st = state(false);
+        st.live.fixed.gro = true;
+        let need = crate::batch::DEFAULT_SLOT_LEN;
+        let mut meta = [RecvMeta::default(); 2];
+        // Large enough, but 100 bytes already in it: room is 100 short.
+        let mut nearly = bytes::BytesMut::with_capacity(need);
+        nearly.extend_from_slice(&[0; 100]);
+        let room = nearly.capacity() - 100;
+        let mut bufs = [bytes::BytesMut::with_capacity(need), nearly];
+        match recv_bytes_with(&st, &mut bufs, &mut meta, |_| panic!("refused before the kernel")) {
+            Err(Error::BatchTooSmallForGro { slot_len, needed }) => assert_eq!((slot_len, needed), (room, need)),
+            other => panic!("expected BatchTooSmallForGro, got {other:?}"),
+        }
+        let mut bufs = [bytes::BytesMut::with_capacity(need), bytes::BytesMut::with_capacity(need)];
+        assert_eq!(recv_bytes_with(&st, &mut bufs, &mut meta, |h| fake_kernel(h, 2)).unwrap(), 2);
+    }
+
     #[test]
     fn receive_error_leaves_an_empty_batch() {
         let st = state(false);
