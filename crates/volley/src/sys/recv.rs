@@ -23,17 +23,30 @@ use crate::{Dscp, Error, RecvBatch, RecvMeta};
 /// signals an error, so its entries never fill the receive buffer. Without
 /// the error queue it is returned once, as std does.
 fn kernel_recv(fd: BorrowedFd<'_>, state: &SocketState, hdrs: &mut [MsgHdr], wait: Wait) -> io::Result<usize> {
+    retry_recv(
+        state.live.fixed.recv_errors,
+        || recv_msgs(fd.as_raw_fd(), state, hdrs, wait),
+        |errno| absorb_pending(fd, state, errno, "receive"),
+    )
+}
+
+/// [`kernel_recv`]'s retry rule over any `recv`: an `EINTR` is retried;
+/// with the error queue on (`recv_errors`), an ICMP-derived errno is handed
+/// to `absorb` and the receive retried, at most [`RECV_ICMP_RETRIES`] times
+/// in a row (a flood of forged errors cannot hold the caller forever: the
+/// next one is returned); any other result is returned as it is.
+fn retry_recv(
+    recv_errors: bool,
+    mut recv: impl FnMut() -> io::Result<usize>,
+    mut absorb: impl FnMut(i32),
+) -> io::Result<usize> {
     let mut icmp_passes = 0;
     loop {
-        match recv_msgs(fd.as_raw_fd(), state, hdrs, wait) {
+        match recv() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if state.live.fixed.recv_errors
-                    && icmp_passes < RECV_ICMP_RETRIES
-                    && e.raw_os_error().is_some_and(icmp_errno) =>
-            {
+            Err(e) if recv_errors && icmp_passes < RECV_ICMP_RETRIES && e.raw_os_error().is_some_and(icmp_errno) => {
                 icmp_passes += 1;
-                absorb_pending(fd, state, e.raw_os_error().unwrap_or(0), "receive");
+                absorb(e.raw_os_error().unwrap_or(0));
             }
             other => return other,
         }
@@ -562,6 +575,60 @@ mod tests {
         }
         let mut bufs = [bytes::BytesMut::with_capacity(need), bytes::BytesMut::with_capacity(need)];
         assert_eq!(recv_bytes_with(&st, &mut bufs, &mut meta, |h| fake_kernel(h, 2)).unwrap(), 2);
+    }
+
+    /// The receive retry rule: `EINTR` is retried; with the error queue
+    /// on, ICMP errnos are absorbed and retried exactly `RECV_ICMP_RETRIES`
+    /// times in a row, then returned; without it, returned at once; other
+    /// errors and data are returned as they are.
+    #[test]
+    fn receive_retries_eintr_and_a_bounded_run_of_icmp_errors() {
+        let refused = || Err(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        // A flood: every call fails; bounded, whatever the mutant.
+        let (mut calls, mut absorbed) = (0, 0);
+        let got = retry_recv(
+            true,
+            || {
+                calls += 1;
+                assert!(calls < 10 * RECV_ICMP_RETRIES, "unbounded retries");
+                refused()
+            },
+            |errno| {
+                assert_eq!(errno, libc::ECONNREFUSED);
+                absorbed += 1;
+            },
+        );
+        assert_eq!(got.unwrap_err().raw_os_error(), Some(libc::ECONNREFUSED));
+        assert_eq!((calls, absorbed), (RECV_ICMP_RETRIES + 1, RECV_ICMP_RETRIES));
+        // Without the error queue: returned at once, nothing absorbed.
+        let mut calls = 0;
+        let got = retry_recv(
+            false,
+            || {
+                calls += 1;
+                refused()
+            },
+            |_| panic!("absorbed without the error queue"),
+        );
+        assert!(got.is_err());
+        assert_eq!(calls, 1);
+        // EINTR twice, then data; an EAGAIN is returned, not retried.
+        let mut script = vec![
+            Ok(3),
+            Err(io::Error::from(io::ErrorKind::Interrupted)),
+            Err(io::Error::from(io::ErrorKind::Interrupted)),
+        ];
+        assert_eq!(retry_recv(true, || script.pop().unwrap(), |_| panic!("no ICMP here")).unwrap(), 3);
+        let mut calls = 0;
+        let got = retry_recv(
+            true,
+            || {
+                calls += 1;
+                Err(io::Error::from(io::ErrorKind::WouldBlock))
+            },
+            |_| panic!("EAGAIN is not an ICMP error"),
+        );
+        assert_eq!((got.unwrap_err().kind(), calls), (io::ErrorKind::WouldBlock, 1));
     }
 
     #[test]
