@@ -631,6 +631,36 @@ mod tests {
         assert_eq!((got.unwrap_err().kind(), calls), (io::ErrorKind::WouldBlock, 1));
     }
 
+    /// The kernel is offered only slots that lie inside the buffer: with
+    /// room for 2 slots and control space for 4, 2 headers go down, each
+    /// pointing inside the buffer (the bound keeps the kernel's writes in
+    /// bounds whatever the caller passes).
+    #[test]
+    fn slots_offered_never_exceed_the_buffer() {
+        let st = state(false);
+        let slot_len = 512;
+        let mut data = vec![0u8; 2 * slot_len + 100];
+        let (lo, hi) = (data.as_ptr() as usize, data.as_ptr() as usize + data.len());
+        let mut control = [const { MaybeUninit::<cmsg::RecvControl>::uninit() }; 4];
+        let got = recv_with(
+            &st,
+            Target::Slots { data: &mut data, slot_len },
+            &mut control,
+            |hdrs| {
+                assert_eq!(hdrs.len(), 2, "slots that fit in the buffer");
+                for h in hdrs.iter() {
+                    // SAFETY: each header's one iovec was written by recv_with.
+                    let iov = unsafe { &*h.hdr.msg_iov };
+                    let (start, end) = (iov.iov_base as usize, iov.iov_base as usize + iov.iov_len as usize);
+                    assert!(start >= lo && end <= hi, "iovec inside the buffer");
+                }
+                Err(io::Error::from(io::ErrorKind::WouldBlock))
+            },
+            |_| {},
+        );
+        assert!(matches!(got, Err(e) if e.is_would_block()));
+    }
+
     #[test]
     fn receive_error_leaves_an_empty_batch() {
         let st = state(false);
