@@ -190,3 +190,38 @@ fn caller_buffer_receives_count_too() {
         assert_eq!((s.datagrams_received, s.bytes_received, s.datagrams_sent), (1, 4, 1), "[{}]", case.name);
     }
 }
+
+/// A refused send counts one send error and no would-block; a transmit
+/// whose segment size covers its payload is one datagram, not a GSO train.
+#[test]
+fn refused_sends_and_one_segment_trains_are_counted_as_what_they_are() {
+    for case in cases() {
+        let tx = case.bind("127.0.0.1:0");
+        let rx = case.bind("127.0.0.1:0");
+        // Broadcast without SO_BROADCAST: the kernel refuses (EACCES).
+        let e = tx.try_send_batch(&[Transmit::new("255.255.255.255:9".parse().unwrap(), b"all?")]).unwrap_err();
+        assert!(matches!(e, volley::Error::BroadcastNotEnabled { .. }), "[{}] {e}", case.name);
+        let s = tx.stats();
+        assert_eq!((s.send_errors, s.send_would_block, s.datagrams_sent), (1, 0, 0), "[{}] {s:?}", case.name);
+        let one = payload(1, 100);
+        send_all(&tx, &[Transmit::new(rx.local_addr().unwrap(), &one).with_segment_size(1200)]);
+        let s = tx.stats();
+        assert_eq!((s.datagrams_sent, s.gso_trains, s.gso_segments), (1, 0, 0), "[{}] {s:?}", case.name);
+    }
+}
+
+/// Draining an error queue that holds nothing, on a socket with no
+/// pending error, moves nothing and records nothing.
+#[test]
+fn draining_nothing_records_nothing() {
+    for case in cases() {
+        let sock = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
+        if !sock.capabilities().recv_errors {
+            println!("[{}] skipped: no error queue here", case.name);
+            continue;
+        }
+        assert_eq!(sock.drain_icmp_errors(), 0, "[{}]", case.name);
+        assert_eq!(sock.try_recv_error().unwrap(), None, "[{}]", case.name);
+        assert_eq!(sock.stats().icmp.total(), 0, "[{}]", case.name);
+    }
+}
