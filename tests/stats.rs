@@ -225,3 +225,42 @@ fn draining_nothing_records_nothing() {
         assert_eq!(sock.stats().icmp.total(), 0, "[{}]", case.name);
     }
 }
+
+/// While the receive buffer is full the kernel cannot queue an ICMP error's
+/// details, but still sets the socket error: draining then records it bare
+/// (kind `Pending`), so it is neither lost nor reported twice.
+#[test]
+fn an_error_the_full_queue_refused_is_recorded_bare() {
+    for case in cases() {
+        let sock = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true).recv_buffer_size(4096));
+        if !sock.capabilities().recv_errors {
+            println!("[{}] skipped: no error queue here", case.name);
+            continue;
+        }
+        let me = sock.local_addr().unwrap();
+        // Fill the receive buffer with small datagrams to itself, to its
+        // last few hundred bytes (more datagrams are dropped).
+        let filler = payload(7, 1);
+        for _ in 0..256 {
+            let _ = sock.try_send_batch(&[Transmit::new(me, &filler)]);
+        }
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        let mut found = None;
+        for _ in 0..10 {
+            let _ = sock.try_send_batch(&[Transmit::new(to, b"anyone?")]);
+            if driver::wait_ready(&sock, libc::POLLERR, Duration::from_millis(500)) {
+                let moved = sock.drain_icmp_errors();
+                found = sock.try_recv_error().unwrap().map(|e| (moved, e));
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        let Some((moved, e)) = found else { panic!("[{}] no ICMP error recorded", case.name) };
+        assert_eq!(moved, 0, "[{}] the full queue took no entry: {e:?}", case.name);
+        assert_eq!((e.kind, e.errno), (volley::IcmpKind::Pending, libc::ECONNREFUSED), "[{}]", case.name);
+        assert_eq!(sock.try_recv_error().unwrap(), None, "[{}] recorded once", case.name);
+    }
+}
