@@ -366,6 +366,12 @@ fn invalid_transmit_mid_batch_sends_those_before_it() {
         bad_to.set_port(0);
         ts[70].destination = bad_to;
         assert_stops_at(case, &tx, &rx, &ts, 70, &InvalidTransmit::PortZero { destination: bad_to });
+        // Exactly at the chunk boundary: the first 64 go in one call, the
+        // 65th starts the next chunk invalid; still Ok with 64, not an Err.
+        ts[70].destination = to;
+        ts[64].destination = bad_to;
+        assert_stops_at(case, &tx, &rx, &ts, 64, &InvalidTransmit::PortZero { destination: bad_to });
+        ts[64].destination = to;
 
         // An invalid first transmit: Err, nothing sent.
         ts[0].segment_size = Some(0);
