@@ -300,6 +300,7 @@ mod tests {
     /// Each degrade turns its own feature off in what `capabilities()`
     /// reports, stamps when, and leaves the others as they were.
     #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
     fn each_degrade_shows_in_the_snapshot_alone() {
         let live = Live::new(all_on());
         let s = live.snapshot();
@@ -358,6 +359,7 @@ mod tests {
     /// A degrade warns once per socket, however often it is hit: a kernel
     /// refusing GSO on every send must not flood the log.
     #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
     fn each_degrade_warns_once() {
         let live = Live::new(all_on());
         assert_eq!(warnings(|| (0..3).for_each(|_| live.disable_gso(EIO))), 1);
@@ -370,6 +372,7 @@ mod tests {
     /// The report: one `name value` row per line, no blank line, and the
     /// backend named as configured.
     #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
     fn display_is_one_row_per_line_and_names_the_backend() {
         let mut c = all_on();
         c.backend = Backend::Auto;

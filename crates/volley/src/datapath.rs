@@ -490,6 +490,7 @@ mod tests {
     /// datapath's and a `SocketRef`'s `lost_icmp_errors` (the ring itself
     /// is tested in errqueue.rs).
     #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
     fn lost_icmp_errors_are_reported_through_the_datapath() {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let dp = super::Datapath::new(&sock, &Config::new().recv_errors(true)).unwrap();
