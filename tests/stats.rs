@@ -100,6 +100,27 @@ fn kernel_drops_are_the_last_reported() {
     }
 }
 
+/// A loopback address nobody listens on: a send there draws an ICMP port
+/// unreachable.
+fn closed_port() -> std::net::SocketAddr {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap()
+}
+
+/// Up to 10 rounds (the kernel's ICMP budget may be spent by other tests):
+/// `send`, wait up to 500 ms for the error signal on `fd`, then `check`
+/// (told whether it came) says whether what the test waits for is there.
+fn provoke_icmp<T>(
+    fd: &impl std::os::fd::AsFd,
+    mut send: impl FnMut(),
+    mut check: impl FnMut(bool) -> Option<T>,
+) -> Option<T> {
+    (0..10).find_map(|_| {
+        send();
+        check(driver::wait_ready(fd, libc::POLLERR, Duration::from_millis(500)))
+    })
+}
+
 #[test]
 fn icmp_errors_are_counted_by_kind() {
     for case in cases() {
@@ -108,23 +129,18 @@ fn icmp_errors_are_counted_by_kind() {
             println!("[{}] skipped: no error queue here", case.name);
             continue;
         }
-        // A port nobody listens on: each send draws a port unreachable.
-        // (The kernel's ICMP budget may be spent by other tests: retry.)
-        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = closed.local_addr().unwrap();
-        drop(closed);
-        let mut counted = 0;
-        for _ in 0..10 {
-            send_all(&tx, &[Transmit::new(to, b"anyone?")]);
-            if driver::wait_ready(&tx, libc::POLLERR, Duration::from_millis(500)) {
-                tx.drain_icmp_errors();
-            }
-            counted = tx.stats().icmp.port_unreachable;
-            if counted > 0 {
-                break;
-            }
-        }
-        assert!(counted > 0, "[{}] no port unreachable counted", case.name);
+        let to = closed_port();
+        let counted = provoke_icmp(
+            &tx,
+            || send_all(&tx, &[Transmit::new(to, b"anyone?")]),
+            |signalled| {
+                if signalled {
+                    tx.drain_icmp_errors();
+                }
+                Some(tx.stats().icmp.port_unreachable).filter(|&c| c > 0)
+            },
+        );
+        let Some(counted) = counted else { panic!("[{}] no port unreachable counted", case.name) };
         let mut seen = 0;
         while let Ok(Some(e)) = tx.try_recv_error() {
             assert_eq!(e.destination, Some(to), "[{}]", case.name);
@@ -147,22 +163,22 @@ fn borrowed_sockets_drain_icmp_errors_too() {
             continue;
         }
         let tx = dp.socket(&std_sock);
-        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = closed.local_addr().unwrap();
-        drop(closed);
-        // The kernel's ICMP budget may be spent by other tests: retry.
+        let to = closed_port();
         let mut drained = 0;
-        for _ in 0..10 {
-            let sent = tx.try_send_batch(&[Transmit::new(to, b"anyone?")]).unwrap();
-            assert_eq!(sent.transmits, 1, "[{}]", case.name);
-            if driver::wait_ready(&std_sock, libc::POLLERR, Duration::from_millis(500)) {
-                drained += tx.drain_icmp_errors();
-            }
-            if drained > 0 {
-                break;
-            }
-        }
-        assert!(drained > 0, "[{}] no ICMP error drained", case.name);
+        let found = provoke_icmp(
+            &std_sock,
+            || {
+                let sent = tx.try_send_batch(&[Transmit::new(to, b"anyone?")]).unwrap();
+                assert_eq!(sent.transmits, 1, "[{}]", case.name);
+            },
+            |signalled| {
+                if signalled {
+                    drained += tx.drain_icmp_errors();
+                }
+                Some(drained).filter(|&d| d > 0)
+            },
+        );
+        let Some(drained) = found else { panic!("[{}] no ICMP error drained", case.name) };
         let mut seen = 0;
         while let Ok(Some(e)) = tx.try_recv_error() {
             assert_eq!(e.destination, Some(to), "[{}]", case.name);
@@ -244,20 +260,17 @@ fn an_error_the_full_queue_refused_is_recorded_bare() {
         for _ in 0..256 {
             let _ = sock.try_send_batch(&[Transmit::new(me, &filler)]);
         }
-        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = closed.local_addr().unwrap();
-        drop(closed);
-        let mut found = None;
-        for _ in 0..10 {
-            let _ = sock.try_send_batch(&[Transmit::new(to, b"anyone?")]);
-            if driver::wait_ready(&sock, libc::POLLERR, Duration::from_millis(500)) {
-                let moved = sock.drain_icmp_errors();
-                found = sock.try_recv_error().unwrap().map(|e| (moved, e));
-            }
-            if found.is_some() {
-                break;
-            }
-        }
+        let to = closed_port();
+        let found = provoke_icmp(
+            &sock,
+            || {
+                let _ = sock.try_send_batch(&[Transmit::new(to, b"anyone?")]);
+            },
+            |signalled| {
+                let moved = if signalled { sock.drain_icmp_errors() } else { return None };
+                sock.try_recv_error().unwrap().map(|e| (moved, e))
+            },
+        );
         let Some((moved, e)) = found else { panic!("[{}] no ICMP error recorded", case.name) };
         assert_eq!(moved, 0, "[{}] the full queue took no entry: {e:?}", case.name);
         assert_eq!((e.kind, e.errno), (volley::IcmpKind::Pending, libc::ECONNREFUSED), "[{}]", case.name);

@@ -115,10 +115,9 @@ pub struct DatagramStream<S = Arc<UdpSocket>> {
     filled: usize,
     /// The next of those to start cutting into datagrams.
     next: usize,
-    /// What is left of the message being cut (frozen from its slot), and
-    /// the index of its metadata.
+    /// What is left of the message being cut (frozen from its slot): the
+    /// one started last, so its metadata is `meta[next - 1]`.
     current: Bytes,
-    current_index: usize,
     /// Bytes of that message already handed out.
     at: usize,
     errors: ErrorWatch,
@@ -186,7 +185,6 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
             filled: 0,
             next: 0,
             current: Bytes::new(),
-            current_index: 0,
             at: 0,
             errors: ErrorWatch::default(),
         }
@@ -235,12 +233,9 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
         let current = if self.current.is_empty() {
             0
         } else {
-            datagrams_in(self.current.len(), self.meta[self.current_index].segment_size)
+            datagrams_in(self.current.len(), self.meta[self.next - 1].segment_size)
         };
-        let queued: usize = self.meta[self.next..self.filled]
-            .iter()
-            .map(|m| if m.len == 0 { 1 } else { datagrams_in(m.len, m.segment_size) })
-            .sum();
+        let queued: usize = self.meta[self.next..self.filled].iter().map(|m| datagrams_in(m.len, m.segment_size)).sum();
         current + queued
     }
 
@@ -439,10 +434,9 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
                 return Some(Datagram { meta, payload: message });
             }
             self.current = message;
-            self.current_index = i;
             self.at = 0;
         }
-        let m = &self.meta[self.current_index];
+        let m = &self.meta[self.next - 1];
         let payload = if m.segment_size == 0 || self.current.len() <= m.segment_size {
             std::mem::take(&mut self.current)
         } else {
@@ -458,12 +452,13 @@ impl<S: Borrow<UdpSocket>> DatagramStream<S> {
     }
 }
 
-/// Datagrams in `len` (> 0) bytes cut at `stride` (0: not coalesced).
+/// Datagrams in a message of `len` bytes cut at `stride` (0: not
+/// coalesced); an empty message is one empty datagram.
 fn datagrams_in(len: usize, stride: usize) -> usize {
     if stride == 0 {
         1
     } else {
-        len.div_ceil(stride)
+        len.div_ceil(stride).max(1)
     }
 }
 

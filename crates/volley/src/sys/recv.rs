@@ -415,34 +415,11 @@ mod tests {
     use super::*;
     use crate::capabilities::Live;
     use crate::validate::Families;
-    use crate::{Backend, Capabilities, Ecn, IcmpKind};
+    use crate::{Capabilities, Ecn, IcmpKind};
 
     /// Socket state as a plain IPv4 socket without offloads would have it.
     fn state(recv_errors: bool) -> SocketState {
-        let caps = Capabilities {
-            backend: Backend::Auto,
-            mmsg: true,
-            max_gso_segments: 64,
-            gro: false,
-            pktinfo: true,
-            ecn: true,
-            ecn_send: true,
-            src_send: true,
-            tos_cmsg: true,
-            dscp_send: true,
-            ttl: true,
-            timestamps: false,
-            txtime: false,
-            drop_counter: true,
-            recv_errors,
-            multicast: true,
-            broadcast: false,
-            freebind: false,
-            transparent: false,
-            mark: None,
-            orig_dst: true,
-            qwave: false,
-        };
+        let caps = Capabilities { recv_errors, ..crate::capabilities::tests::plain() };
         SocketState {
             live: Live::new(caps),
             families: Families { v4: true, v6: false },
