@@ -257,7 +257,7 @@ const LONGEST_TRY_CALL: Duration = Duration::from_millis(250);
 /// Sends `total` transmits of `segs` x 1200-byte datagrams through the
 /// throttled pair, the receiver not reading at first, then retrying on
 /// `WouldBlock` (draining the receiver meanwhile) exactly as the API
-/// documents; checks every datagram arrives once, in order.
+/// documents; checks every datagram arrives exactly once.
 fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32) -> Pressure {
     const SEG: usize = 1200;
     let to = rx.local_addr().unwrap();
@@ -344,8 +344,17 @@ fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32)
     let datagrams = (total * segs) as usize;
     let left = datagrams - got.len();
     got.extend(recv_datagrams(rx, &mut batch, left));
-    let seqs: Vec<u32> = got.iter().map(|r| seq_of(&r.payload)).collect();
-    assert_eq!(seqs, (0..total * segs).collect::<Vec<_>>(), "[{}] lost, duplicated or reordered", case.name);
+    // Every datagram exactly once. Order is not asserted here: behind the
+    // tbf, datagrams leave the qdisc both from the sending thread and from
+    // the qdisc's timer, and each CPU hands loopback packets to its own
+    // backlog queue, so the kernel may reorder a few between the two cores
+    // (seen once in a run: 287 before 284-286, nothing lost or doubled).
+    // A count too low shows as a duplicate, one too high as a loss.
+    let mut seqs: Vec<u32> = got.iter().map(|r| seq_of(&r.payload)).collect();
+    let late = seqs.windows(2).filter(|w| w[1] < w[0]).count();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..total * segs).collect::<Vec<_>>(), "[{}] lost or duplicated", case.name);
+    println!("[{}] segs {segs}: all {} arrived once ({late} out of order)", case.name, seqs.len());
     let all: Vec<u8> = bufs.concat();
     for r in &got {
         let at = seq_of(&r.payload) as usize * SEG;
