@@ -18,12 +18,9 @@ use volley::{
     Backend, BindError, Capabilities, Config, Dscp, Ecn, Error, InvalidTransmit, OptionError, RecvBatch, RecvMeta,
     Socket, SocketOption, Transmit,
 };
+use volley_tests::driver::under_wine;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn under_wine() -> bool {
-    std::env::var_os("VOLLEY_WINE").is_some_and(|v| v == "1")
-}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -54,26 +51,14 @@ fn recv(sock: &Socket, batch: &mut RecvBatch, want: usize) -> Vec<(RecvMeta, Vec
 }
 
 /// What every Windows socket reports, and under Wine 8 exactly what Wine
-/// gives: pktinfo, TOS and hop limit on receive; no USO, no URO, ECN
-/// marks not applied on send.
+/// gives (the profile is `volley_tests::driver::check_windows_capabilities`,
+/// shared with the suites that run under Wine), plus which path was taken.
 fn check_capabilities(caps: &Capabilities, portable: bool) {
-    assert!(!caps.mmsg, "no batching syscall on Windows:\n{caps}");
-    assert!(!caps.timestamps && !caps.txtime && !caps.drop_counter && !caps.recv_errors, "{caps}");
+    volley_tests::driver::check_windows_capabilities(caps, if portable { "portable" } else { "windows" });
     assert_eq!(caps.backend, if portable { Backend::Portable } else { Backend::Auto });
-    assert!(!caps.dscp_send, "Windows marks DSCP per qWAVE flow, not per datagram:\n{caps}");
     if portable {
         assert_eq!(caps.max_gso_segments, 1, "portable: no USO:\n{caps}");
         assert!(!caps.gro, "portable: no URO:\n{caps}");
-    }
-    if under_wine() {
-        assert_eq!(caps.max_gso_segments, 1, "Wine 8 has no UDP_SEND_MSG_SIZE: USO must read off:\n{caps}");
-        assert!(!caps.gro, "Wine 8 has no UDP_RECV_MAX_COALESCED_SIZE: URO must read off:\n{caps}");
-        assert!(!caps.ecn_send, "Wine 8 drops IP_ECN marks: ecn_send must read false:\n{caps}");
-        assert!(!caps.src_send, "Wine 8 ignores IP_PKTINFO on send: src_send must read false:\n{caps}");
-        assert!(caps.pktinfo && caps.ecn && caps.ttl, "Wine 8 reports pktinfo, TOS and TTL:\n{caps}");
-        assert!(!caps.qwave, "Wine 8's QOSCreateHandle fails: qwave must read false:\n{caps}");
-    } else if caps.gso() {
-        assert_eq!(caps.max_gso_segments, 64, "{caps}");
     }
 }
 

@@ -161,8 +161,8 @@ impl Case {
 /// What every Windows socket reports (either case), and under Wine 8
 /// exactly what Wine gives: pktinfo, TOS and hop limit on receive; no USO,
 /// no URO, ECN marks not applied (`ecn_send` false), sources on send
-/// ignored (`src_send` false, so refused). The same profile as
-/// `tests/windows.rs`.
+/// ignored (`src_send` false, so refused), no qWAVE. `tests/windows.rs`
+/// checks its sockets with this too.
 pub fn check_windows_capabilities(caps: &volley::Capabilities, name: &str) {
     assert!(!caps.mmsg, "[{name}] no batching syscall on Windows:\n{caps}");
     assert!(!caps.dscp_send, "[{name}] Windows marks DSCP per qWAVE flow, not per datagram:\n{caps}");
@@ -173,6 +173,7 @@ pub fn check_windows_capabilities(caps: &volley::Capabilities, name: &str) {
         assert!(!caps.ecn_send, "[{name}] Wine 8 drops IP_ECN marks: ecn_send must read false:\n{caps}");
         assert!(!caps.src_send, "[{name}] Wine 8 ignores IP_PKTINFO on send: src_send must read false:\n{caps}");
         assert!(caps.pktinfo && caps.ecn && caps.ttl, "[{name}] Wine 8 reports pktinfo, TOS and TTL:\n{caps}");
+        assert!(!caps.qwave, "[{name}] Wine 8's QOSCreateHandle fails: qwave must read false:\n{caps}");
     } else if caps.gso() {
         assert_eq!(caps.max_gso_segments, 64, "[{name}] {caps}");
     }
