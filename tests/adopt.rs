@@ -125,3 +125,26 @@ fn adoption_refuses_what_it_cannot_honour() {
     let std_back: std::net::UdpSocket = sock.into_std();
     assert!(Socket::try_from(std_back).is_ok(), "and back again");
 }
+
+/// std's sockets are blocking. An adopted one is made non-blocking, as
+/// mio needs (a `try_` call must never sleep in the kernel), unless the
+/// configuration asks for a blocking one (`Config::blocking`), which keeps
+/// `O_NONBLOCK` clear and still never blocks a `try_` call.
+#[test]
+fn an_adopted_socket_is_non_blocking_unless_asked() {
+    for blocking in [false, true] {
+        let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!socket2::SockRef::from(&plain).nonblocking().unwrap(), "std binds blocking");
+        let sock = Config::new().blocking(blocking).adopt(plain).expect("adopt");
+        let nonblocking = socket2::SockRef::from(&sock).nonblocking().unwrap();
+        assert_eq!(nonblocking, !blocking, "O_NONBLOCK after adopt with blocking({blocking})");
+        match sock.try_recv_batch(&mut RecvBatch::new()) {
+            Err(e) if e.is_would_block() => {}
+            other => panic!("blocking({blocking}): an empty try_recv_batch gave {other:?}"),
+        }
+        match sock.recv_batch_blocking(&mut RecvBatch::new(), Duration::from_millis(20)) {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => panic!("blocking({blocking}): an empty recv_batch_blocking gave {other:?}"),
+        }
+    }
+}

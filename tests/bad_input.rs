@@ -380,6 +380,28 @@ fn invalid_transmit_mid_batch_sends_those_before_it() {
     });
 }
 
+/// `send_batch_blocking` waits only for buffer space: an invalid transmit
+/// is returned as it is, at once (not retried until the timeout and
+/// reported as `TimedOut`), after the transmits before it were sent.
+#[test]
+fn send_batch_blocking_returns_an_invalid_transmit_typed() {
+    for_each_backend(|case| {
+        let (tx, rx) = pair_v4(case);
+        let to = rx.local_addr().unwrap();
+        let bufs: Vec<Vec<u8>> = (0..6).map(|s| payload(s, 50)).collect();
+        let mut ts: Vec<_> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        ts[3].segment_size = Some(0);
+        match tx.send_batch_blocking(&ts, Duration::from_secs(10)) {
+            Err(Error::InvalidTransmit(InvalidTransmit::SegmentSizeZero)) => {}
+            other => panic!("[{}] expected SegmentSizeZero, got {other:?}", case.name),
+        }
+        let got = recv_datagrams(&rx, &mut RecvBatch::new(), 3);
+        let seqs: Vec<u32> = got.iter().map(|r| driver::seq_of(&r.payload)).collect();
+        assert_eq!(seqs, [0, 1, 2], "[{}] the transmits before the invalid one", case.name);
+        driver::assert_quiet(&rx, &mut RecvBatch::new(), QUIET);
+    });
+}
+
 #[test]
 fn zero_length_datagrams_are_sent_and_received() {
     for_each_backend(|case| {

@@ -652,3 +652,77 @@ impl From<Error> for io::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_errors_are_classified_by_errno_then_kind() {
+        let of = |e: io::Error| OptionError::of(&e);
+        assert_eq!(of(io::Error::from_raw_os_error(libc::EPERM)), OptionError::PermissionDenied);
+        assert_eq!(of(io::Error::from_raw_os_error(libc::EACCES)), OptionError::PermissionDenied);
+        assert_eq!(of(io::Error::from_raw_os_error(libc::ENOPROTOOPT)), OptionError::Unsupported);
+        // No OS code, but the kind says so (what qWAVE's refusals carry).
+        assert_eq!(of(io::Error::from(io::ErrorKind::Unsupported)), OptionError::Unsupported);
+        assert_eq!(of(io::Error::from_raw_os_error(libc::EINVAL)), OptionError::Other);
+        assert_eq!(of(io::Error::from(io::ErrorKind::InvalidInput)), OptionError::Other);
+    }
+
+    #[test]
+    fn typed_variants_keep_their_os_code() {
+        let too_long = Error::MessageTooLong { size: 1400, mtu: Some(1280) };
+        assert_eq!(too_long.raw_os_error(), Some(libc::EMSGSIZE));
+        assert_eq!(Error::NoBufferSpace.raw_os_error(), Some(libc::ENOBUFS));
+        assert_eq!(Error::EmptyBatch.raw_os_error(), None);
+        // ENOBUFS from the kernel becomes the typed variant, and back.
+        let from_os = Error::from(io::Error::from_raw_os_error(libc::ENOBUFS));
+        assert!(matches!(from_os, Error::NoBufferSpace), "{from_os:?}");
+        assert_eq!(io::Error::from(from_os).kind(), io::ErrorKind::OutOfMemory);
+        let other = Error::from(io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(matches!(&other, Error::Io(e) if e.raw_os_error() == Some(libc::EINVAL)), "{other:?}");
+    }
+
+    /// An error with a cause, wrapped in an `io::Error` as an adapter might.
+    #[derive(Debug)]
+    struct Wrapped(io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapped")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn io_keeps_the_wrapped_errors_cause_and_typed_ones_have_none() {
+        use std::error::Error as _;
+        let cause = io::Error::from_raw_os_error(libc::EINVAL);
+        let e = Error::Io(io::Error::other(Wrapped(io::Error::from_raw_os_error(libc::EINVAL))));
+        assert_eq!(e.to_string(), "wrapped");
+        let source = e.source().expect("the wrapped error's cause");
+        assert_eq!(source.to_string(), cause.to_string());
+        assert!(Error::EmptyBatch.source().is_none());
+        assert!(Error::Io(cause).source().is_none(), "an OS error has no cause");
+    }
+
+    #[test]
+    fn adopt_errors_name_what_differs() {
+        for (reason, says) in [
+            (AdoptError::NotUdp, "not a bound UDP socket"),
+            (AdoptError::ReuseAddr, "SO_REUSEADDR"),
+            (AdoptError::ReusePort, "SO_REUSEPORT"),
+            (AdoptError::Ipv6Only, "IPV6_V6ONLY"),
+            (AdoptError::BindDevice, "SO_BINDTODEVICE"),
+            (AdoptError::Other, "setting up the socket failed"),
+        ] {
+            let text = Error::Adopt { reason, source: None }.to_string();
+            assert!(text.starts_with("cannot adopt the socket: ") && text.contains(says), "{reason:?}: {text}");
+        }
+    }
+}

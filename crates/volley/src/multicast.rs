@@ -114,3 +114,31 @@ pub(crate) fn check(
     }
     Ok(v4)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn interfaces_read_as_words() {
+        assert_eq!(MulticastInterface::Any.to_string(), "any interface");
+        assert_eq!(MulticastInterface::Index(3).to_string(), "interface index 3");
+        assert_eq!(MulticastInterface::V4(Ipv4Addr::new(10, 0, 0, 1)).to_string(), "interface with address 10.0.0.1");
+    }
+
+    #[test]
+    fn every_refusal_says_its_own_reason() {
+        use MulticastError::*;
+        let all = [NotMulticast, GroupFamily, SourceFamily, NoSuchInterface, InterfaceFamily, NotMember, Refused];
+        let group: IpAddr = "239.1.2.3".parse().unwrap();
+        let texts: Vec<String> =
+            all.iter().map(|&reason| Error::Multicast { group, reason, source: None }.to_string()).collect();
+        for (reason, text) in all.iter().zip(&texts) {
+            assert!(text.starts_with("multicast group 239.1.2.3: "), "{reason:?}: {text}");
+            assert!(text.len() > "multicast group 239.1.2.3: ".len() + 8, "{reason:?}: {text}");
+            assert_eq!(texts.iter().filter(|t| *t == text).count(), 1, "{reason:?} reads like another: {text}");
+        }
+        assert_eq!(texts[5], "multicast group 239.1.2.3: not a member of this group on that interface");
+    }
+}

@@ -101,8 +101,9 @@ impl Socket {
         let setup = |e| Error::Adopt { reason: crate::AdoptError::Other, source: Some(e) };
         // Windows: mio needs a non-blocking socket, so `blocking` is not
         // applied there (the blocking helpers poll instead).
-        sock.set_nonblocking(!(config.blocking && cfg!(unix))).map_err(setup)?;
-        state.blocking.store(config.blocking && cfg!(unix), std::sync::atomic::Ordering::Relaxed);
+        let blocking = config.blocking && cfg!(unix);
+        sock.set_nonblocking(!blocking).map_err(setup)?;
+        state.blocking.store(blocking, std::sync::atomic::Ordering::Relaxed);
         // Windows sockets are created non-inheritable (std and socket2 pass
         // WSA_FLAG_NO_HANDLE_INHERIT); there is no exec to close them on.
         #[cfg(unix)]
