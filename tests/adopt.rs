@@ -148,3 +148,13 @@ fn an_adopted_socket_is_non_blocking_unless_asked() {
         }
     }
 }
+
+/// The raw descriptor a socket gives (for `poll`, `setsockopt`, an event
+/// loop) is its own, the one `as_fd` borrows.
+#[test]
+fn the_raw_descriptor_is_the_sockets_own() {
+    let sock = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let raw = sock.as_raw_fd();
+    assert_eq!(raw, std::os::fd::AsFd::as_fd(&sock).as_raw_fd());
+    assert_eq!(socket2::SockRef::from(&sock).local_addr().unwrap().as_socket(), Some(sock.local_addr().unwrap()));
+}

@@ -423,3 +423,43 @@ fn back_pressure_on_emulated_trains_does_not_block() {
         );
     });
 }
+
+/// `send_batch_blocking` behind the throttle: it waits for room as often
+/// as it takes and completes, every datagram arriving once; and given a
+/// backlog that needs far longer than its timeout, it stops at the
+/// timeout with `TimedOut` instead of waiting the backlog out.
+#[test]
+fn send_batch_blocking_waits_for_room_then_times_out() {
+    for_each_backend(|case| {
+        let (tx, rx) = match throttled_pair(case, "2mbit") {
+            Ok(pair) => pair,
+            Err(why) => {
+                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
+                return;
+            }
+        };
+        let to = rx.local_addr().unwrap();
+        // 60 x 1200 bytes at 2 Mbit/s: ~0.3 s, many times the 8 KiB buffer.
+        let bufs: Vec<Vec<u8>> = (0..60).map(|s| payload(s, 1200)).collect();
+        let ts: Vec<Transmit<'_>> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        tx.send_batch_blocking(&ts, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("[{}] the throttled batch: {e}", case.name));
+        let mut batch = RecvBatch::new();
+        let mut seqs: Vec<u32> = recv_datagrams(&rx, &mut batch, 60).iter().map(|r| seq_of(&r.payload)).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..60).collect::<Vec<_>>(), "[{}] lost or duplicated", case.name);
+
+        // 600 datagrams: ~2.9 s at 2 Mbit/s, against a 200 ms timeout.
+        let bufs: Vec<Vec<u8>> = (0..600).map(|s| payload(s, 1200)).collect();
+        let ts: Vec<Transmit<'_>> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        let t0 = Instant::now();
+        let outcome = tx.send_batch_blocking(&ts, Duration::from_millis(200));
+        let took = t0.elapsed();
+        println!("[{}] 600 datagrams, 200 ms timeout: {outcome:?} after {took:?}", case.name);
+        match outcome {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            other => panic!("[{}] expected TimedOut, got {other:?} after {took:?}", case.name),
+        }
+        assert!(took < Duration::from_secs(2), "[{}] returned {took:?} after a 200 ms timeout", case.name);
+    });
+}
