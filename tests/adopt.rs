@@ -158,3 +158,65 @@ fn the_raw_descriptor_is_the_sockets_own() {
     assert_eq!(raw, std::os::fd::AsFd::as_fd(&sock).as_raw_fd());
     assert_eq!(socket2::SockRef::from(&sock).local_addr().unwrap().as_socket(), Some(sock.local_addr().unwrap()));
 }
+
+/// The remaining bind-time options an adopted socket must already have:
+/// `SO_REUSEADDR`, and the device of `bind_device` (as root).
+#[test]
+fn adoption_checks_reuse_addr_and_the_bound_device() {
+    let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    match Config::new().reuse_addr(true).adopt(plain) {
+        Err(e @ Error::Adopt { reason: AdoptError::ReuseAddr, .. }) => {
+            assert!(e.to_string().contains("reuse_addr"), "{e}");
+        }
+        other => panic!("a socket bound without SO_REUSEADDR: {other:?}"),
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    Config::new().reuse_addr(true).adopt(s).expect("SO_REUSEADDR was set at bind");
+
+    let unbound = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    match Config::new().bind_device("lo").adopt(unbound) {
+        Err(Error::Adopt { reason: AdoptError::BindDevice, .. }) => {}
+        other => panic!("a socket on no device, adopted for lo: {other:?}"),
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    match s.bind_device(Some(b"lo")) {
+        Ok(()) => {
+            s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+            Config::new().bind_device("lo").adopt(s).expect("bound to lo");
+        }
+        Err(e) => println!("SKIPPED the bound-device case: SO_BINDTODEVICE needs CAP_NET_RAW: {e}"),
+    }
+}
+
+/// An adopted socket takes the families its address allows, as a bound
+/// one: IPv4 on an IPv4 socket and on a dual-stack IPv6 one; an IPv6-only
+/// socket refuses an IPv4 destination, typed.
+#[test]
+fn an_adopted_socket_sends_to_the_families_it_carries() {
+    let rx = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let to = rx.local_addr().unwrap();
+    let mut batch = RecvBatch::new();
+    let v4 = Config::new().adopt(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+    dual.set_only_v6(false).unwrap();
+    dual.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let dual = Config::new().adopt(dual).unwrap();
+    for (name, tx) in [("IPv4", &v4), ("dual-stack", &dual)] {
+        tx.send_batch_blocking(&[Transmit::new(to, name.as_bytes())], TIMEOUT)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        rx.recv_batch_blocking(&mut batch, TIMEOUT).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(batch.iter().next().map(|(_, p)| p.to_vec()), Some(name.as_bytes().to_vec()));
+    }
+    let only6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+    only6.set_only_v6(true).unwrap();
+    only6.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let only6 = Config::new().adopt(only6).unwrap();
+    match only6.try_send_batch(&[Transmit::new(to, b"v4")]) {
+        Err(Error::InvalidTransmit(volley::InvalidTransmit::AddressFamily { destination })) => {
+            assert_eq!(destination, to);
+        }
+        other => panic!("an IPv4 destination from an IPv6-only socket: {other:?}"),
+    }
+}

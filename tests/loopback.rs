@@ -747,3 +747,38 @@ fn receive_into_caller_buffers_refuses_what_would_lose_data() {
     let plain = volley::Config::new().gro(false).bind(addr("127.0.0.1:0")).unwrap();
     assert!(plain.try_recv(&mut bufs, &mut meta).unwrap_err().is_would_block());
 }
+
+/// The tokens of the readable events one `poll` reports within `wait`.
+fn readable_tokens(poll: &mut mio::Poll, wait: Duration) -> Vec<usize> {
+    let mut events = mio::Events::with_capacity(8);
+    poll.poll(&mut events, Some(wait)).unwrap();
+    events.iter().filter(|e| e.is_readable()).map(|e| e.token().0).collect()
+}
+
+/// Receives until `WouldBlock`, so the next datagram makes a new edge.
+fn drain_all(sock: &Socket) {
+    let mut batch = RecvBatch::new();
+    while sock.try_recv_batch(&mut batch).is_ok() {}
+}
+
+/// A socket in a mio event loop: registering, re-registering under another
+/// token, and deregistering each take effect.
+#[test]
+fn mio_register_reregister_deregister_take_effect() {
+    let mut rx = Socket::bind(addr("127.0.0.1:0")).unwrap();
+    let to = rx.local_addr().unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut poll = mio::Poll::new().unwrap();
+    poll.registry().register(&mut rx, mio::Token(1), mio::Interest::READABLE).unwrap();
+    tx.send_to(b"one", to).unwrap();
+    assert_eq!(readable_tokens(&mut poll, driver::TIMEOUT), [1], "registered as 1");
+    drain_all(&rx);
+    poll.registry().reregister(&mut rx, mio::Token(2), mio::Interest::READABLE).unwrap();
+    tx.send_to(b"two", to).unwrap();
+    assert_eq!(readable_tokens(&mut poll, driver::TIMEOUT), [2], "re-registered as 2");
+    drain_all(&rx);
+    poll.registry().deregister(&mut rx).unwrap();
+    tx.send_to(b"three", to).unwrap();
+    assert!(rx.wait_readable(driver::TIMEOUT).unwrap(), "the datagram arrived");
+    assert_eq!(readable_tokens(&mut poll, Duration::from_millis(100)), [0usize; 0], "deregistered");
+}

@@ -463,3 +463,41 @@ fn send_batch_blocking_waits_for_room_then_times_out() {
         assert!(took < Duration::from_secs(2), "[{}] returned {took:?} after a 200 ms timeout", case.name);
     });
 }
+
+/// `wait_writable` tells a full send buffer from one with room: behind a
+/// 16 kbit/s throttle the buffer, once full, needs seconds to drain below
+/// half (when the kernel reports it writable again), so a short wait says
+/// false and a long one true.
+#[test]
+fn wait_writable_tells_a_full_send_buffer() {
+    for_each_backend(|case| {
+        let (tx, rx) = match throttled_pair(case, "16kbit") {
+            Ok(pair) => pair,
+            Err(why) => {
+                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
+                return;
+            }
+        };
+        assert!(tx.wait_writable(Duration::ZERO).unwrap(), "[{}] an empty buffer has room", case.name);
+        let to = rx.local_addr().unwrap();
+        let bufs: Vec<Vec<u8>> = (0..16).map(|s| payload(s, 1200)).collect();
+        let ts: Vec<Transmit<'_>> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+        let before = tx.stats().send_syscalls;
+        let sent = match tx.try_send_batch(&ts) {
+            Ok(sent) => sent.transmits,
+            Err(e) if e.is_would_block() => 0,
+            Err(e) => panic!("[{}] {e}", case.name),
+        };
+        assert!(sent < ts.len(), "[{}] all 16 datagrams fit", case.name);
+        // The portable path: one sendmsg per datagram sent, plus the one
+        // that heard EAGAIN.
+        let calls = tx.stats().send_syscalls - before;
+        if !tx.capabilities().mmsg {
+            assert_eq!(calls, sent as u64 + 1, "[{}] {sent} sent", case.name);
+        }
+        assert!(!tx.wait_writable(Duration::from_millis(50)).unwrap(), "[{}] a full buffer reported room", case.name);
+        let t0 = Instant::now();
+        assert!(tx.wait_writable(Duration::from_secs(20)).unwrap(), "[{}] the buffer never drained", case.name);
+        println!("[{}] room again after {:?}", case.name, t0.elapsed());
+    });
+}

@@ -277,3 +277,63 @@ fn an_error_the_full_queue_refused_is_recorded_bare() {
         assert_eq!(sock.try_recv_error().unwrap(), None, "[{}] recorded once", case.name);
     }
 }
+
+/// More ICMP errors than the ring holds (64): the ring keeps 64, the rest
+/// are counted by `lost_icmp_errors`, and every error counted is one or
+/// the other.
+#[test]
+fn icmp_errors_past_the_ring_are_counted_lost() {
+    for case in cases() {
+        let tx = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
+        if !tx.capabilities().recv_errors {
+            println!("[{}] skipped: no error queue here", case.name);
+            continue;
+        }
+        let to = closed_port();
+        // The kernel's global ICMP budget (net.ipv4.icmp_msgs_per_sec,
+        // 1000/s in bursts of 50) refills about one a millisecond: pace.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tx.stats().icmp.port_unreachable <= 80 && std::time::Instant::now() < deadline {
+            send_all(&tx, &[Transmit::new(to, b"anyone?")]);
+            std::thread::sleep(Duration::from_millis(2));
+            tx.drain_icmp_errors();
+        }
+        let counted = tx.stats().icmp.port_unreachable;
+        assert!(counted > 80, "[{}] only {counted} port unreachables in 10 s", case.name);
+        let mut seen = 0;
+        while let Ok(Some(e)) = tx.try_recv_error() {
+            assert_eq!(e.destination, Some(to), "[{}]", case.name);
+            seen += 1;
+        }
+        println!("[{}] {counted} counted, {seen} in the ring, {} lost", case.name, tx.lost_icmp_errors());
+        assert_eq!(seen, 64, "[{}] the ring holds 64", case.name);
+        assert_eq!(tx.lost_icmp_errors(), counted - 64, "[{}] the rest are counted lost", case.name);
+    }
+}
+
+/// The portable path's syscall count is exact: one `recvmsg` per message
+/// plus the one that heard `EAGAIN`, none more when every slot was filled;
+/// `recvmmsg` is one call either way.
+#[test]
+fn receive_syscalls_are_counted_exactly() {
+    for case in cases() {
+        let rx = case.bind_with("127.0.0.1:0", |c| c.gro(false));
+        let tx = case.bind("127.0.0.1:0");
+        let to = rx.local_addr().unwrap();
+        let mmsg = rx.capabilities().mmsg;
+        for (datagrams, slots, want_portable) in [(3, 8, 4), (4, 4, 4)] {
+            let bufs: Vec<Vec<u8>> = (0..datagrams).map(|s| payload(s, 100)).collect();
+            let ts: Vec<Transmit<'_>> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
+            send_all(&tx, &ts);
+            assert!(driver::wait_ready(&rx, libc::POLLIN, Duration::from_secs(5)), "[{}]", case.name);
+            // Loopback queues the datagrams as the send call returns.
+            let before = rx.stats().recv_syscalls;
+            let mut batch = RecvBatch::with_capacity(slots, 2048);
+            let n = rx.try_recv_batch(&mut batch).unwrap();
+            assert_eq!(n, datagrams as usize, "[{}] {datagrams} queued, {slots} slots", case.name);
+            let calls = rx.stats().recv_syscalls - before;
+            let want = if mmsg { 1 } else { want_portable };
+            assert_eq!(calls, want, "[{}] {datagrams} datagrams into {slots} slots", case.name);
+        }
+    }
+}

@@ -101,3 +101,23 @@ pub(super) fn peer(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     let addr = socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()?;
     Some(crate::meta::canonical(addr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An address reads back only when the kernel wrote all of it: a
+    /// shorter length (a truncated or foreign address) reads as none.
+    #[test]
+    fn addresses_read_back_only_when_whole() {
+        for addr in ["192.0.2.7:4433", "[2001:db8::7]:4433", "[::ffff:192.0.2.7]:4433"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut buf = SockAddrBuf::new();
+            let len = buf.write(addr);
+            assert_eq!(buf.read(len), Some(crate::meta::canonical(addr)), "{addr}");
+            assert_eq!(buf.read(len - 1), None, "{addr} one byte short");
+            assert_eq!(buf.read(0), None, "{addr} empty");
+        }
+        assert_eq!(SockAddrBuf::new().read(128), None, "no family");
+    }
+}
