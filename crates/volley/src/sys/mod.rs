@@ -128,10 +128,14 @@ pub(crate) use recv::{drain_errors, recv, recv_error};
 pub(crate) use send::send;
 #[cfg(unix)]
 pub(crate) use socket::disconnect;
-pub(crate) use socket::{adopt, open, recv_waiting, wait, SocketState};
+#[cfg(unix)]
+pub(crate) use socket::wait;
+pub(crate) use socket::{adopt, open, recv_waiting, SocketState};
 pub(crate) use sockopt::{broadcast_refused, multicast_membership, set_multicast_interface, set_tos, tos};
 #[cfg(windows)]
 pub(crate) use windows::disconnect;
+#[cfg(windows)]
+pub(crate) use windows::wait;
 
 pub(crate) use platform::{attach_cpu_steering, disable_multicast_all, may_fragment, path_mtu};
 

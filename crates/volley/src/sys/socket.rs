@@ -2,13 +2,17 @@
 //! it ([`open`], with the platform's probes), waiting for readiness, and
 //! dissolving a connection.
 
-use crate::os::{AsFd, AsRawFd, BorrowedFd};
+#[cfg(unix)]
+use crate::os::AsRawFd;
+use crate::os::{AsFd, BorrowedFd};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use super::sockopt::{set_buffer, set_tos};
+#[cfg(windows)]
+use super::windows::{is_blocking, reuse_port, set_reuse_port, wait};
 #[cfg(windows)]
 use super::winsock as libc;
 use super::{platform, Wait};
@@ -196,19 +200,11 @@ fn apply_tos(
 fn set_reuse_port(sock: &socket2::Socket) -> io::Result<()> {
     sock.set_reuse_port(true)
 }
-#[cfg(windows)]
-fn set_reuse_port(_sock: &socket2::Socket) -> io::Result<()> {
-    Err(platform::unsupported("SO_REUSEPORT"))
-}
 
 /// Whether `SO_REUSEPORT` is set (never, on Windows).
 #[cfg(unix)]
 fn reuse_port(sock: &socket2::Socket) -> io::Result<bool> {
     sock.reuse_port()
-}
-#[cfg(windows)]
-fn reuse_port(_sock: &socket2::Socket) -> io::Result<bool> {
-    Ok(false)
 }
 
 /// The options a [`Config`] asks for that can be refused for want of a
@@ -342,10 +338,6 @@ fn set_rcvtimeo(fd: BorrowedFd<'_>, state: &SocketState, timeout: Option<Duratio
 fn is_blocking(sock: &socket2::Socket) -> bool {
     !sock.nonblocking().unwrap_or(true)
 }
-#[cfg(windows)]
-fn is_blocking(_sock: &socket2::Socket) -> bool {
-    false
-}
 
 /// Waits until `fd` is readable (`events = POLLIN`) or writable (`POLLOUT`),
 /// or `timeout` passes (`None`: no limit). Returns whether it became ready.
@@ -376,32 +368,6 @@ pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Du
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// [`wait`] on Windows: `WSAPoll` (winsock's `poll`).
-#[cfg(windows)]
-pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
-    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        // Round up, so a sub-millisecond wait does not become a busy poll(0).
-        let ms =
-            left.map_or(-1, |l| libc::c_int::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX));
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-        // SAFETY: one valid pollfd, count 1.
-        match syscall!(poll(&mut pfd, 1, ms)) {
-            Ok(0) => return Ok(false),
-            Ok(_) if pfd.revents & events != 0 => return Ok(true),
-            Ok(_) => {
-                if left.is_some_and(|l| l.is_zero()) {
-                    return Ok(false);
-                }
-                std::thread::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
         }
     }
 }

@@ -34,6 +34,7 @@
 use std::io;
 use std::ptr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use windows_sys::Win32::Networking::WinSock as ws;
 
@@ -310,7 +311,7 @@ fn loopback_self_test(check: Check) -> io::Result<bool> {
     const SRC: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
     let rx = UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     let tx = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
-    rx.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
+    rx.set_read_timeout(Some(Duration::from_secs(1)))?;
     let fams = Families { v4: true, v6: false };
     if check == Check::Ecn
         && !set_both(rx.as_socket(), fams, ws::IP_RECVTOS, 0)
@@ -450,4 +451,48 @@ pub(crate) fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
         std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
     socket2::SockRef::from(&fd).connect(&any.into())
+}
+
+// The Windows twins of sys/socket.rs's Unix functions.
+
+/// `SO_REUSEPORT`: Windows has none (its `SO_REUSEADDR` lets any later
+/// socket take the port over, which is not load balancing): refused.
+pub(super) fn set_reuse_port(_sock: &socket2::Socket) -> io::Result<()> {
+    Err(unsupported("SO_REUSEPORT"))
+}
+
+/// Whether `SO_REUSEPORT` is set: never.
+pub(super) fn reuse_port(_sock: &socket2::Socket) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// Whether the descriptor is in blocking mode: unknowable on Windows, where
+/// a volley socket is always non-blocking (mio's requirement).
+pub(super) fn is_blocking(_sock: &socket2::Socket) -> bool {
+    false
+}
+
+/// `sys::wait` on Windows: `WSAPoll` (winsock's `poll`).
+pub(crate) fn wait(fd: BorrowedFd<'_>, events: libc::c_short, timeout: Option<Duration>) -> io::Result<bool> {
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        // Round up, so a sub-millisecond wait does not become a busy poll(0).
+        let ms =
+            left.map_or(-1, |l| libc::c_int::try_from(l.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX));
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+        // SAFETY: one valid pollfd, count 1.
+        match syscall!(poll(&mut pfd, 1, ms)) {
+            Ok(0) => return Ok(false),
+            Ok(_) if pfd.revents & events != 0 => return Ok(true),
+            Ok(_) => {
+                if left.is_some_and(|l| l.is_zero()) {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(1).min(left.unwrap_or(Duration::MAX)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
