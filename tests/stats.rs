@@ -337,3 +337,24 @@ fn receive_syscalls_are_counted_exactly() {
         }
     }
 }
+
+/// An ICMP error waiting in the error queue wakes `poll` (`POLLERR`) but
+/// does not make the socket readable: `wait_readable` keeps waiting and
+/// says false when nothing arrived, and true once a datagram does.
+#[test]
+fn a_queued_icmp_error_does_not_make_a_socket_readable() {
+    for case in cases() {
+        let tx = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
+        if !tx.capabilities().recv_errors {
+            println!("[{}] skipped: no error queue here", case.name);
+            continue;
+        }
+        let to = closed_port();
+        let queued =
+            provoke_icmp(&tx, || send_all(&tx, &[Transmit::new(to, b"anyone?")]), |signalled| signalled.then_some(()));
+        assert!(queued.is_some(), "[{}] no ICMP error queued", case.name);
+        assert!(!tx.wait_readable(Duration::from_millis(100)).unwrap(), "[{}] an ICMP error read as data", case.name);
+        send_all(&tx, &[Transmit::new(tx.local_addr().unwrap(), b"data")]);
+        assert!(tx.wait_readable(Duration::from_secs(5)).unwrap(), "[{}] a datagram did not wake it", case.name);
+    }
+}

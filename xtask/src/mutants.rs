@@ -3,10 +3,11 @@
 //! Every mutant cargo-mutants makes of `crates/volley/src` (outside
 //! `#[cfg(test)]` code) is built and judged by the core's unit tests, the
 //! `codec_props` property tests, the core's doctests and the volley-tests
-//! targets that need no network namespace (`loopback`, `bad_input`,
-//! `options`, `reliability`, `alloc`). Which targets, and which mutants are
-//! excluded as equivalent (each with why), is in `.cargo/mutants.toml`, so a
-//! plain `cargo mutants` uses the same set, minus the doctests.
+//! targets that run in seconds as root (`loopback`, `bad_input`, `options`,
+//! `reliability`, `alloc`, `stats`, `blocking`, `adopt`). Which targets,
+//! and which mutants are excluded as equivalent (each with why), is in
+//! `.cargo/mutants.toml`, so a plain `cargo mutants` uses the same set,
+//! minus the doctests.
 //!
 //! ```text
 //! cargo xtask mutants                      # every mutant (long: see docs/reliability.md)
