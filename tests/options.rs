@@ -389,6 +389,11 @@ fn bad_joins_are_typed_errors() {
     assert!(matches!(v4.leave_source_multicast(ssm, src, any), Err(Error::Multicast { .. })));
     v4.join_source_multicast(ssm, src, any).unwrap();
     v4.leave_source_multicast(ssm, src, any).unwrap();
+    // The same by the interface's IPv4 address (the classic IPv4 call).
+    let lo = MulticastInterface::V4(std::net::Ipv4Addr::LOCALHOST);
+    v4.join_source_multicast(ssm, src, lo).unwrap();
+    v4.leave_source_multicast(ssm, src, lo).unwrap();
+    assert!(matches!(v4.leave_source_multicast(ssm, src, lo), Err(Error::Multicast { .. })), "left twice");
 }
 
 #[test]

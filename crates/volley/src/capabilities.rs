@@ -362,7 +362,7 @@ pub(crate) mod tests {
     }
 
     /// Counts the `tracing` events at WARN level made while `f` runs.
-    fn warnings(f: impl FnOnce()) -> usize {
+    pub(crate) fn warnings(f: impl FnOnce()) -> usize {
         use std::sync::atomic::AtomicUsize;
         use std::sync::Arc;
         use tracing_subscriber::layer::{Context, SubscriberExt};

@@ -265,3 +265,30 @@ pub(crate) fn set_multicast_if_index_v4(fd: BorrowedFd<'_>, index: u32) -> io::R
     mreqn.imr_ifindex = libc::c_int::try_from(index).unwrap_or(0);
     set_opt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::capabilities::tests::warnings;
+
+    /// A grant that falls short warns once; one that covers the request
+    /// (as root, past `net.core.rmem_max` with `SO_RCVBUFFORCE`) does not.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
+    fn a_short_buffer_grant_warns_and_a_full_one_does_not() {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        // Beyond what any kernel grants (it caps at INT_MAX / 2).
+        assert_eq!(warnings(|| set_buffer(&sock, usize::MAX / 2, true)), 1, "an impossible request");
+        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        if root {
+            let rmem_max: usize =
+                std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+            // More than twice rmem_max: only SO_RCVBUFFORCE grants it.
+            let size = (4 * rmem_max).max(16 << 20);
+            assert_eq!(warnings(|| set_buffer(&sock, size, true)), 0, "root is granted {size}");
+            assert!(sock.recv_buffer_size().unwrap() >= size);
+        } else {
+            println!("SKIPPED the forced grant: needs root (SO_RCVBUFFORCE)");
+        }
+    }
+}
