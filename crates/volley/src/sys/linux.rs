@@ -333,3 +333,20 @@ pub(crate) fn disable_multicast_all(fd: BorrowedFd<'_>, v4: bool) -> io::Result<
         set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL, 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `UDP_MAX_SEGMENTS` probe: 128 one-byte segments go through on a
+    /// kernel whose limit is 128 and are refused (`EINVAL`, read as 64) on
+    /// one whose limit is 64; 1,000 are refused everywhere.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
+    fn the_gso_probe_reads_the_kernels_limit() {
+        let limit = probe_gso_limit(2 * GSO_MAX_SEGMENTS);
+        assert!(matches!(limit, Some(64 | 128)), "{limit:?}");
+        assert_eq!(probe_gso_limit(1000), Some(GSO_MAX_SEGMENTS), "past every kernel's limit");
+        assert_eq!(gso_max_segments(), limit.unwrap());
+    }
+}
