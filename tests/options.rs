@@ -499,3 +499,25 @@ fn multicast_send_options_reach_the_socket() {
     let e = v6only.set_multicast_interface(MulticastInterface::V4("127.0.0.1".parse().unwrap())).unwrap_err();
     assert!(matches!(e, Error::Multicast { reason: MulticastError::InterfaceFamily, .. }), "{e:?}");
 }
+
+/// `orig_dst` on loopback (Linux): with it on, every datagram reports the
+/// destination it was sent to, on an IPv4, a dual-stack and an IPv6-only
+/// socket; with it off, none does.
+#[cfg(target_os = "linux")]
+#[test]
+fn orig_dst_is_reported_exactly_when_asked() {
+    let mut batch = RecvBatch::new();
+    for (at, to_ip) in [("127.0.0.1:0", "127.0.0.1"), ("[::]:0", "127.0.0.1"), ("[::]:0", "::1"), ("[::1]:0", "::1")] {
+        for asked in [false, true] {
+            let v6only = at == "[::1]:0";
+            let rx = Config::new().orig_dst(asked).ipv6_only(v6only).bind(at.parse().unwrap()).unwrap();
+            let to = SocketAddr::new(to_ip.parse().unwrap(), rx.local_addr().unwrap().port());
+            let tx = UdpSocket::bind(if to.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }).unwrap();
+            tx.send_to(b"where to?", to).unwrap();
+            rx.recv_batch_blocking(&mut batch, WAIT).unwrap();
+            let (meta, _) = batch.iter().next().unwrap();
+            let want = asked.then_some(to);
+            assert_eq!(meta.orig_dst(), want, "{at} receiving for {to}, orig_dst({asked})");
+        }
+    }
+}
