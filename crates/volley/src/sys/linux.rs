@@ -206,27 +206,29 @@ pub(super) fn ip_options(sock: &socket2::Socket, families: Families) -> IpOption
 }
 
 /// Attaches `A = cpu; A %= n; return A` as the group's reuse-port program:
-/// the kernel picks the socket at that index (in bind order).
-#[cfg(has_reuseport_cbpf)]
+/// the kernel picks the socket at that index (in bind order). Unsupported
+/// where the target's libc bindings lack the BPF constants (Android),
+/// though the kernel has reuse-port CBPF.
 pub(crate) fn attach_cpu_steering(fd: BorrowedFd<'_>, n: usize) -> io::Result<()> {
-    let n = u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group too large"))?;
-    let insn = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
-    let prog = [
-        // A = the CPU this packet is processed on (an ancillary load).
-        insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32),
-        insn(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n),
-        insn(libc::BPF_RET | libc::BPF_A, 0),
-    ];
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
-    // The kernel copies the program during the call; `prog` outlives it.
-    super::sockopt::set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
-}
-
-/// The kernel has reuse-port CBPF, but the libc bindings for Android lack
-/// its constants.
-#[cfg(not(has_reuseport_cbpf))]
-pub(crate) fn attach_cpu_steering(_fd: BorrowedFd<'_>, _n: usize) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "CPU steering: no BPF constants in this target's libc bindings"))
+    #[cfg(not(has_reuseport_cbpf))]
+    {
+        let _ = (fd, n);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "CPU steering: no BPF constants in this target's libc bindings"))
+    }
+    #[cfg(has_reuseport_cbpf)]
+    {
+        let n = u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group too large"))?;
+        let insn = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+        let prog = [
+            // A = the CPU this packet is processed on (an ancillary load).
+            insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32),
+            insn(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n),
+            insn(libc::BPF_RET | libc::BPF_A, 0),
+        ];
+        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
+        // The kernel copies the program during the call; `prog` outlives it.
+        super::sockopt::set_opt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+    }
 }
 
 /// Binds the socket to a device (`SO_BINDTODEVICE`).
