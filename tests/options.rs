@@ -9,7 +9,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use volley::{
-    BindError, Config, Error, IcmpKind, MulticastError, MulticastInterface, RecvBatch, Socket, Steering, Transmit,
+    BindError, Config, Error, IcmpKind, MulticastError, MulticastInterface, Pmtud, RecvBatch, Socket, Steering,
+    Transmit,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -518,6 +519,26 @@ fn orig_dst_is_reported_exactly_when_asked() {
             let (meta, _) = batch.iter().next().unwrap();
             let want = asked.then_some(to);
             assert_eq!(meta.orig_dst(), want, "{at} receiving for {to}, orig_dst({asked})");
+        }
+    }
+}
+
+/// `may_fragment` (Linux) is false exactly when every family the socket
+/// carries has "don't fragment" for good (`Pmtud::Do` or `Probe`): on an
+/// IPv4, a dual-stack and an IPv6-only socket alike.
+#[cfg(target_os = "linux")]
+#[test]
+fn may_fragment_follows_pmtud_on_every_family() {
+    for (at, v6only) in [("127.0.0.1:0", false), ("[::]:0", false), ("[::]:0", true)] {
+        let bind = |pmtud: Option<Pmtud>| {
+            let c = Config::new().ipv6_only(v6only);
+            let c = if let Some(p) = pmtud { c.pmtud(p) } else { c };
+            c.bind(at.parse().unwrap()).unwrap()
+        };
+        for (pmtud, may) in
+            [(None, true), (Some(Pmtud::Off), true), (Some(Pmtud::Do), false), (Some(Pmtud::Probe), false)]
+        {
+            assert_eq!(bind(pmtud).may_fragment(), may, "{at} v6only {v6only}, {pmtud:?}");
         }
     }
 }
