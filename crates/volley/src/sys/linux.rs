@@ -351,4 +351,22 @@ mod tests {
         assert_eq!(probe_gso_limit(1000), Some(GSO_MAX_SEGMENTS), "past every kernel's limit");
         assert_eq!(gso_max_segments(), limit.unwrap());
     }
+
+    /// A join turns `IP_MULTICAST_ALL` / `IPV6_MULTICAST_ALL` off (on by
+    /// default), so the socket hears exactly the groups it joined.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs a socket")]
+    fn a_join_turns_multicast_all_off() {
+        use crate::os::AsFd;
+        for (at, group, level, name) in [
+            ("0.0.0.0:0", "239.1.2.3", libc::IPPROTO_IP, libc::IP_MULTICAST_ALL),
+            ("[::]:0", "ff15::1:2:3", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL),
+        ] {
+            let sock = Config::new().ipv6_only(true).bind(at.parse().unwrap()).unwrap();
+            let all = || get_int(sock.as_fd(), level, name).unwrap();
+            assert_eq!(all(), 1, "{at}: the kernel's default");
+            sock.join_multicast(group.parse().unwrap(), crate::MulticastInterface::Any).unwrap();
+            assert_eq!(all(), 0, "{at} after joining {group}");
+        }
+    }
 }
