@@ -191,23 +191,36 @@ fn adoption_checks_reuse_addr_and_the_bound_device() {
 }
 
 /// An adopted socket takes the families its address allows, as a bound
-/// one: IPv4 on an IPv4 socket and on a dual-stack IPv6 one; an IPv6-only
-/// socket refuses an IPv4 destination, typed.
+/// one: IPv4 on an IPv4 socket and on a dual-stack IPv6 one, both ways,
+/// with IPv4 metadata on receive (the original destination included, an
+/// option set per family at adoption); an IPv6-only socket refuses an IPv4
+/// destination, typed.
 #[test]
 fn an_adopted_socket_sends_to_the_families_it_carries() {
     let rx = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let to = rx.local_addr().unwrap();
     let mut batch = RecvBatch::new();
-    let v4 = Config::new().adopt(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    // orig_dst: an option volley sets per family at adoption.
+    let v4 = Config::new().orig_dst(true).adopt(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
     let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
     dual.set_only_v6(false).unwrap();
     dual.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    let dual = Config::new().adopt(dual).unwrap();
+    let dual = Config::new().orig_dst(true).adopt(dual).unwrap();
     for (name, tx) in [("IPv4", &v4), ("dual-stack", &dual)] {
         tx.send_batch_blocking(&[Transmit::new(to, name.as_bytes())], TIMEOUT)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         rx.recv_batch_blocking(&mut batch, TIMEOUT).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(batch.iter().next().map(|(_, p)| p.to_vec()), Some(name.as_bytes().to_vec()));
+        // And it receives IPv4 with its metadata: the IPv4-level receive
+        // options were set on it (on a dual-stack socket too).
+        let back = std::net::SocketAddr::from(([127, 0, 0, 1], tx.local_addr().unwrap().port()));
+        rx.send_batch_blocking(&[Transmit::new(back, b"back")], TIMEOUT).unwrap();
+        tx.recv_batch_blocking(&mut batch, TIMEOUT).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (meta, payload) = batch.iter().next().unwrap();
+        assert_eq!(payload, b"back");
+        assert_eq!(meta.dst_ip, Some(std::net::Ipv4Addr::LOCALHOST.into()), "{name}: IP_PKTINFO");
+        assert!(meta.ttl.is_some(), "{name}: IP_RECVTTL: {meta:?}");
+        assert_eq!(meta.orig_dst(), Some(back), "{name}: IP_RECVORIGDSTADDR");
     }
     let only6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
     only6.set_only_v6(true).unwrap();
