@@ -266,7 +266,8 @@ pub(crate) fn set_multicast_if_index_v4(fd: BorrowedFd<'_>, index: u32) -> io::R
     set_opt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests {
     use super::*;
     use crate::capabilities::tests::warnings;
