@@ -239,6 +239,14 @@ fn throttled_pair(case: &Case, rate: &str) -> Result<(Socket, Socket), String> {
     })?
 }
 
+/// [`throttled_pair`], or `None` after printing, as SKIPPED, why it
+/// cannot be built here.
+fn throttled_or_skip(case: &Case, rate: &str) -> Option<(Socket, Socket)> {
+    throttled_pair(case, rate)
+        .map_err(|why| volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name)))
+        .ok()
+}
+
 /// What one throttled run saw.
 #[derive(Debug, Default)]
 struct Pressure {
@@ -369,13 +377,7 @@ fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32)
 #[test]
 fn back_pressure_gives_exact_partial_counts_and_retries_complete() {
     for_each_backend(|case| {
-        let (tx, rx) = match throttled_pair(case, "16mbit") {
-            Ok(pair) => pair,
-            Err(why) => {
-                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
-                return;
-            }
-        };
+        let Some((tx, rx)) = throttled_or_skip(case, "16mbit") else { return };
         println!("[{}] SO_SNDBUF granted {} bytes behind a 16 Mbit/s tbf", case.name, tx.send_buffer_size().granted);
         let single = throttled_round(case, &tx, &rx, 1000, 1);
         assert!(single.would_block > 0, "[{}] the throttled send buffer never filled", case.name);
@@ -406,13 +408,7 @@ fn back_pressure_gives_exact_partial_counts_and_retries_complete() {
 #[test]
 fn back_pressure_on_emulated_trains_does_not_block() {
     for_each_backend(|case| {
-        let (tx, rx) = match throttled_pair(case, "2mbit") {
-            Ok(pair) => pair,
-            Err(why) => {
-                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
-                return;
-            }
-        };
+        let Some((tx, rx)) = throttled_or_skip(case, "2mbit") else { return };
         let trains = throttled_round(case, &tx, &rx, 150, 3);
         // Back-pressure shows as partial counts (a call that finished a
         // stalled train returns at its end), WouldBlock, or PartialTransmit.
@@ -431,13 +427,7 @@ fn back_pressure_on_emulated_trains_does_not_block() {
 #[test]
 fn send_batch_blocking_waits_for_room_then_times_out() {
     for_each_backend(|case| {
-        let (tx, rx) = match throttled_pair(case, "2mbit") {
-            Ok(pair) => pair,
-            Err(why) => {
-                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
-                return;
-            }
-        };
+        let Some((tx, rx)) = throttled_or_skip(case, "2mbit") else { return };
         let to = rx.local_addr().unwrap();
         // 60 x 1200 bytes at 2 Mbit/s: ~0.3 s, many times the 8 KiB buffer.
         let bufs: Vec<Vec<u8>> = (0..60).map(|s| payload(s, 1200)).collect();
@@ -471,13 +461,7 @@ fn send_batch_blocking_waits_for_room_then_times_out() {
 #[test]
 fn wait_writable_tells_a_full_send_buffer() {
     for_each_backend(|case| {
-        let (tx, rx) = match throttled_pair(case, "16kbit") {
-            Ok(pair) => pair,
-            Err(why) => {
-                volley_tests::netlab::skip(&format!("[{}] cannot build a throttled loopback: {why}", case.name));
-                return;
-            }
-        };
+        let Some((tx, rx)) = throttled_or_skip(case, "16kbit") else { return };
         assert!(tx.wait_writable(Duration::ZERO).unwrap(), "[{}] an empty buffer has room", case.name);
         let to = rx.local_addr().unwrap();
         let bufs: Vec<Vec<u8>> = (0..16).map(|s| payload(s, 1200)).collect();

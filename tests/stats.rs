@@ -5,10 +5,11 @@
 // Linux only: kernel drops and `POLLERR` on the error queue.
 #![cfg(target_os = "linux")]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use volley::{RecvBatch, RecvMeta, Stats, Transmit};
-use volley_tests::driver::{self, cases, payload, recv_datagrams, send_all, train};
+use volley::{Error, IcmpError, RecvBatch, RecvMeta, Socket, Stats, Transmit};
+use volley_tests::driver::{self, cases, payload, recv_datagrams, send_all, train, Case};
 
 const SEG: usize = 1000;
 
@@ -100,9 +101,32 @@ fn kernel_drops_are_the_last_reported() {
     }
 }
 
+/// A socket on 127.0.0.1 with the error queue on (`recv_errors`), or
+/// `None` after saying so where this backend has none.
+fn with_error_queue(case: &Case) -> Option<Socket> {
+    let sock = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
+    if sock.capabilities().recv_errors {
+        Some(sock)
+    } else {
+        println!("[{}] skipped: no error queue here", case.name);
+        None
+    }
+}
+
+/// Pops the error ring empty through `pop`, checking that each error is
+/// about `to`; returns how many there were.
+fn pop_all(case: &Case, to: SocketAddr, mut pop: impl FnMut() -> Result<Option<IcmpError>, Error>) -> u64 {
+    let mut seen = 0;
+    while let Ok(Some(e)) = pop() {
+        assert_eq!(e.destination, Some(to), "[{}]", case.name);
+        seen += 1;
+    }
+    seen
+}
+
 /// A loopback address nobody listens on: a send there draws an ICMP port
 /// unreachable.
-fn closed_port() -> std::net::SocketAddr {
+fn closed_port() -> SocketAddr {
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     closed.local_addr().unwrap()
 }
@@ -124,11 +148,7 @@ fn provoke_icmp<T>(
 #[test]
 fn icmp_errors_are_counted_by_kind() {
     for case in cases() {
-        let tx = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
-        if !tx.capabilities().recv_errors {
-            println!("[{}] skipped: no error queue here", case.name);
-            continue;
-        }
+        let Some(tx) = with_error_queue(&case) else { continue };
         let to = closed_port();
         let counted = provoke_icmp(
             &tx,
@@ -141,12 +161,8 @@ fn icmp_errors_are_counted_by_kind() {
             },
         );
         let Some(counted) = counted else { panic!("[{}] no port unreachable counted", case.name) };
-        let mut seen = 0;
-        while let Ok(Some(e)) = tx.try_recv_error() {
-            assert_eq!(e.destination, Some(to), "[{}]", case.name);
-            seen += 1;
-        }
-        assert_eq!(seen as u64 + tx.lost_icmp_errors(), counted, "[{}] every counted error is in the ring", case.name);
+        let seen = pop_all(&case, to, || tx.try_recv_error());
+        assert_eq!(seen + tx.lost_icmp_errors(), counted, "[{}] every counted error is in the ring", case.name);
     }
 }
 
@@ -179,17 +195,8 @@ fn borrowed_sockets_drain_icmp_errors_too() {
             },
         );
         let Some(drained) = found else { panic!("[{}] no ICMP error drained", case.name) };
-        let mut seen = 0;
-        while let Ok(Some(e)) = tx.try_recv_error() {
-            assert_eq!(e.destination, Some(to), "[{}]", case.name);
-            seen += 1;
-        }
-        assert_eq!(
-            seen as u64 + tx.lost_icmp_errors(),
-            drained as u64,
-            "[{}] every drained error is in the ring",
-            case.name
-        );
+        let seen = pop_all(&case, to, || tx.try_recv_error());
+        assert_eq!(seen + tx.lost_icmp_errors(), drained as u64, "[{}] every drained error is in the ring", case.name);
     }
 }
 
@@ -216,7 +223,7 @@ fn refused_sends_and_one_segment_trains_are_counted_as_what_they_are() {
         let rx = case.bind("127.0.0.1:0");
         // Broadcast without SO_BROADCAST: the kernel refuses (EACCES).
         let e = tx.try_send_batch(&[Transmit::new("255.255.255.255:9".parse().unwrap(), b"all?")]).unwrap_err();
-        assert!(matches!(e, volley::Error::BroadcastNotEnabled { .. }), "[{}] {e}", case.name);
+        assert!(matches!(e, Error::BroadcastNotEnabled { .. }), "[{}] {e}", case.name);
         let s = tx.stats();
         assert_eq!((s.send_errors, s.send_would_block, s.datagrams_sent), (1, 0, 0), "[{}] {s:?}", case.name);
         let one = payload(1, 100);
@@ -231,11 +238,7 @@ fn refused_sends_and_one_segment_trains_are_counted_as_what_they_are() {
 #[test]
 fn draining_nothing_records_nothing() {
     for case in cases() {
-        let sock = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
-        if !sock.capabilities().recv_errors {
-            println!("[{}] skipped: no error queue here", case.name);
-            continue;
-        }
+        let Some(sock) = with_error_queue(&case) else { continue };
         assert_eq!(sock.drain_icmp_errors(), 0, "[{}]", case.name);
         assert_eq!(sock.try_recv_error().unwrap(), None, "[{}]", case.name);
         assert_eq!(sock.stats().icmp.total(), 0, "[{}]", case.name);
@@ -284,11 +287,7 @@ fn an_error_the_full_queue_refused_is_recorded_bare() {
 #[test]
 fn icmp_errors_past_the_ring_are_counted_lost() {
     for case in cases() {
-        let tx = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
-        if !tx.capabilities().recv_errors {
-            println!("[{}] skipped: no error queue here", case.name);
-            continue;
-        }
+        let Some(tx) = with_error_queue(&case) else { continue };
         let to = closed_port();
         // The kernel's global ICMP budget (net.ipv4.icmp_msgs_per_sec,
         // 1000/s in bursts of 50) refills about one a millisecond: pace.
@@ -300,11 +299,7 @@ fn icmp_errors_past_the_ring_are_counted_lost() {
         }
         let counted = tx.stats().icmp.port_unreachable;
         assert!(counted > 80, "[{}] only {counted} port unreachables in 10 s", case.name);
-        let mut seen = 0;
-        while let Ok(Some(e)) = tx.try_recv_error() {
-            assert_eq!(e.destination, Some(to), "[{}]", case.name);
-            seen += 1;
-        }
+        let seen = pop_all(&case, to, || tx.try_recv_error());
         println!("[{}] {counted} counted, {seen} in the ring, {} lost", case.name, tx.lost_icmp_errors());
         assert_eq!(seen, 64, "[{}] the ring holds 64", case.name);
         assert_eq!(tx.lost_icmp_errors(), counted - 64, "[{}] the rest are counted lost", case.name);
@@ -344,11 +339,7 @@ fn receive_syscalls_are_counted_exactly() {
 #[test]
 fn a_queued_icmp_error_does_not_make_a_socket_readable() {
     for case in cases() {
-        let tx = case.bind_with("127.0.0.1:0", |c| c.recv_errors(true));
-        if !tx.capabilities().recv_errors {
-            println!("[{}] skipped: no error queue here", case.name);
-            continue;
-        }
+        let Some(tx) = with_error_queue(&case) else { continue };
         let to = closed_port();
         let queued =
             provoke_icmp(&tx, || send_all(&tx, &[Transmit::new(to, b"anyone?")]), |signalled| signalled.then_some(()));
