@@ -95,6 +95,19 @@ fn child_serves_on_an_adopted_socket() {
     assert_eq!(back.local_addr().unwrap().ip().to_string(), "127.0.0.1");
 }
 
+/// A UDP socket made elsewhere: `setup` sets what only takes effect
+/// before bind, then it is bound to `at`.
+fn bound_with(
+    at: &str,
+    setup: impl FnOnce(&socket2::Socket) -> std::io::Result<()>,
+) -> std::io::Result<socket2::Socket> {
+    let at: std::net::SocketAddr = at.parse().unwrap();
+    let s = socket2::Socket::new(socket2::Domain::for_address(at), socket2::Type::DGRAM, None)?;
+    setup(&s)?;
+    s.bind(&at.into())?;
+    Ok(s)
+}
+
 #[test]
 fn adoption_refuses_what_it_cannot_honour() {
     let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -109,17 +122,13 @@ fn adoption_refuses_what_it_cannot_honour() {
         Err(Error::Adopt { reason: AdoptError::NotUdp, .. }) => {}
         other => panic!("a TCP socket: {other:?}"),
     }
-    let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
-    v6.set_only_v6(true).unwrap();
-    v6.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let v6 = bound_with("[::]:0", |s| s.set_only_v6(true)).unwrap();
     match Config::new().ipv6_only(false).adopt(v6) {
         Err(Error::Adopt { reason: AdoptError::Ipv6Only, .. }) => {}
         other => panic!("{other:?}"),
     }
     // Asked-for options that are set are fine.
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-    s.set_reuse_port(true).unwrap();
-    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let s = bound_with("127.0.0.1:0", |s| s.set_reuse_port(true)).unwrap();
     let sock = Config::new().reuse_port(true).tos(0xb8).adopt(s).expect("reuse_port was set at bind");
     assert_eq!(sock.tos().unwrap(), 0xb8, "post-bind options applied");
     let std_back: std::net::UdpSocket = sock.into_std();
@@ -170,9 +179,7 @@ fn adoption_checks_reuse_addr_and_the_bound_device() {
         }
         other => panic!("a socket bound without SO_REUSEADDR: {other:?}"),
     }
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-    s.set_reuse_address(true).unwrap();
-    s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let s = bound_with("127.0.0.1:0", |s| s.set_reuse_address(true)).unwrap();
     Config::new().reuse_addr(true).adopt(s).expect("SO_REUSEADDR was set at bind");
 
     let unbound = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -180,13 +187,12 @@ fn adoption_checks_reuse_addr_and_the_bound_device() {
         Err(Error::Adopt { reason: AdoptError::BindDevice, .. }) => {}
         other => panic!("a socket on no device, adopted for lo: {other:?}"),
     }
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-    match s.bind_device(Some(b"lo")) {
-        Ok(()) => {
-            s.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-            Config::new().bind_device("lo").adopt(s).expect("bound to lo");
+    match bound_with("127.0.0.1:0", |s| s.bind_device(Some(b"lo"))) {
+        Ok(s) => drop(Config::new().bind_device("lo").adopt(s).expect("bound to lo")),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            println!("SKIPPED the bound-device case: SO_BINDTODEVICE needs CAP_NET_RAW: {e}");
         }
-        Err(e) => println!("SKIPPED the bound-device case: SO_BINDTODEVICE needs CAP_NET_RAW: {e}"),
+        Err(e) => panic!("a socket bound to lo: {e}"),
     }
 }
 
@@ -202,9 +208,7 @@ fn an_adopted_socket_sends_to_the_families_it_carries() {
     let mut batch = RecvBatch::new();
     // orig_dst: an option volley sets per family at adoption.
     let v4 = Config::new().orig_dst(true).adopt(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
-    let dual = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
-    dual.set_only_v6(false).unwrap();
-    dual.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let dual = bound_with("[::]:0", |s| s.set_only_v6(false)).unwrap();
     let dual = Config::new().orig_dst(true).adopt(dual).unwrap();
     for (name, tx) in [("IPv4", &v4), ("dual-stack", &dual)] {
         tx.send_batch_blocking(&[Transmit::new(to, name.as_bytes())], TIMEOUT)
@@ -222,9 +226,7 @@ fn an_adopted_socket_sends_to_the_families_it_carries() {
         assert!(meta.ttl.is_some(), "{name}: IP_RECVTTL: {meta:?}");
         assert_eq!(meta.orig_dst(), Some(back), "{name}: IP_RECVORIGDSTADDR");
     }
-    let only6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
-    only6.set_only_v6(true).unwrap();
-    only6.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    let only6 = bound_with("[::]:0", |s| s.set_only_v6(true)).unwrap();
     let only6 = Config::new().adopt(only6).unwrap();
     match only6.try_send_batch(&[Transmit::new(to, b"v4")]) {
         Err(Error::InvalidTransmit(volley::InvalidTransmit::AddressFamily { destination })) => {

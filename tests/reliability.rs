@@ -14,6 +14,20 @@ use volley_tests::driver::{
     Case, Received,
 };
 
+/// Asserts `got` holds each sequence number below `total` exactly once, in
+/// any order; returns how many arrived after a higher one. Order is not
+/// asserted behind the tbf: datagrams leave the qdisc both from the sending
+/// thread and from the qdisc's timer, and each CPU hands loopback packets to
+/// its own backlog queue, so the kernel may reorder a few between the two
+/// cores (seen once in a run: 287 before 284-286, nothing lost or doubled).
+fn assert_each_once(case: &Case, got: &[Received], total: u32) -> usize {
+    let mut seqs: Vec<u32> = got.iter().map(|r| seq_of(&r.payload)).collect();
+    let late = seqs.windows(2).filter(|w| w[1] < w[0]).count();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..total).collect::<Vec<_>>(), "[{}] lost or duplicated", case.name);
+    late
+}
+
 /// Asserts `got` holds distinct sequence numbers below `total`, ascending.
 fn assert_ascending_unique(case: &Case, got: &[Received], total: u32) {
     let seqs: Vec<u32> = got.iter().map(|r| seq_of(&r.payload)).collect();
@@ -352,17 +366,9 @@ fn throttled_round(case: &Case, tx: &Socket, rx: &Socket, total: u32, segs: u32)
     let datagrams = (total * segs) as usize;
     let left = datagrams - got.len();
     got.extend(recv_datagrams(rx, &mut batch, left));
-    // Every datagram exactly once. Order is not asserted here: behind the
-    // tbf, datagrams leave the qdisc both from the sending thread and from
-    // the qdisc's timer, and each CPU hands loopback packets to its own
-    // backlog queue, so the kernel may reorder a few between the two cores
-    // (seen once in a run: 287 before 284-286, nothing lost or doubled).
     // A count too low shows as a duplicate, one too high as a loss.
-    let mut seqs: Vec<u32> = got.iter().map(|r| seq_of(&r.payload)).collect();
-    let late = seqs.windows(2).filter(|w| w[1] < w[0]).count();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (0..total * segs).collect::<Vec<_>>(), "[{}] lost or duplicated", case.name);
-    println!("[{}] segs {segs}: all {} arrived once ({late} out of order)", case.name, seqs.len());
+    let late = assert_each_once(case, &got, total * segs);
+    println!("[{}] segs {segs}: all {} arrived once ({late} out of order)", case.name, got.len());
     let all: Vec<u8> = bufs.concat();
     for r in &got {
         let at = seq_of(&r.payload) as usize * SEG;
@@ -434,10 +440,7 @@ fn send_batch_blocking_waits_for_room_then_times_out() {
         let ts: Vec<Transmit<'_>> = bufs.iter().map(|b| Transmit::new(to, b)).collect();
         tx.send_batch_blocking(&ts, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("[{}] the throttled batch: {e}", case.name));
-        let mut batch = RecvBatch::new();
-        let mut seqs: Vec<u32> = recv_datagrams(&rx, &mut batch, 60).iter().map(|r| seq_of(&r.payload)).collect();
-        seqs.sort_unstable();
-        assert_eq!(seqs, (0..60).collect::<Vec<_>>(), "[{}] lost or duplicated", case.name);
+        assert_each_once(case, &recv_datagrams(&rx, &mut RecvBatch::new(), 60), 60);
 
         // 600 datagrams: ~2.9 s at 2 Mbit/s, against a 200 ms timeout.
         let bufs: Vec<Vec<u8>> = (0..600).map(|s| payload(s, 1200)).collect();

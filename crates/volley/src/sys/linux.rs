@@ -362,7 +362,7 @@ mod tests {
             ("0.0.0.0:0", "239.1.2.3", libc::IPPROTO_IP, libc::IP_MULTICAST_ALL),
             ("[::]:0", "ff15::1:2:3", libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL),
         ] {
-            let sock = Config::new().ipv6_only(true).bind(at.parse().unwrap()).unwrap();
+            let sock = crate::Socket::bind(at.parse().unwrap()).unwrap();
             let all = || get_int(sock.as_fd(), level, name).unwrap();
             assert_eq!(all(), 1, "{at}: the kernel's default");
             sock.join_multicast(group.parse().unwrap(), crate::MulticastInterface::Any).unwrap();
