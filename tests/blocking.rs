@@ -234,12 +234,18 @@ fn receive_syscalls_per_wakeup() {
         );
         // SO_RCVTIMEO is set once for the constant timeout, not per call.
         assert_eq!(b_set, nb_set + 1, "[{}] setsockopt: blocking {b_set}, non-blocking {nb_set}", case.name);
-        // And it is fewer syscalls than the non-blocking way.
-        assert!(
-            b_recv + b_waits < nb_recv + nb_waits,
-            "[{}] blocking {b_recv}+{b_waits} vs non-blocking {nb_recv}+{nb_waits}",
-            case.name
-        );
+        // And it is fewer syscalls than the non-blocking way whenever that
+        // way had to wait (a poll per datagram not there yet). When every
+        // datagram was already queued as the receiver came back (a slow
+        // receiver: seen under ASan, 200 receives and no poll) both take one
+        // receive per datagram, and blocking must take no more.
+        let (b, nb) = (b_recv + b_waits, nb_recv + nb_waits);
+        if nb_waits > 1 {
+            assert!(b < nb, "[{}] blocking {b_recv}+{b_waits} vs non-blocking {nb_recv}+{nb_waits}", case.name);
+        } else {
+            println!("[{}] the non-blocking receiver never waited: comparing for no more calls", case.name);
+            assert!(b <= nb, "[{}] blocking {b_recv}+{b_waits} vs non-blocking {nb_recv}+{nb_waits}", case.name);
+        }
     }
 }
 
